@@ -1,0 +1,101 @@
+/* vpd models: the target models (TMS, ResidMLP, LlamaSimpleMLP), their flat parameter
+ * block with PyTorch names, forward/backward, and the hook through which the
+ * decomposition replaces any linear (or embedding) layer.
+ *
+ * A model owns one flat parameter block (`params`, n_params floats) described by a
+ * table of PyTorch-named tensors (`pinfo`), and a table of decomposable layers
+ * (`layers`) named as PyTorch names the module ("linear1", "layers.0.mlp_in",
+ * "h.2.attn.k_proj", "wte"). Activations live in one arena sized by
+ * vpd_model_reserve(B, S) and reused by every forward.
+ *
+ * Hooks. vpd_model_forward computes every decomposable layer through
+ * hook->forward when a hook is given (else y = W x + b from the target weights), and
+ * vpd_model_backward calls hook->backward for those layers in reverse order. The
+ * hook receives the layer index, its input rows and writes the output rows; in
+ * backward it gets dy, accumulates dx (when dx != NULL) and whatever it trains. */
+#ifndef VPD_MODELS_H
+#define VPD_MODELS_H
+
+#include "vpd/core.h"
+
+typedef enum { VPD_MODEL_TMS = 0, VPD_MODEL_RESID_MLP = 1, VPD_MODEL_LLAMA = 2 } vpd_model_kind;
+
+typedef struct {
+    vpd_model_kind kind;
+    /* TMS: n_features -> n_hidden -> n_features, tied weights, ReLU output, bias */
+    /* ResidMLP: n_features, d_embed, d_mlp, n_layers; ReLU; no biases */
+    int n_features, n_hidden, d_embed, d_mlp;
+    /* LlamaSimpleMLP */
+    int vocab_size, n_ctx, n_embd, n_head, n_key_value_heads, n_intermediate;
+    int n_layers; /* ResidMLP and Llama */
+    double rms_eps;    /* 1e-6 */
+    double rope_theta; /* 10000 */
+} vpd_model_config;
+
+typedef struct {
+    char name[96]; /* PyTorch state_dict name, e.g. "h.0.attn.q_proj.weight" */
+    int ndim;
+    int64_t shape[4];
+    size_t offset; /* into params */
+    size_t numel;
+    bool trainable; /* false for fixed buffers such as ResidMLP's W_E */
+} vpd_param_info;
+
+typedef struct {
+    char name[64];   /* module name: "linear1", "layers.0.mlp_in", "h.0.mlp.c_fc", "wte" */
+    int d_in, d_out; /* embedding: d_in = vocab, d_out = d_model */
+    bool embedding;  /* input is token ids; W is [vocab, d] (y = W[tok]) */
+    const real *W;   /* [d_out, d_in] for linear layers (PyTorch layout); [vocab, d] for embeddings */
+    const real *b;   /* [d_out] or NULL */
+} vpd_layer_info;
+
+typedef struct vpd_hook vpd_hook;
+struct vpd_hook {
+    /* y[N, d_out] of layer l from its input x[N, d_in] (tok[N] for an embedding; x NULL). */
+    void (*forward)(vpd_hook *h, int l, const real *x, const int32_t *tok, real *y, int N);
+    /* Given dy[N, d_out]: accumulate dx[N, d_in] (dx may be NULL) and the hook's own gradients. */
+    void (*backward)(vpd_hook *h, int l, const real *x, const int32_t *tok, const real *dy, real *dx, int N);
+};
+
+/* Model input: toy models take float features x[B, n_features]; the LM takes tokens[B, S]. */
+typedef struct {
+    int B, S;              /* S = 1 for toy models */
+    const real *x;         /* [B, n_features] or NULL */
+    const int32_t *tokens; /* [B, S] or NULL */
+} vpd_model_input;
+
+typedef struct vpd_model {
+    vpd_model_config cfg;
+    real *params;
+    size_t n_params;
+    int n_pinfo;
+    vpd_param_info *pinfo;
+    int n_layers;
+    vpd_layer_info *layers; /* in forward order */
+    int B, S;               /* activation capacity from vpd_model_reserve */
+    vpd_arena acts;
+    void *impl; /* model-specific activation pointers */
+} vpd_model;
+
+/* sizes of the output of one forward: toy models [B, n_features]; LM [B, S, vocab] */
+size_t vpd_model_out_size(const vpd_model *m, int B, int S);
+int vpd_model_out_dim(const vpd_model *m);
+
+vpd_status vpd_model_create(vpd_model *m, const vpd_model_config *cfg);
+/* PyTorch-default-like random init from the counter-based RNG (pretraining starts here) */
+void vpd_model_init_params(vpd_model *m, uint64_t seed);
+/* After params change (load, optimizer step): refresh derived views (TMS's transposed linear2). */
+void vpd_model_sync(vpd_model *m);
+vpd_status vpd_model_reserve(vpd_model *m, int B, int S);
+/* out as vpd_model_out_size; hook may be NULL. in->B, in->S <= reserved. */
+void vpd_model_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook);
+/* Backward of the last forward. dout as out. dparams [n_params] (may be NULL) accumulates the
+ * parameter gradient (tied weights summed into their one tensor); dinput (may be NULL)
+ * accumulates d/dx for toy models. */
+void vpd_model_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook);
+int vpd_model_find_layer(const vpd_model *m, const char *name);
+int vpd_model_find_param(const vpd_model *m, const char *name);
+void vpd_model_free(vpd_model *m);
+const char *vpd_model_kind_name(vpd_model_kind k);
+
+#endif

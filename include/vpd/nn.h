@@ -1,0 +1,72 @@
+/* vpd nn: layers as paired *_forward / *_backward functions (llm.c style).
+ *
+ * Legend: N rows (tokens = B*S, or examples for toy models), Din/Dout widths, B batch,
+ * S positions, H query heads, Hkv key/value heads, dh head dim, V vocabulary.
+ * Argument order: outputs, buffers saved for backward, inputs, weights, sizes.
+ * Every backward ACCUMULATES (+=) into its gradient outputs; any gradient pointer may
+ * be NULL when that gradient is not needed. Callers zero gradients once per step.
+ * Every matrix product goes through vpd_gemm (BLAS). */
+#ifndef VPD_NN_H
+#define VPD_NN_H
+
+#include "vpd/core.h"
+
+/* ---- linear: y[N,Dout] = x[N,Din] W^T + b, W [Dout, Din] (PyTorch layout), b [Dout] or NULL */
+void linear_forward(real *y, const real *x, const real *W, const real *b, int N, int Din, int Dout);
+void linear_backward(real *dx, real *dW, real *db, const real *dy, const real *x, const real *W,
+                     int N, int Din, int Dout);
+
+/* ---- embedding: y[N,D] = W[tok[n], :], W [V, D] */
+void embedding_forward(real *y, const int32_t *tok, const real *W, int N, int V, int D);
+void embedding_backward(real *dW, const real *dy, const int32_t *tok, int N, int V, int D);
+
+/* ---- RMSNorm: y = w ⊙ x / sqrt(mean(x²) + eps) over the last dim D; w NULL = weightless.
+ * rstd[N] is saved by forward for backward. */
+void rmsnorm_forward(real *y, real *rstd, const real *x, const real *w, int N, int D, real eps);
+void rmsnorm_backward(real *dx, real *dw, const real *dy, const real *x, const real *w,
+                      const real *rstd, int N, int D);
+
+/* ---- activations (element-wise over n values) */
+typedef enum { GELU_ERF = 0, GELU_TANH = 1 } gelu_kind;
+void gelu_forward(real *y, const real *x, size_t n, gelu_kind kind);
+void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind kind);
+void relu_forward(real *y, const real *x, size_t n);
+void relu_backward(real *dx, const real *dy, const real *x, size_t n);
+
+/* ---- rotary embeddings, half-split convention, in place on x [B, S, H, dh]:
+ * for i < dh/2, θ = pos · base^(-2i/dh), pairs (i, i+dh/2):
+ *   x'_i = x_i cos θ − x_{i+h} sin θ,  x'_{i+h} = x_{i+h} cos θ + x_i sin θ.
+ * Backward applies the transpose rotation in place on the gradient. */
+void rope_forward(real *x, int B, int S, int H, int dh, real base);
+void rope_backward(real *dx, int B, int S, int H, int dh, real base);
+
+/* ---- multi-head attention with grouped-query heads (query head h uses kv head
+ * h / (H/Hkv)). q [B,S,H,dh], k and v [B,S,Hkv,dh] (RoPE already applied),
+ * out [B,S,H,dh]; att [B,H,S,S] holds the softmax probabilities saved for backward.
+ * Scores are scaled by 1/sqrt(dh); causal masks j > i. */
+void attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
+                       int B, int S, int H, int Hkv, int dh, bool causal);
+void attention_backward(real *dq, real *dk, real *dv, const real *dout, const real *att,
+                        const real *q, const real *k, const real *v,
+                        int B, int S, int H, int Hkv, int dh, bool causal);
+
+/* ---- softmax over the last dim, probs[N,V] */
+void softmax_forward(real *probs, const real *logits, int N, int V);
+
+/* ---- cross-entropy, mean over N rows: loss = -(1/N) Σ log softmax(logits)[n, target[n]].
+ * probs [N,V] saved. Backward: dlogits += dloss · (probs − onehot) / N. */
+real cross_entropy_forward(real *probs, const real *logits, const int32_t *targets, int N, int V);
+void cross_entropy_backward(real *dlogits, const real *probs, const int32_t *targets, int N, int V,
+                            real dloss);
+
+/* ---- KL(softmax p ‖ softmax q) summed over the vocabulary, mean over N rows.
+ * p are the (constant) target logits, q the model's; p_probs and q_probs [N,V] are saved.
+ * Backward w.r.t. q logits: dq += dloss · (q_probs − p_probs) / N. */
+real kl_forward(real *p_probs, real *q_probs, const real *p_logits, const real *q_logits, int N, int V);
+void kl_backward(real *dq_logits, const real *p_probs, const real *q_probs, int N, int V, real dloss);
+
+/* ---- mean squared error, mean over n elements: dy += dloss · 2 (y − t) / n */
+real mse_forward(const real *y, const real *t, size_t n);
+void mse_backward(real *dy, const real *y, const real *t, size_t n, real dloss);
+
+#endif

@@ -1,0 +1,15 @@
+/* vpd subcommands: each is `int vpd_cmd_<name>(int argc, char **argv)` with argv[0] the
+ * subcommand name; returns the process exit status. src/cli/main.c dispatches. */
+#ifndef VPD_CLI_COMMANDS_H
+#define VPD_CLI_COMMANDS_H
+
+int vpd_cmd_forward(int argc, char **argv);
+int vpd_cmd_pretrain(int argc, char **argv);
+int vpd_cmd_decompose(int argc, char **argv);
+
+/* Shared by subcommands: print "vpd <cmd>: <last error>" and return the exit status. */
+int vpd_cli_fail(const char *cmd, int status);
+/* true if argv contains -h or --help */
+int vpd_cli_wants_help(int argc, char **argv);
+
+#endif

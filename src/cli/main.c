@@ -1,0 +1,74 @@
+/* vpd: the command-line entry point. Initialises MPI and logging, then dispatches to the
+ * subcommand (src/cli/cmd_*.c). Every subcommand returns an exit status; a failure on
+ * any rank is reported once and makes every rank exit non-zero. */
+#include <mpi.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "vpd/core.h"
+
+typedef struct {
+    const char *name;
+    int (*fn)(int, char **);
+    const char *summary;
+} vpd_command;
+
+/* Subcommands are weak references while the tree grows: one whose source is not in this
+ * build is listed as unavailable instead of breaking the link. */
+#pragma weak vpd_cmd_forward
+#pragma weak vpd_cmd_pretrain
+#pragma weak vpd_cmd_decompose
+
+static const vpd_command commands[] = {
+    {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
+    {"decompose", vpd_cmd_decompose, "decompose a target model's weights (the main job)"},
+    {"forward", vpd_cmd_forward, "run a target model on inputs and write its outputs (HDF5)"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "vpd %s (%s): adversarial parameter decomposition of neural network weights\n\n"
+            "usage: vpd <command> [options]      (mpiexec -n N vpd ... for multi-rank runs)\n\ncommands:\n",
+            VPD_VERSION, VPD_GIT_HASH);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (commands[i].fn) fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].summary);
+    fprintf(f, "  %-12s %s\n\n'vpd <command> --help' describes each command.\n", "version", "print version and git hash");
+}
+
+int main(int argc, char **argv) {
+    MPI_Init(&argc, &argv);
+    int rank = 0, world = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    vpd_log_set_rank(rank, world);
+
+    int status = 0;
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        if (rank == 0) usage(argc < 2 ? stderr : stdout);
+        status = argc < 2 ? 2 : 0;
+    } else if (!strcmp(argv[1], "version") || !strcmp(argv[1], "--version")) {
+        if (rank == 0) printf("vpd %s (git %s)\n", VPD_VERSION, VPD_GIT_HASH);
+    } else {
+        const vpd_command *cmd = NULL;
+        for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+            if (!strcmp(argv[1], commands[i].name)) cmd = &commands[i];
+        if (cmd && !cmd->fn) {
+            if (rank == 0) fprintf(stderr, "vpd: command '%s' is not available in this build\n", argv[1]);
+            status = 2;
+        } else if (!cmd) {
+            if (rank == 0) {
+                fprintf(stderr, "vpd: unknown command '%s'\n\n", argv[1]);
+                usage(stderr);
+            }
+            status = 2;
+        } else {
+            status = cmd->fn(argc - 1, argv + 1);
+        }
+    }
+    /* a failure on any rank fails every rank (no rank waits forever on the others) */
+    int worst = 0;
+    MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return worst;
+}

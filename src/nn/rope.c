@@ -1,0 +1,38 @@
+/* Rotary position embeddings, half-split convention (Llama / GPT-NeoX style, §7):
+ * dimension i < dh/2 is paired with i + dh/2 and the pair is rotated by
+ * θ = pos · base^(−2i/dh). The angle only depends on (pos, i), so each cos/sin is
+ * computed once (in double) and applied to every batch row and head.
+ * The rotation is orthogonal, so backward applies its transpose (rotation by −θ)
+ * to the gradient in place. */
+#include <math.h>
+
+#include "vpd/nn.h"
+
+/* sign = +1 forward, −1 backward (transpose = rotation by −θ) */
+static void rope_rotate(real *x, int B, int S, int H, int dh, real base, double sign) {
+    int half = dh / 2;
+    VPD_ASSERT(dh % 2 == 0, "rope: head dim %d must be even", dh);
+    for (int s = 0; s < S; s++) {
+        for (int i = 0; i < half; i++) {
+            double theta = (double)s * pow((double)base, -2.0 * i / dh);
+            real c = (real)cos(theta), sn = (real)(sign * sin(theta));
+            for (int b = 0; b < B; b++) {
+                real *row = x + ((size_t)b * S + s) * (size_t)H * dh;
+                for (int h = 0; h < H; h++) {
+                    real *p = row + (size_t)h * dh;
+                    real x1 = p[i], x2 = p[i + half];
+                    p[i] = x1 * c - x2 * sn;
+                    p[i + half] = x2 * c + x1 * sn;
+                }
+            }
+        }
+    }
+}
+
+void rope_forward(real *x, int B, int S, int H, int dh, real base) {
+    rope_rotate(x, B, S, H, dh, base, 1.0);
+}
+
+void rope_backward(real *dx, int B, int S, int H, int dh, real base) {
+    if (dx) rope_rotate(dx, B, S, H, dh, base, -1.0);
+}
