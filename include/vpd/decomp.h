@@ -1,0 +1,313 @@
+/* vpd decomp: the decomposition of a target model (VPD_METHOD.md §1–§5).
+ *
+ * A vpd_decomp holds, for every decomposed layer (sorted by strcmp of its name, the
+ * order global CI functions and the RNG use), its components V, U and Δ; one flat
+ * block of component parameters (all V and U) with its gradient; the CI function (its
+ * own flat block); and every per-step buffer, allocated once for the local batch.
+ *
+ * One training step (trainer.c) runs, in the order of §5: schedules → Δ → target
+ * forward caching each layer's input → CI forward → PPGD warmup → losses (each a
+ * forward/backward of the masked model, accumulating dU, dV and ∂/∂g) → CI backward →
+ * gradient allreduce → PPGD ascent → logging → clip → AdamW.
+ *
+ * Legend: B local examples, S positions (1 for toy models), N = B·S rows, L decomposed
+ * layers, C_l subcomponents of layer l, ΣC = Σ_l C_l. Buffers over all layers are
+ * layer-major blocks: layer l's [N, C_l] block (contiguous, row stride C_l) starts at
+ * element N·c_off[l]; per-layer-per-row buffers [L, N] start layer l at l·N. */
+#ifndef VPD_DECOMP_H
+#define VPD_DECOMP_H
+
+#include <mpi.h>
+
+#include "vpd/ci.h"
+#include "vpd/components.h"
+#include "vpd/core.h"
+#include "vpd/models.h"
+#include "vpd/optim.h"
+
+/* ---- configuration ------------------------------------------------------------------ */
+typedef enum {
+    VPD_LOSS_FAITHFULNESS = 0,
+    VPD_LOSS_IMPORTANCE_MINIMALITY,
+    VPD_LOSS_STOCHASTIC_RECON,
+    VPD_LOSS_STOCHASTIC_RECON_LAYERWISE,
+    VPD_LOSS_STOCHASTIC_RECON_SUBSET,
+    VPD_LOSS_CI_MASKED_RECON,
+    VPD_LOSS_CI_MASKED_RECON_SUBSET,
+    VPD_LOSS_CI_MASKED_RECON_LAYERWISE,
+    VPD_LOSS_UNMASKED_RECON,
+    VPD_LOSS_STOCHASTIC_HIDDEN_ACTS_RECON,
+    VPD_LOSS_PGD_RECON,
+    VPD_LOSS_PGD_RECON_SUBSET,
+    VPD_LOSS_PGD_RECON_LAYERWISE,
+    VPD_LOSS_PPGD_RECON,
+    VPD_LOSS_PPGD_RECON_SUBSET,
+    VPD_LOSS_KIND_COUNT
+} vpd_loss_kind;
+
+/* spd classname of each kind ("FaithfulnessLoss", ...) and the reverse lookup */
+const char *vpd_loss_classname(vpd_loss_kind k);
+vpd_status vpd_loss_kind_parse(const char *classname, vpd_loss_kind *out);
+
+typedef enum { VPD_OUT_MSE = 0, VPD_OUT_KL = 1 } vpd_output_loss;
+typedef enum { VPD_PGD_INIT_RANDOM = 0, VPD_PGD_INIT_ONES, VPD_PGD_INIT_ZEROES } vpd_pgd_init;
+typedef enum { VPD_SCOPE_UNIQUE_PER_DATAPOINT = 0, VPD_SCOPE_SHARED_ACROSS_BATCH } vpd_pgd_scope;
+typedef enum {
+    VPD_PPGD_SINGLE_SOURCE = 0,
+    VPD_PPGD_BROADCAST_ACROSS_BATCH,
+    VPD_PPGD_REPEAT_ACROSS_BATCH,
+    VPD_PPGD_PER_BATCH_PER_POSITION
+} vpd_ppgd_scope;
+typedef enum { VPD_PPGD_SIGN = 0, VPD_PPGD_ADAM = 1 } vpd_ppgd_optimizer;
+
+typedef struct {
+    vpd_loss_kind kind;
+    double coeff;
+    /* ImportanceMinimality */
+    double pnorm, beta, eps;
+    double p_anneal_start_frac, p_anneal_end_frac, p_anneal_final_p;
+    bool has_p_anneal_final_p;
+    /* ...Subset: routing */
+    vpd_routing_kind routing;
+    double routing_p;
+    /* PGD */
+    vpd_pgd_init pgd_init;
+    double step_size;
+    int n_steps;
+    vpd_pgd_scope mask_scope;
+    /* persistent PGD */
+    vpd_ppgd_optimizer ppgd_opt;
+    vpd_schedule ppgd_lr;
+    double ppgd_beta1, ppgd_beta2, ppgd_eps;
+    vpd_ppgd_scope ppgd_scope;
+    int ppgd_n_sources;
+    bool ppgd_sigmoid;
+    int ppgd_n_warmup_steps;
+} vpd_loss_cfg;
+
+#define VPD_MAX_LOSSES 32
+#define VPD_MAX_MODULE_PATTERNS 64
+
+typedef struct {
+    char pattern[128];
+    int C;
+} vpd_module_info;
+
+typedef struct {
+    /* method */
+    uint64_t seed;
+    int n_mask_samples;
+    vpd_ci_type ci_type;
+    int ci_hidden[VPD_CI_MAX_HIDDEN];
+    int ci_n_hidden;
+    vpd_sampling sampling;
+    vpd_sigmoid_fn sigmoid_lower, sigmoid_upper;
+    char sigmoid_type[32];
+    int n_module_info;
+    vpd_module_info module_info[VPD_MAX_MODULE_PATTERNS];
+    bool use_delta_component;
+    int n_losses;
+    vpd_loss_cfg losses[VPD_MAX_LOSSES];
+    vpd_output_loss output_loss;
+    /* training */
+    int steps, batch_size;
+    vpd_schedule lr_components, lr_ci;
+    double grad_clip_components, grad_clip_ci; /* <= 0: no clipping */
+    int faithfulness_warmup_steps;
+    double faithfulness_warmup_lr, faithfulness_warmup_weight_decay;
+    /* logging / evaluation */
+    int train_log_freq, eval_freq, n_eval_steps, eval_batch_size, save_freq;
+    double ci_alive_threshold;
+    /* task / data (toy models) */
+    double feature_probability;
+    char data_generation_type[48];
+    /* LM data (token binaries) */
+    char train_tokens[1024], eval_tokens[1024];
+    int max_seq_len;
+    /* vpd sections */
+    char target_dir[1024];
+    char out_dir[1024];
+    int component_parallel;
+} vpd_decomp_config;
+
+/* Defaults of the reference implementation (spd Config field defaults). */
+void vpd_decomp_config_defaults(vpd_decomp_config *cfg);
+/* Read either schema (spd flat / param-decomp `pd:`) from a loaded config tree; unknown keys
+ * are errors with their line (decomp_config.c). */
+struct vpd_config;
+vpd_status vpd_decomp_config_read(struct vpd_config *root, vpd_decomp_config *cfg);
+
+/* ---- state ---------------------------------------------------------------------------- */
+typedef struct {
+    char name[64];
+    int model_layer;   /* index into target->layers */
+    int C, d_in, d_out;
+    bool embedding;
+    int c_off;         /* Σ of C over earlier layers: block offset N·c_off in [ΣC·N] buffers */
+    int tied_to;       /* -1, or the decomposed layer whose parameters this one uses transposed
+                          (TMS: linear2 = linear1ᵀ, so V₂ = U₁ᵀ, U₂ = V₁ᵀ) */
+    size_t numel_W;    /* d_in·d_out: the faithfulness denominator counts it */
+    vpd_components comp;
+    real *dV, *dU;     /* gradient of this layer's V, U (for a tied layer: scratch folded
+                          into its source's gradient by vpd_decomp_fold_tied_grads) */
+    real *x_in;        /* [N, d_in] the target's input to this layer this step (linear) */
+    real *y_target;    /* [N, d_out] the target's output of this layer (hidden-acts loss) */
+} vpd_layer_state;
+
+typedef struct vpd_ppgd_state vpd_ppgd_state;
+
+typedef struct vpd_decomp {
+    const vpd_decomp_config *cfg;
+    vpd_model *target;
+    int L;
+    vpd_layer_state *layers; /* strcmp order */
+    int *model_to_decomp;    /* [target->n_layers] -> decomposed index or -1 */
+    int C_sum;
+
+    /* flat parameter blocks: all untied V, U */
+    size_t n_comp_params;
+    real *comp_params, *comp_grads;
+    real *tied_buf; /* materialised V, U, dV, dU of tied layers */
+    vpd_ci_fn *ci;
+
+    /* batch geometry of this rank */
+    int B, S, N;
+    int64_t example0;   /* global index of the first local example */
+    int B_global;
+    int out_numel;      /* elements of one model output for the local batch */
+    MPI_Comm dp_comm;   /* data-parallel replicas (MPI_COMM_WORLD for now) */
+    int dp_size, dp_rank;
+
+    /* this step's data */
+    vpd_model_input input;
+    real *x_batch;       /* [B, n_features] toy input */
+    real *y_batch;       /* [B, n_features] toy labels (pretraining only) */
+    int32_t *tok_batch;  /* [B, S+1] LM windows; input = first S */
+    int32_t *tok_in;     /* [B, S] */
+    real *target_out;    /* [out_numel] f(x) */
+    real *target_probs;  /* [N, vocab] softmax f(x) for KL (LM) */
+
+    /* per-step CI buffers [ΣC·N] */
+    real *ci_in;      /* CI inputs that are component activations (mlp / embeddings) */
+    real *z, *zp;     /* pre-sigmoid (zp: binomial-perturbed input of the lower sigmoid) */
+    real *g_lower, *g_upper;
+    real *dg_lower, *dg_upper, *dz, *dci_in;
+
+    /* per-pass buffers */
+    real *a;          /* [ΣC·N] component activations of the current pass */
+    real *mask, *dmask;      /* [ΣC·N] */
+    real *src, *dsrc;        /* [ΣC·N] stochastic or adversarial sources r */
+    real *mdelta, *dmdelta;  /* [L, N] delta masks */
+    real *srcdelta, *dsrcdelta; /* [L, N] */
+    uint8_t *route;          /* [L, N] */
+    real *out, *dout;        /* [out_numel] */
+    real *q_probs;           /* [N, vocab] (LM KL) */
+    real *work;              /* components workspace */
+    size_t work_size;
+    real *tmp_layer;         /* [N, max d_out] scratch */
+    vpd_arena arena;         /* owns every per-step buffer above */
+
+    /* persistent PGD, one per PPGD loss (index = loss index; NULL otherwise) */
+    vpd_ppgd_state *ppgd[VPD_MAX_LOSSES];
+
+    /* training state */
+    int step;
+    vpd_adamw adam_comp, adam_ci;
+    double loss_values[VPD_MAX_LOSSES];
+    double last_total_loss;
+    double im_p_current;
+} vpd_decomp;
+
+/* Build the decomposition of `target` for this config: select layers by module_info
+ * patterns (fnmatch over the target's layer names; a pattern matching nothing is an
+ * error), sort them by strcmp, tie TMS's linear2 to linear1, create the CI function,
+ * allocate every buffer for the local batch (B examples of S positions starting at global
+ * example `example0`), and initialise parameters from cfg->seed. */
+vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target,
+                             int B, int S, int64_t example0, int B_global, MPI_Comm dp_comm);
+void vpd_decomp_free(vpd_decomp *d);
+/* Bytes of every buffer of the decomposition (the memory plan printed at start-up). */
+size_t vpd_decomp_memory_bytes(const vpd_decomp *d);
+
+/* After the component parameters change: materialise tied layers and recompute Δ. */
+void vpd_decomp_refresh(vpd_decomp *d);
+/* Fold the scratch gradients of tied layers into their sources (dV₁ += dU₂ᵀ, dU₁ += dV₂ᵀ). */
+void vpd_decomp_fold_tied_grads(vpd_decomp *d);
+
+/* Run the target on d->input, caching each decomposed layer's input (and output) and the
+ * target output f(x) (and its softmax for KL). */
+void vpd_decomp_target_forward(vpd_decomp *d);
+
+/* Random draws of a step are named by a `sample` number (components.h vpd_draw): loss i
+ * uses samples i·1024 + j (j < 1024: its mask samples, PGD inits, routing draws …); the
+ * binomial perturbation of the CI uses VPD_SAMPLE_BINOMIAL_U. */
+#define VPD_SAMPLE_BINOMIAL_U 0xFFFFu
+static inline uint32_t vpd_loss_sample(int loss_index, int j) { return (uint32_t)(loss_index * 1024 + j); }
+/* the draw coordinates of decomposed layer k (k < 0: per-position draws such as routing) */
+vpd_draw vpd_decomp_draw(const vpd_decomp *d, int k, uint32_t sample);
+
+/* CI: z from the cached inputs, then g_lower / g_upper (binomial: 1.05 z − 0.05 u, u drawn
+ * at (step, sample 0xFFFF)). */
+vpd_status vpd_decomp_ci_forward(vpd_decomp *d);
+/* Backward of the CI from d->dg_lower / d->dg_upper into the CI gradient and (mlp, and
+ * embeddings) into dV. */
+vpd_status vpd_decomp_ci_backward(vpd_decomp *d);
+
+/* ---- the masked model --------------------------------------------------------------------
+ * One forward of the model with some layers replaced by their components, the output loss
+ * D against f(x), and (dscale != 0) the backward of dscale·D. */
+typedef struct {
+    bool replaced;
+    const real *m;         /* [N, C] or NULL = ones */
+    const real *mdelta;    /* [N] or NULL: no delta term */
+    const uint8_t *route;  /* [N] or NULL: every row uses components */
+    real *dm;              /* accumulate ∂/∂m (NULL: not needed) */
+    real *dmdelta;         /* accumulate ∂/∂m_Δ (NULL: not needed) */
+} vpd_pass_layer;
+
+typedef struct {
+    double dscale;      /* backward of dscale·D; 0 = forward only */
+    bool param_grads;   /* accumulate dU, dV of replaced layers */
+    bool hidden_acts;   /* D = pooled squared error of the replaced layers' outputs against the
+                           target's (StochasticHiddenActsRecon) instead of the output loss */
+} vpd_pass_opts;
+
+/* Returns D (the output loss: mse mean over elements; kl mean over positions of Σ_vocab).
+ * For hidden_acts, returns the SUM of squared errors and sets *numel_out to the pooled count. */
+double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass_opts *opts,
+                       double *numel_out);
+
+/* One pass of the reconstruction family (losses.c): masks from sources (m = g + (1−g)·r
+ * over d->src, m_Δ = d->srcdelta when use_delta_component), from the CI (m = g, no Δ) or
+ * none (m = 1, no Δ), for the layers in `replaced` (NULL = all) with optional routing
+ * [L, N]. Backward of dscale·D (dscale 0: forward only): dU, dV when param_grads and ∂/∂g
+ * into d->dg_lower; when want_dsrc, ∂D/∂r into d->dsrc and ∂D/∂r_Δ into d->dsrcdelta. */
+typedef enum { SRC_SOURCES = 0, SRC_CI = 1, SRC_UNMASKED = 2 } vpd_mask_source;
+double vpd_recon_pass(vpd_decomp *d, vpd_mask_source ms, const bool *replaced, const uint8_t *route, double dscale,
+                      bool param_grads, bool want_dsrc, bool hidden_acts, double *numel_out);
+
+/* ---- losses ----------------------------------------------------------------------------
+ * Each loss adds coeff·∂loss/∂(U, V) into the component gradient and coeff·∂loss/∂g into
+ * d->dg_lower / d->dg_upper, and returns its value (before the coefficient).
+ * `index` is the loss's position in cfg->losses (it names its random draws). */
+double vpd_loss_evaluate(vpd_decomp *d, int index, bool backward);
+
+/* Persistent PGD (ppgd.c) */
+vpd_status vpd_ppgd_create(vpd_ppgd_state **out, vpd_decomp *d, int loss_index);
+void vpd_ppgd_free(vpd_ppgd_state *p);
+void vpd_ppgd_set_lr(vpd_ppgd_state *p, int step, int steps);
+/* the warmup ascent steps (§5 item 5) */
+void vpd_ppgd_warmup(vpd_decomp *d, vpd_ppgd_state *p, int loss_index);
+/* the loss (§5 item 6) and, when backward, its source gradient (item 7) kept for the step */
+double vpd_ppgd_loss(vpd_decomp *d, vpd_ppgd_state *p, int loss_index, bool backward);
+/* the ascent step with the gradient of the last vpd_ppgd_loss (item 9) */
+void vpd_ppgd_step(vpd_decomp *d, vpd_ppgd_state *p);
+/* flat views for checkpoints and parity: sources (raw parameterisation), adam m, v */
+size_t vpd_ppgd_numel(const vpd_ppgd_state *p);
+real *vpd_ppgd_sources(vpd_ppgd_state *p);
+real *vpd_ppgd_source_grad(vpd_ppgd_state *p);
+
+/* importance minimality p at a fraction of training */
+double vpd_im_annealed_p(const vpd_loss_cfg *lc, double frac);
+
+#endif

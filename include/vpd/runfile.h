@@ -1,0 +1,13 @@
+/* vpd runfile: writing run.h5, the self-describing result of a decomposition (layout in
+ * src/io/runfile.c and DESIGN.md "Files"). */
+#ifndef VPD_RUNFILE_H
+#define VPD_RUNFILE_H
+
+#include "vpd/trainer.h"
+
+struct vpd_config;
+/* Write path atomically (temporary name, then rename). summary and config may be NULL. */
+vpd_status vpd_runfile_write(const char *path, const vpd_decomp *d, const struct vpd_config *config,
+                             const vpd_summary *summary);
+
+#endif

@@ -1,0 +1,69 @@
+/* vpd trainer: the data feeding a decomposition, one training step in the order of
+ * VPD_METHOD.md §5, the faithfulness warmup, the run loop with progress and metrics,
+ * and the end-of-run summary (L0, alive subcomponents, toy ground truth). */
+#ifndef VPD_TRAINER_H
+#define VPD_TRAINER_H
+
+#include <stdio.h>
+
+#include "vpd/data.h"
+#include "vpd/decomp.h"
+
+typedef struct {
+    vpd_decomp *d;
+    bool lm;
+    vpd_toy_data toy;     /* toy models */
+    real *labels;         /* [B, n_features] (unused by the decomposition) */
+    vpd_tokens tokens;    /* LM */
+    int32_t *tok_targets; /* [B, S] */
+    real *adam_buf;
+} vpd_trainer;
+
+typedef struct {
+    int step;
+    double total;
+    double losses[VPD_MAX_LOSSES];     /* each loss before its coefficient, replica mean */
+    double l0[VPD_MAX_MODULE_PATTERNS * 4];     /* per layer, g > 0 */
+    double l0_thr[VPD_MAX_MODULE_PATTERNS * 4]; /* per layer, g > ci_alive_threshold */
+    double lr_components, lr_ci;
+    double grad_norm_components, grad_norm_ci; /* before clipping */
+    double im_p;
+    double seconds;
+} vpd_step_metrics;
+
+vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d);
+void vpd_trainer_free(vpd_trainer *t);
+/* Fill d's input with batch `index` of data stream `stream` (0 train, 1 eval) for this rank. */
+vpd_status vpd_trainer_load_batch(vpd_trainer *t, uint32_t stream, uint64_t index);
+vpd_status vpd_faithfulness_warmup(vpd_decomp *d);
+/* One iteration (step d->step); advances d->step. */
+vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm);
+
+/* mean of x over the replicas of comm, in ≤ 1 Mi-value buckets */
+void vpd_allreduce_mean(real *x, size_t n, MPI_Comm comm, int size);
+
+/* ---- run loop (run.c) ------------------------------------------------------------------ */
+typedef struct {
+    const char *run_dir;   /* metrics.jsonl goes here (rank 0) */
+    bool quiet;
+} vpd_run_opts;
+/* faithfulness warmup, then steps 0 … steps with progress and metrics; rank 0 writes
+ * metrics.jsonl lines every train_log_freq steps and at the last step */
+vpd_status vpd_run_training(vpd_trainer *t, const vpd_run_opts *opts);
+/* one JSON object (no newline) for a step's metrics */
+void vpd_metrics_json(FILE *f, const vpd_decomp *d, const vpd_step_metrics *sm);
+
+/* ---- summary (summary.c) ---------------------------------------------------------------- */
+typedef struct {
+    double l0[VPD_MAX_MODULE_PATTERNS * 4];
+    int alive[VPD_MAX_MODULE_PATTERNS * 4];
+    double mmcs[VPD_MAX_MODULE_PATTERNS * 4]; /* toy ground truth; < 0 when not defined */
+    int n_features;                           /* toy models: features examined */
+    int features_dedicated;                   /* features captured by exactly one subcomponent, per layer min */
+    int dedicated[VPD_MAX_MODULE_PATTERNS * 4];
+} vpd_summary;
+/* Evaluate on n_eval_steps batches of the eval stream (L0, alive = mean g > 1e-6), plus for
+ * toy targets MMCS and single-feature capture; print the table on rank 0. */
+vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out);
+
+#endif

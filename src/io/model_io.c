@@ -1,0 +1,601 @@
+/* Model directories: config.json + model.safetensors (or model.h5), like Hugging Face's.
+ *
+ * config.json uses the reference implementation's field names; "model_type" picks the
+ * kind (the reference's class names "TMSModel", "ResidMLP", "LlamaSimpleMLP" are
+ * accepted as aliases). Values vpd does not implement (extra TMS hidden layers, untied
+ * TMS weights, GELU ResidMLP, biases, adjacent-pair rotary) are refused with the file and
+ * the key named, rather than silently computing a different model. Unknown keys are
+ * warnings: Hugging Face configs carry bookkeeping keys we have no use for.
+ *
+ * Weights are looked up by PyTorch state_dict name and shape (m->pinfo from
+ * vpd_model_create). Tied weights are one tensor in vpd but two names in a PyTorch
+ * state_dict (TMS linear2.weight = linear1.weight^T; Llama lm_head.weight = wte.weight):
+ * the loader accepts either name, checks that both agree when both are present, and the
+ * writer writes both, so `model.load_state_dict(load_file(...), strict=True)` works. */
+#define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <hdf5.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "vpd/io.h"
+
+#ifndef VPD_VERSION
+#define VPD_VERSION "unknown"
+#endif
+
+/* ---- small file helpers -------------------------------------------------------------- */
+
+static bool file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0 && S_ISREG(sb.st_mode);
+}
+
+vpd_status vpd_mkdirs(const char *dir) {
+    char buf[1024];
+    if (snprintf(buf, sizeof buf, "%s", dir) >= (int)sizeof buf)
+        return vpd_error(VPD_ERR_IO, "directory path too long: '%.80s...'", dir);
+    size_t n = strlen(buf);
+    while (n > 1 && buf[n - 1] == '/') buf[--n] = '\0';
+    for (char *p = buf + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            struct stat sb;
+            if (stat(buf, &sb) != 0) {
+                if (mkdir(buf, 0755) != 0 && errno != EEXIST)
+                    return vpd_error(VPD_ERR_IO, "cannot create directory '%s': %s", buf, strerror(errno));
+            } else if (!S_ISDIR(sb.st_mode)) {
+                return vpd_error(VPD_ERR_IO, "cannot create directory '%s': a file of that name exists", buf);
+            }
+            if (c == '\0') break;
+            *p = c;
+        }
+    }
+    return VPD_OK;
+}
+
+static char *read_text(const char *path, vpd_status *s) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        *s = vpd_error(VPD_ERR_IO, "cannot open '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    rewind(fp);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (!buf || fread(buf, 1, (size_t)n, fp) != (size_t)n) {
+        *s = vpd_error(VPD_ERR_IO, "cannot read '%s'", path);
+        free(buf);
+        fclose(fp);
+        return NULL;
+    }
+    buf[n] = '\0';
+    fclose(fp);
+    return buf;
+}
+
+/* write text to path atomically (temp file + rename) */
+static vpd_status write_text(const char *path, const char *text) {
+    char tmp[1200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid()) >= (int)sizeof tmp)
+        return vpd_error(VPD_ERR_IO, "path too long: '%.80s...'", path);
+    FILE *fp = fopen(tmp, "wb");
+    if (!fp) return vpd_error(VPD_ERR_IO, "cannot create '%s': %s", tmp, strerror(errno));
+    size_t n = strlen(text);
+    bool ok = fwrite(text, 1, n, fp) == n && fflush(fp) == 0 && fsync(fileno(fp)) == 0;
+    if (fclose(fp) != 0) ok = false;
+    if (!ok || rename(tmp, path) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return vpd_error(VPD_ERR_IO, "writing '%s' failed: %s", path, strerror(e));
+    }
+    return VPD_OK;
+}
+
+/* ---- config.json --------------------------------------------------------------------- */
+
+/* Keys accepted and ignored: bookkeeping from Hugging Face / the reference trainer, or
+ * options whose only supported value is implied (flash attention is a kernel choice). */
+static const char *const ignored_keys[] = {"model_type", "architectures", "torch_dtype", "transformers_version",
+                                           "_name_or_path", "vpd_version", "device", "init_bias_to_zero",
+                                           "flash_attention", "block_size", "use_grouped_query_attention", NULL};
+
+static vpd_status get_int(const cJSON *root, const char *src, const char *key, bool required, int minv, int dflt,
+                          int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v) {
+        if (required) return vpd_error(VPD_ERR_CONFIG, "%s: missing key '%s' (an integer)", src, key);
+        *out = dflt;
+        return VPD_OK;
+    }
+    if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < minv ||
+        v->valuedouble > INT_MAX) {
+        char *txt = cJSON_PrintUnformatted(v);
+        vpd_status s = vpd_error(VPD_ERR_CONFIG, "%s: key '%s' must be an integer >= %d, found %s", src, key, minv,
+                                 txt ? txt : "?");
+        free(txt);
+        return s;
+    }
+    *out = (int)v->valuedouble;
+    return VPD_OK;
+}
+
+static vpd_status get_double(const cJSON *root, const char *src, const char *key, double dflt, double *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v) {
+        *out = dflt;
+        return VPD_OK;
+    }
+    if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || v->valuedouble <= 0)
+        return vpd_error(VPD_ERR_CONFIG, "%s: key '%s' must be a positive number", src, key);
+    *out = v->valuedouble;
+    return VPD_OK;
+}
+
+/* A boolean key whose only supported value is `want` (absent = want). */
+static vpd_status require_bool(const cJSON *root, const char *src, const char *key, bool want, const char *why) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (!v) return VPD_OK;
+    if (!cJSON_IsBool(v)) return vpd_error(VPD_ERR_CONFIG, "%s: key '%s' must be true or false", src, key);
+    if ((bool)cJSON_IsTrue(v) != want)
+        return vpd_error(VPD_ERR_CONFIG, "%s: key '%s' = %s is not supported (%s)", src, key, want ? "false" : "true",
+                         why);
+    return VPD_OK;
+}
+
+static void warn_unknown(const cJSON *root, const char *src, const char *const *known) {
+    const cJSON *it;
+    cJSON_ArrayForEach(it, root) {
+        bool ok = false;
+        for (int i = 0; known[i] && !ok; i++) ok = !strcmp(known[i], it->string);
+        for (int i = 0; ignored_keys[i] && !ok; i++) ok = !strcmp(ignored_keys[i], it->string);
+        if (!ok) vpd_warn("%s: unknown key '%s' ignored", src, it->string);
+    }
+}
+
+vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const char *src) {
+    memset(cfg, 0, sizeof *cfg);
+    cfg->rms_eps = 1e-6;
+    cfg->rope_theta = 10000.0;
+    const char *endp = NULL;
+    cJSON *root = cJSON_ParseWithOpts(json, &endp, 0);
+    if (!root) return vpd_error(VPD_ERR_CONFIG, "%s: not valid JSON (error near byte %ld)", src,
+                                endp ? (long)(endp - json) : 0L);
+    vpd_status s = VPD_OK;
+    if (!cJSON_IsObject(root)) {
+        s = vpd_error(VPD_ERR_CONFIG, "%s: expected a JSON object", src);
+        goto out;
+    }
+    const cJSON *mt = cJSON_GetObjectItemCaseSensitive(root, "model_type");
+    if (!cJSON_IsString(mt)) {
+        s = vpd_error(VPD_ERR_CONFIG, "%s: missing key 'model_type' (\"tms\", \"resid_mlp\" or \"llama_simple_mlp\")",
+                      src);
+        goto out;
+    }
+    const char *t = mt->valuestring;
+    if (!strcmp(t, "tms") || !strcmp(t, "TMSModel")) {
+        static const char *const known[] = {"n_features", "n_hidden", "n_hidden_layers", "tied_weights", NULL};
+        cfg->kind = VPD_MODEL_TMS;
+        int nhl = 0;
+        if ((s = get_int(root, src, "n_features", true, 1, 0, &cfg->n_features)) ||
+            (s = get_int(root, src, "n_hidden", true, 1, 0, &cfg->n_hidden)) ||
+            (s = get_int(root, src, "n_hidden_layers", false, 0, 0, &nhl)))
+            goto out;
+        if (nhl != 0) {
+            s = vpd_error(VPD_ERR_CONFIG, "%s: key 'n_hidden_layers' = %d is not supported (vpd's TMS has none)", src,
+                          nhl);
+            goto out;
+        }
+        if ((s = require_bool(root, src, "tied_weights", true, "vpd's TMS ties linear2.weight = linear1.weight^T")))
+            goto out;
+        warn_unknown(root, src, known);
+    } else if (!strcmp(t, "resid_mlp") || !strcmp(t, "ResidMLP")) {
+        static const char *const known[] = {"n_features", "d_embed", "d_mlp", "n_layers", "act_fn_name",
+                                            "in_bias",    "out_bias", NULL};
+        cfg->kind = VPD_MODEL_RESID_MLP;
+        if ((s = get_int(root, src, "n_features", true, 1, 0, &cfg->n_features)) ||
+            (s = get_int(root, src, "d_embed", true, 1, 0, &cfg->d_embed)) ||
+            (s = get_int(root, src, "d_mlp", true, 1, 0, &cfg->d_mlp)) ||
+            (s = get_int(root, src, "n_layers", true, 1, 0, &cfg->n_layers)))
+            goto out;
+        const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "act_fn_name");
+        if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "relu") != 0)) {
+            s = vpd_error(VPD_ERR_CONFIG, "%s: key 'act_fn_name' = %s is not supported (only \"relu\")", src,
+                          cJSON_IsString(act) ? act->valuestring : "(not a string)");
+            goto out;
+        }
+        if ((s = require_bool(root, src, "in_bias", false, "vpd's ResidMLP has no biases")) ||
+            (s = require_bool(root, src, "out_bias", false, "vpd's ResidMLP has no biases")))
+            goto out;
+        warn_unknown(root, src, known);
+    } else if (!strcmp(t, "llama_simple_mlp") || !strcmp(t, "LlamaSimpleMLP")) {
+        static const char *const known[] = {"vocab_size", "n_ctx", "n_embd", "n_head", "n_key_value_heads",
+                                            "n_intermediate", "n_layer", "rms_norm_eps", "rope_theta",
+                                            "rotary_base", "rotary_dim", "rotary_adjacent_pairs", "mlp_bias",
+                                            "attn_bias", NULL};
+        cfg->kind = VPD_MODEL_LLAMA;
+        int block = 1024;
+        if ((s = get_int(root, src, "vocab_size", true, 1, 0, &cfg->vocab_size)) ||
+            (s = get_int(root, src, "n_embd", true, 1, 0, &cfg->n_embd)) ||
+            (s = get_int(root, src, "n_head", true, 1, 0, &cfg->n_head)) ||
+            (s = get_int(root, src, "n_intermediate", true, 1, 0, &cfg->n_intermediate)) ||
+            (s = get_int(root, src, "n_layer", true, 1, 0, &cfg->n_layers)) ||
+            (s = get_int(root, src, "block_size", false, 1, 1024, &block)) ||
+            (s = get_int(root, src, "n_ctx", false, 1, block, &cfg->n_ctx)))
+            goto out;
+        /* the reference's default is grouped-query attention with n_key_value_heads given;
+         * use_grouped_query_attention=false means one kv head per query head */
+        const cJSON *gqa = cJSON_GetObjectItemCaseSensitive(root, "use_grouped_query_attention");
+        bool kv_required = !(gqa && cJSON_IsFalse(gqa));
+        if ((s = get_int(root, src, "n_key_value_heads", kv_required, 1, cfg->n_head, &cfg->n_key_value_heads)))
+            goto out;
+        if (!kv_required) cfg->n_key_value_heads = cfg->n_head;
+        double theta_alias;
+        if ((s = get_double(root, src, "rms_norm_eps", 1e-6, &cfg->rms_eps)) ||
+            (s = get_double(root, src, "rotary_base", 10000.0, &theta_alias)) ||
+            (s = get_double(root, src, "rope_theta", theta_alias, &cfg->rope_theta)))
+            goto out;
+        if (cfg->n_embd % cfg->n_head != 0) {
+            s = vpd_error(VPD_ERR_CONFIG, "%s: key 'n_embd' = %d is not divisible by 'n_head' = %d", src, cfg->n_embd,
+                          cfg->n_head);
+            goto out;
+        }
+        if (cfg->n_head % cfg->n_key_value_heads != 0) {
+            s = vpd_error(VPD_ERR_CONFIG, "%s: key 'n_head' = %d is not divisible by 'n_key_value_heads' = %d", src,
+                          cfg->n_head, cfg->n_key_value_heads);
+            goto out;
+        }
+        int rdim = 0;
+        if ((s = get_int(root, src, "rotary_dim", false, 1, cfg->n_embd / cfg->n_head, &rdim))) goto out;
+        if (rdim != cfg->n_embd / cfg->n_head) {
+            /* the reference also overrides rotary_dim with the head dim */
+            vpd_warn("%s: key 'rotary_dim' = %d ignored; the rotary dimension is the head dim %d (as in the reference)",
+                     src, rdim, cfg->n_embd / cfg->n_head);
+        }
+        if ((s = require_bool(root, src, "rotary_adjacent_pairs", false, "vpd rotates the two halves of each head")) ||
+            (s = require_bool(root, src, "mlp_bias", false, "vpd's LlamaSimpleMLP has no biases")) ||
+            (s = require_bool(root, src, "attn_bias", false, "vpd's LlamaSimpleMLP has no biases")))
+            goto out;
+        warn_unknown(root, src, known);
+    } else {
+        s = vpd_error(VPD_ERR_CONFIG,
+                      "%s: key 'model_type' = \"%s\" is not supported (expected \"tms\", \"resid_mlp\" or "
+                      "\"llama_simple_mlp\")",
+                      src, t);
+    }
+out:
+    cJSON_Delete(root);
+    return s;
+}
+
+vpd_status vpd_model_config_read(vpd_model_config *cfg, const char *dir) {
+    char path[1100];
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    vpd_status s = VPD_OK;
+    char *text = read_text(path, &s);
+    if (!text) return s;
+    s = vpd_model_config_parse(cfg, text, path);
+    free(text);
+    return s;
+}
+
+char *vpd_model_config_to_json(const vpd_model_config *c) {
+    cJSON *r = cJSON_CreateObject();
+    if (!r) return NULL;
+    switch (c->kind) {
+    case VPD_MODEL_TMS:
+        cJSON_AddStringToObject(r, "model_type", "tms");
+        cJSON_AddNumberToObject(r, "n_features", c->n_features);
+        cJSON_AddNumberToObject(r, "n_hidden", c->n_hidden);
+        cJSON_AddNumberToObject(r, "n_hidden_layers", 0);
+        cJSON_AddBoolToObject(r, "tied_weights", 1);
+        break;
+    case VPD_MODEL_RESID_MLP:
+        cJSON_AddStringToObject(r, "model_type", "resid_mlp");
+        cJSON_AddNumberToObject(r, "n_features", c->n_features);
+        cJSON_AddNumberToObject(r, "d_embed", c->d_embed);
+        cJSON_AddNumberToObject(r, "d_mlp", c->d_mlp);
+        cJSON_AddNumberToObject(r, "n_layers", c->n_layers);
+        cJSON_AddStringToObject(r, "act_fn_name", "relu");
+        cJSON_AddBoolToObject(r, "in_bias", 0);
+        cJSON_AddBoolToObject(r, "out_bias", 0);
+        break;
+    case VPD_MODEL_LLAMA:
+        cJSON_AddStringToObject(r, "model_type", "llama_simple_mlp");
+        cJSON_AddNumberToObject(r, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(r, "n_ctx", c->n_ctx);
+        cJSON_AddNumberToObject(r, "n_embd", c->n_embd);
+        cJSON_AddNumberToObject(r, "n_head", c->n_head);
+        cJSON_AddNumberToObject(r, "n_key_value_heads", c->n_key_value_heads);
+        cJSON_AddNumberToObject(r, "n_intermediate", c->n_intermediate);
+        cJSON_AddNumberToObject(r, "n_layer", c->n_layers);
+        cJSON_AddNumberToObject(r, "rms_norm_eps", c->rms_eps);
+        cJSON_AddNumberToObject(r, "rope_theta", c->rope_theta);
+        break;
+    }
+    cJSON_AddStringToObject(r, "vpd_version", VPD_VERSION);
+    char *txt = cJSON_Print(r);
+    cJSON_Delete(r);
+    if (!txt) return NULL;
+    /* cJSON_Print's buffer comes from cJSON's allocator (malloc by default); append a newline */
+    size_t n = strlen(txt);
+    char *out = malloc(n + 2);
+    if (out) {
+        memcpy(out, txt, n);
+        out[n] = '\n';
+        out[n + 1] = '\0';
+    }
+    cJSON_free(txt);
+    return out;
+}
+
+/* ---- tied duplicates ----------------------------------------------------------------- */
+
+typedef struct {
+    vpd_model_kind kind;
+    const char *a, *b; /* b == a (or a^T when transpose) in the PyTorch state_dict */
+    bool transpose;
+} tie_rule;
+
+static const tie_rule ties[] = {
+    {VPD_MODEL_TMS, "linear1.weight", "linear2.weight", true},
+    {VPD_MODEL_LLAMA, "wte.weight", "lm_head.weight", false},
+};
+#define N_TIES ((int)(sizeof ties / sizeof ties[0]))
+
+/* If `name` is one side of a tie rule of this model, return the other side. */
+static const char *tie_partner(vpd_model_kind kind, const char *name, bool *transpose) {
+    for (int i = 0; i < N_TIES; i++) {
+        if (ties[i].kind != kind) continue;
+        *transpose = ties[i].transpose;
+        if (!strcmp(ties[i].a, name)) return ties[i].b;
+        if (!strcmp(ties[i].b, name)) return ties[i].a;
+    }
+    return NULL;
+}
+
+static void transpose2(real *dst, const real *src, int64_t rows, int64_t cols) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) dst[j * rows + i] = src[i * cols + j];
+}
+
+/* ---- a weights file, safetensors or HDF5 ------------------------------------------- */
+
+typedef struct {
+    bool is_h5;
+    char path[1100];
+    vpd_safetensors st;
+    vpd_h5 h5;
+    int n_names;
+    char **names;
+} wfile;
+
+static herr_t h5_list_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    wfile *w = data;
+    char **nn = realloc(w->names, (size_t)(w->n_names + 1) * sizeof(char *));
+    if (!nn) return -1;
+    w->names = nn;
+    w->names[w->n_names++] = strdup(name);
+    return 0;
+}
+
+static void wfile_close(wfile *w) {
+    if (w->is_h5) vpd_h5_close(&w->h5);
+    else vpd_st_close(&w->st);
+    for (int i = 0; i < w->n_names; i++) free(w->names[i]);
+    free(w->names);
+    w->names = NULL;
+    w->n_names = 0;
+}
+
+static vpd_status wfile_open(wfile *w, const char *dir) {
+    memset(w, 0, sizeof *w);
+    w->h5.id = -1;
+    snprintf(w->path, sizeof w->path, "%s/model.safetensors", dir);
+    if (file_exists(w->path)) {
+        VPD_TRY(vpd_st_open(&w->st, w->path));
+        w->names = calloc((size_t)w->st.n + 1, sizeof(char *));
+        for (int i = 0; w->names && i < w->st.n; i++) w->names[w->n_names++] = strdup(w->st.entries[i].name);
+        return VPD_OK;
+    }
+    snprintf(w->path, sizeof w->path, "%s/model.h5", dir);
+    if (!file_exists(w->path))
+        return vpd_error(VPD_ERR_IO, "model directory '%s' has neither model.safetensors nor model.h5", dir);
+    w->is_h5 = true;
+    VPD_TRY(vpd_h5_open(&w->h5, w->path, false));
+    hsize_t idx = 0;
+    H5Literate((hid_t)w->h5.id, H5_INDEX_NAME, H5_ITER_NATIVE, &idx, h5_list_cb, w);
+    return VPD_OK;
+}
+
+static bool wfile_has(const wfile *w, const char *name) {
+    for (int i = 0; i < w->n_names; i++)
+        if (!strcmp(w->names[i], name)) return true;
+    return false;
+}
+
+/* read a tensor by its name with the expected shape, checking finiteness */
+static vpd_status wfile_read(wfile *w, const char *name, real *out, int ndim, const int64_t *shape) {
+    if (!w->is_h5) return vpd_st_read(&w->st, name, out, ndim, shape);
+    char p[256];
+    snprintf(p, sizeof p, "/%s", name);
+    VPD_TRY(vpd_h5_read_real(&w->h5, p, out, ndim, shape));
+    size_t n = 1;
+    for (int d = 0; d < ndim; d++) n *= (size_t)shape[d];
+    vpd_status s = vpd_check_finite(out, n, name);
+    if (s != VPD_OK) return vpd_error_context(s, "%s", w->path);
+    return VPD_OK;
+}
+
+/* ---- load / save ------------------------------------------------------------------- */
+
+static const vpd_param_info *find_pinfo(const vpd_model *m, const char *name) {
+    for (int i = 0; i < m->n_pinfo; i++)
+        if (!strcmp(m->pinfo[i].name, name)) return &m->pinfo[i];
+    return NULL;
+}
+
+static vpd_status load_weights(vpd_model *m, wfile *w) {
+    /* 1. every parameter by name (or from its tied partner when only that is stored) */
+    for (int i = 0; i < m->n_pinfo; i++) {
+        const vpd_param_info *p = &m->pinfo[i];
+        real *dst = m->params + p->offset;
+        bool tr = false;
+        const char *partner = tie_partner(m->cfg.kind, p->name, &tr);
+        if (wfile_has(w, p->name) || !partner || find_pinfo(m, partner) || !wfile_has(w, partner)) {
+            VPD_TRY(wfile_read(w, p->name, dst, p->ndim, p->shape));
+            continue;
+        }
+        if (!tr) {
+            VPD_TRY(wfile_read(w, partner, dst, p->ndim, p->shape));
+            continue;
+        }
+        int64_t tshape[2] = {p->shape[1], p->shape[0]};
+        real *tmp = vpd_malloc(p->numel * sizeof(real), partner);
+        if (!tmp) return VPD_ERR_MEM;
+        vpd_status s = wfile_read(w, partner, tmp, 2, tshape);
+        if (s == VPD_OK) transpose2(dst, tmp, tshape[0], tshape[1]);
+        vpd_free(tmp);
+        VPD_TRY(s);
+    }
+    /* 2. extra names: tied duplicates must agree with what we loaded; others are reported */
+    for (int k = 0; k < w->n_names; k++) {
+        const char *name = w->names[k];
+        if (find_pinfo(m, name)) continue;
+        bool tr = false;
+        const char *partner = tie_partner(m->cfg.kind, name, &tr);
+        const vpd_param_info *p = partner ? find_pinfo(m, partner) : NULL;
+        if (!p) {
+            vpd_warn("%s: tensor '%s' is not a parameter of this %s model; ignored", w->path, name,
+                     vpd_model_kind_name(m->cfg.kind));
+            continue;
+        }
+        int64_t shape[2] = {tr ? p->shape[1] : p->shape[0], tr ? p->shape[0] : p->shape[1]};
+        real *dup = vpd_malloc(p->numel * sizeof(real), name);
+        if (!dup) return VPD_ERR_MEM;
+        vpd_status s = wfile_read(w, name, dup, p->ndim, p->ndim == 2 ? shape : p->shape);
+        if (s == VPD_OK) {
+            const real *ref = m->params + p->offset;
+            double maxd = 0, maxr = 0;
+            for (size_t i = 0; i < p->numel; i++) {
+                size_t j = tr ? (size_t)((int64_t)(i % (size_t)shape[1]) * shape[0] + (int64_t)(i / (size_t)shape[1])) : i;
+                double d = fabs((double)dup[i] - (double)ref[j]);
+                if (d > maxd) maxd = d;
+                if (fabs((double)ref[j]) > maxr) maxr = fabs((double)ref[j]);
+            }
+            if (maxd > 1e-6 * (maxr > 1 ? maxr : 1))
+                vpd_warn("%s: tied tensor '%s' differs from %s'%s' (max |diff| %.3g); using '%s'", w->path, name,
+                         tr ? "the transpose of " : "", partner, maxd, partner);
+        }
+        vpd_free(dup);
+        VPD_TRY(s);
+    }
+    return VPD_OK;
+}
+
+vpd_status vpd_model_load(vpd_model *m, const char *dir) {
+    memset(m, 0, sizeof *m);
+    vpd_model_config cfg;
+    VPD_TRY(vpd_model_config_read(&cfg, dir));
+    vpd_status s = vpd_model_create(m, &cfg);
+    if (s != VPD_OK) return vpd_error_context(s, "%s/config.json", dir);
+    wfile w;
+    s = wfile_open(&w, dir);
+    if (s == VPD_OK) {
+        s = load_weights(m, &w);
+        wfile_close(&w);
+    }
+    if (s != VPD_OK) {
+        vpd_model_free(m);
+        return s;
+    }
+    vpd_model_sync(m);
+    return VPD_OK;
+}
+
+vpd_status vpd_model_save_as(const vpd_model *m, const char *dir, vpd_weights_format fmt) {
+    VPD_TRY(vpd_mkdirs(dir));
+    /* the tensor list: every parameter plus each tied duplicate not held separately */
+    int cap = m->n_pinfo + N_TIES, n = 0;
+    vpd_tensor *t = calloc((size_t)cap, sizeof *t);
+    real *extra[N_TIES] = {NULL};
+    int n_extra = 0;
+    vpd_status s = VPD_OK;
+    if (!t) return vpd_error(VPD_ERR_MEM, "out of memory saving model to '%s'", dir);
+    for (int i = 0; i < m->n_pinfo; i++)
+        t[n++] = vpd_tensor_view(m->params + m->pinfo[i].offset, m->pinfo[i].name, m->pinfo[i].ndim,
+                                 m->pinfo[i].shape);
+    for (int r = 0; r < N_TIES; r++) {
+        if (ties[r].kind != m->cfg.kind) continue;
+        const vpd_param_info *a = find_pinfo(m, ties[r].a), *b = find_pinfo(m, ties[r].b);
+        if ((a != NULL) == (b != NULL)) continue; /* both held, or neither: nothing to add */
+        const vpd_param_info *have = a ? a : b;
+        const char *dup_name = a ? ties[r].b : ties[r].a;
+        real *buf = vpd_malloc(have->numel * sizeof(real), dup_name);
+        if (!buf) {
+            s = VPD_ERR_MEM;
+            goto out;
+        }
+        extra[n_extra++] = buf;
+        const real *src = m->params + have->offset;
+        int64_t shape[VPD_MAX_DIMS];
+        memcpy(shape, have->shape, sizeof shape);
+        if (ties[r].transpose && have->ndim == 2) {
+            transpose2(buf, src, have->shape[0], have->shape[1]);
+            shape[0] = have->shape[1];
+            shape[1] = have->shape[0];
+        } else {
+            memcpy(buf, src, have->numel * sizeof(real));
+        }
+        t[n++] = vpd_tensor_view(buf, dup_name, have->ndim, shape);
+    }
+    char path[1100];
+    if (fmt == VPD_WEIGHTS_H5) {
+        char tmp[1200];
+        snprintf(path, sizeof path, "%s/model.h5", dir);
+        snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+        vpd_h5 f;
+        if ((s = vpd_h5_create(&f, tmp)) != VPD_OK) goto out;
+        for (int i = 0; i < n && s == VPD_OK; i++) {
+            char p[256];
+            snprintf(p, sizeof p, "/%s", t[i].name);
+            s = vpd_h5_write_real(&f, p, t[i].data, t[i].ndim, t[i].shape);
+        }
+        if (s == VPD_OK) s = vpd_h5_set_attr_str(&f, "/", "vpd_version", VPD_VERSION);
+        vpd_status sc = vpd_h5_close(&f);
+        if (s == VPD_OK) s = sc;
+        if (s == VPD_OK && rename(tmp, path) != 0)
+            s = vpd_error(VPD_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+        if (s != VPD_OK) unlink(tmp);
+    } else {
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        const char *meta[] = {"format", "pt", "producer", "vpd " VPD_VERSION, "model_type",
+                              m->cfg.kind == VPD_MODEL_TMS ? "tms" : m->cfg.kind == VPD_MODEL_RESID_MLP ? "resid_mlp"
+                                                                                                         : "llama_simple_mlp"};
+        s = vpd_st_write(path, t, n, meta, 3);
+    }
+    if (s != VPD_OK) goto out;
+    char *json = vpd_model_config_to_json(&m->cfg);
+    if (!json) {
+        s = vpd_error(VPD_ERR_MEM, "out of memory writing config.json");
+        goto out;
+    }
+    snprintf(path, sizeof path, "%s/config.json", dir);
+    s = write_text(path, json);
+    free(json);
+out:
+    for (int i = 0; i < n_extra; i++) vpd_free(extra[i]);
+    free(t);
+    return s;
+}
+
+vpd_status vpd_model_save(const vpd_model *m, const char *dir) { return vpd_model_save_as(m, dir, VPD_WEIGHTS_SAFETENSORS); }

@@ -1,0 +1,47 @@
+/* Private to src/vpd/ci_*.c: the kernels behind vpd_ci_forward / vpd_ci_backward and
+ * accessors into the flat parameter, gradient and workspace blocks of a vpd_ci_fn. */
+#ifndef VPD_CI_INTERNAL_H
+#define VPD_CI_INTERNAL_H
+
+#include "vpd/ci.h"
+
+static inline real *ci_W(const vpd_ci_fn *ci, const vpd_ci_net *net, int k) {
+    return ci->params + ci->tensors[net->first_tensor + 2 * k].offset;
+}
+static inline real *ci_b(const vpd_ci_fn *ci, const vpd_ci_net *net, int k) {
+    return ci->params + ci->tensors[net->first_tensor + 2 * k + 1].offset;
+}
+static inline real *ci_dW(const vpd_ci_fn *ci, const vpd_ci_net *net, int k) {
+    return ci->grads + ci->tensors[net->first_tensor + 2 * k].offset;
+}
+static inline real *ci_db(const vpd_ci_fn *ci, const vpd_ci_net *net, int k) {
+    return ci->grads + ci->tensors[net->first_tensor + 2 * k + 1].offset;
+}
+/* saved activations of hidden layer k: [N_reserved rows, width] */
+static inline real *ci_pre(const vpd_ci_fn *ci, const vpd_ci_net *net, int k) {
+    return ci->ws + net->ws_pre[k] * (size_t)ci->N_reserved;
+}
+static inline real *ci_post(const vpd_ci_fn *ci, const vpd_ci_net *net, int k) {
+    return ci->ws + net->ws_post[k] * (size_t)ci->N_reserved;
+}
+/* two scratch buffers of ws_scratch elements per row, for backward */
+static inline real *ci_scratch(const vpd_ci_fn *ci, int which) {
+    return ci->ws + (ci->ws_row + (size_t)which * ci->ws_scratch) * (size_t)ci->N_reserved;
+}
+
+/* ci_layerwise.c: mlp, vector_mlp, shared_mlp over all layers */
+void ci_layerwise_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N);
+void ci_layerwise_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz,
+                           const real *const *in, int N);
+
+/* ci_global.c: a dense MLP whose input is the concatenation of nblk blocks (block i:
+ * x[i] [N, blk[i].d_in], rows blk[i].in_off.. of the first W) and whose output is split
+ * into blocks (z[i] [N, blk[i].C], columns blk[i].c_off.. of the final W). Used by
+ * shared_mlp (one block, offsets 0) and global_shared_mlp (all layers). */
+void ci_dense_forward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer *blk, int nblk,
+                      int in_total, int out_total, real *const *z, const real *const *x, int N);
+void ci_dense_backward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer *blk, int nblk,
+                       int in_total, int out_total, real *const *dx, const real *const *dz,
+                       const real *const *x, int N);
+
+#endif

@@ -1,0 +1,161 @@
+/* Layerwise CI functions (VPD_METHOD.md §2; spd MLPCiFn, VectorMLPCiFn,
+ * VectorSharedMLPCiFn): one network per decomposed layer.
+ *
+ * mlp and vector_mlp hold one small MLP per component, stored as spd's ParallelLinear
+ * (W [C, in, out], b [C, out]); activations are [N, C, h] (row, component, unit), so
+ * all components of a row are one contiguous strip. The scalar-input first Linear of
+ * mlp (1 -> h) and the scalar-output final Linear of both (h -> 1) are element-wise
+ * (a broadcast multiply and a batched dot product over the [C, h] layout) instead of C
+ * matrix products with a dimension of 1. Hidden-to-hidden Linears, and vector_mlp's
+ * D -> h first Linear, are one strided gemm per component (N rows each).
+ * shared_mlp is the dense kernel of ci_global.c with a single block. */
+#include <string.h>
+
+#include "vpd/ci_internal.h"
+#include "vpd/nn.h"
+
+/* y[N, w] += b[w] broadcast over rows */
+static void add_bias(real *y, const real *b, int N, int w) {
+    for (int n = 0; n < N; n++) {
+        real *yr = y + (size_t)n * w;
+        for (int j = 0; j < w; j++) yr[j] += b[j];
+    }
+}
+
+static void colsum_add(real *db, const real *dy, int N, int w) {
+    for (int n = 0; n < N; n++) {
+        const real *r = dy + (size_t)n * w;
+        for (int j = 0; j < w; j++) db[j] += r[j];
+    }
+}
+
+static void parallel_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
+    const vpd_ci_net *net = &ci->nets[l];
+    int C = ci->layers[l].C, D = ci->layers[l].d_in, nh = ci->n_hidden;
+    for (int k = 0; k < nh; k++) {
+        int h = ci->hidden[k];
+        size_t ld = (size_t)C * h;
+        real *pre = ci_pre(ci, net, k), *post = ci_post(ci, net, k);
+        const real *W = ci_W(ci, net, k);
+        if (k == 0 && ci->type == VPD_CI_MLP) {
+            /* 1 -> h: pre[n, c, j] = a[n, c] W0[c, j] (+ b below) */
+            for (int n = 0; n < N; n++) {
+                const real *a = in + (size_t)n * C;
+                real *p = pre + (size_t)n * ld;
+                for (int c = 0; c < C; c++)
+                    for (int j = 0; j < h; j++) p[(size_t)c * h + j] = a[c] * W[(size_t)c * h + j];
+            }
+        } else if (k == 0) {
+            /* vector_mlp D -> h: pre[:, c, :] = x W0[c] */
+            for (int c = 0; c < C; c++)
+                vpd_gemm(false, false, N, h, D, 1, in, D, W + (size_t)c * D * h, h, 0, pre + (size_t)c * h, (int)ld);
+        } else {
+            int hp = ci->hidden[k - 1];
+            const real *pp = ci_post(ci, net, k - 1);
+            for (int c = 0; c < C; c++)
+                vpd_gemm(false, false, N, h, hp, 1, pp + (size_t)c * hp, C * hp, W + (size_t)c * hp * h, h, 0,
+                         pre + (size_t)c * h, (int)ld);
+        }
+        add_bias(pre, ci_b(ci, net, k), N, (int)ld); /* b [C, h] is one row of the [N, C*h] layout */
+        gelu_forward(post, pre, (size_t)N * ld, GELU_ERF);
+    }
+    /* h -> 1: z[n, c] = Σ_j post[n, c, j] Wf[c, j] + bf[c] */
+    int h = ci->hidden[nh - 1];
+    const real *post = ci_post(ci, net, nh - 1), *Wf = ci_W(ci, net, nh), *bf = ci_b(ci, net, nh);
+    for (int n = 0; n < N; n++) {
+        const real *p = post + (size_t)n * C * h;
+        real *zr = z + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            const real *pc = p + (size_t)c * h, *wc = Wf + (size_t)c * h;
+            real s = bf[c];
+            for (int j = 0; j < h; j++) s += pc[j] * wc[j];
+            zr[c] = s;
+        }
+    }
+}
+
+static void parallel_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, const real *in, int N) {
+    const vpd_ci_net *net = &ci->nets[l];
+    int C = ci->layers[l].C, D = ci->layers[l].d_in, nh = ci->n_hidden;
+    real *dpost = ci_scratch(ci, 0), *dpre = ci_scratch(ci, 1);
+
+    /* final h -> 1 */
+    int h = ci->hidden[nh - 1];
+    const real *post = ci_post(ci, net, nh - 1), *Wf = ci_W(ci, net, nh);
+    real *dWf = ci_dW(ci, net, nh), *dbf = ci_db(ci, net, nh);
+    for (int n = 0; n < N; n++) {
+        const real *p = post + (size_t)n * C * h, *g = dz + (size_t)n * C;
+        real *dp = dpost + (size_t)n * C * h;
+        for (int c = 0; c < C; c++) {
+            real gc = g[c];
+            dbf[c] += gc;
+            for (int j = 0; j < h; j++) {
+                dWf[(size_t)c * h + j] += gc * p[(size_t)c * h + j];
+                dp[(size_t)c * h + j] = gc * Wf[(size_t)c * h + j];
+            }
+        }
+    }
+    for (int k = nh - 1; k >= 0; k--) {
+        h = ci->hidden[k];
+        size_t ld = (size_t)C * h;
+        memset(dpre, 0, sizeof(real) * (size_t)N * ld);
+        gelu_backward(dpre, dpost, ci_pre(ci, net, k), (size_t)N * ld, GELU_ERF);
+        colsum_add(ci_db(ci, net, k), dpre, N, (int)ld);
+        const real *W = ci_W(ci, net, k);
+        real *dW = ci_dW(ci, net, k);
+        if (k > 0) {
+            int hp = ci->hidden[k - 1];
+            const real *pp = ci_post(ci, net, k - 1);
+            for (int c = 0; c < C; c++) {
+                const real *Wc = W + (size_t)c * hp * h;
+                vpd_gemm(true, false, hp, h, N, 1, pp + (size_t)c * hp, C * hp, dpre + (size_t)c * h, (int)ld, 1,
+                         dW + (size_t)c * hp * h, h);
+                vpd_gemm(false, true, N, hp, h, 1, dpre + (size_t)c * h, (int)ld, Wc, h, 0, dpost + (size_t)c * hp,
+                         C * hp);
+            }
+        } else if (ci->type == VPD_CI_MLP) {
+            for (int n = 0; n < N; n++) {
+                const real *a = in + (size_t)n * C, *dp = dpre + (size_t)n * ld;
+                real *da = din ? din + (size_t)n * C : NULL;
+                for (int c = 0; c < C; c++) {
+                    const real *dpc = dp + (size_t)c * h, *wc = W + (size_t)c * h;
+                    real *dwc = dW + (size_t)c * h, s = 0;
+                    for (int j = 0; j < h; j++) {
+                        dwc[j] += a[c] * dpc[j];
+                        s += dpc[j] * wc[j];
+                    }
+                    if (da) da[c] += s;
+                }
+            }
+        } else {
+            for (int c = 0; c < C; c++) {
+                const real *Wc = W + (size_t)c * D * h;
+                vpd_gemm(true, false, D, h, N, 1, in, D, dpre + (size_t)c * h, (int)ld, 1, dW + (size_t)c * D * h, h);
+                if (din) vpd_gemm(false, true, N, D, h, 1, dpre + (size_t)c * h, (int)ld, Wc, h, 1, din, D);
+            }
+        }
+    }
+}
+
+void ci_layerwise_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N) {
+    for (int l = 0; l < ci->L; l++) {
+        if (ci->type == VPD_CI_SHARED_MLP)
+            ci_dense_forward(ci, &ci->nets[l], &ci->layers[l], 1, ci->layers[l].d_in, ci->layers[l].C, &z[l],
+                             &in[l], N);
+        else
+            parallel_forward(ci, l, z[l], in[l], N);
+    }
+}
+
+void ci_layerwise_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz,
+                           const real *const *in, int N) {
+    for (int l = 0; l < ci->L; l++) {
+        if (!dz[l]) continue; /* no loss reached this layer's z */
+        real *dx = din ? din[l] : NULL;
+        if (ci->type == VPD_CI_SHARED_MLP)
+            ci_dense_backward(ci, &ci->nets[l], &ci->layers[l], 1, ci->layers[l].d_in, ci->layers[l].C, &dx, &dz[l],
+                              &in[l], N);
+        else
+            parallel_backward(ci, l, dx, dz[l], in[l], N);
+    }
+}

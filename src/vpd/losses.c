@@ -1,0 +1,378 @@
+/* The losses of VPD_METHOD.md §4 (spd spd/losses.py + spd/metrics/), each evaluated on the
+ * current step's batch, CI and Δ, with its backward accumulated right away:
+ * coeff·∂loss/∂(U, V) into the component gradient and coeff·∂loss/∂g into d->dg_lower
+ * (masks) / d->dg_upper (importance minimality).
+ *
+ * The reconstruction family is one routine, recon_pass, parameterised by where the masks
+ * come from (stochastic / given adversarial sources: m = g + (1−g) r and m_Δ = r_Δ; CI:
+ * m = g, no Δ; unmasked: m = 1, no Δ), which layers are replaced (all, one at a time, or
+ * routed per position) and the output loss (D against f(x), or the hidden-acts error).
+ *
+ * Multi-rank meaning: every reconstruction loss is the mean over this rank's rows; the
+ * trainer averages gradients over data-parallel ranks, which gives the gradient of the
+ * global mean. Importance minimality needs the exact global S_c: one allreduce of ΣC
+ * doubles, and its local gradient is scaled by the rank count to survive the averaging. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vpd/decomp.h"
+
+static const char *const loss_names[VPD_LOSS_KIND_COUNT] = {
+    [VPD_LOSS_FAITHFULNESS] = "FaithfulnessLoss",
+    [VPD_LOSS_IMPORTANCE_MINIMALITY] = "ImportanceMinimalityLoss",
+    [VPD_LOSS_STOCHASTIC_RECON] = "StochasticReconLoss",
+    [VPD_LOSS_STOCHASTIC_RECON_LAYERWISE] = "StochasticReconLayerwiseLoss",
+    [VPD_LOSS_STOCHASTIC_RECON_SUBSET] = "StochasticReconSubsetLoss",
+    [VPD_LOSS_CI_MASKED_RECON] = "CIMaskedReconLoss",
+    [VPD_LOSS_CI_MASKED_RECON_SUBSET] = "CIMaskedReconSubsetLoss",
+    [VPD_LOSS_CI_MASKED_RECON_LAYERWISE] = "CIMaskedReconLayerwiseLoss",
+    [VPD_LOSS_UNMASKED_RECON] = "UnmaskedReconLoss",
+    [VPD_LOSS_STOCHASTIC_HIDDEN_ACTS_RECON] = "StochasticHiddenActsReconLoss",
+    [VPD_LOSS_PGD_RECON] = "PGDReconLoss",
+    [VPD_LOSS_PGD_RECON_SUBSET] = "PGDReconSubsetLoss",
+    [VPD_LOSS_PGD_RECON_LAYERWISE] = "PGDReconLayerwiseLoss",
+    [VPD_LOSS_PPGD_RECON] = "PersistentPGDReconLoss",
+    [VPD_LOSS_PPGD_RECON_SUBSET] = "PersistentPGDReconSubsetLoss",
+};
+
+const char *vpd_loss_classname(vpd_loss_kind k) { return (unsigned)k < VPD_LOSS_KIND_COUNT ? loss_names[k] : "?"; }
+
+vpd_status vpd_loss_kind_parse(const char *classname, vpd_loss_kind *out) {
+    for (int k = 0; k < VPD_LOSS_KIND_COUNT; k++)
+        if (!strcmp(classname, loss_names[k])) {
+            *out = (vpd_loss_kind)k;
+            return VPD_OK;
+        }
+    char list[1024] = "";
+    for (int k = 0; k < VPD_LOSS_KIND_COUNT; k++) {
+        strcat(list, k ? ", " : "");
+        strcat(list, loss_names[k]);
+    }
+    return vpd_error(VPD_ERR_CONFIG, "unknown loss classname '%s' (known: %s)", classname, list);
+}
+
+static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->N * (size_t)d->layers[k].c_off; }
+
+/* ---- faithfulness: Σ_l ‖Δ_l‖²_F / Σ_l numel(W_l) ----------------------------------------- */
+static double faithfulness(vpd_decomp *d, double coeff, bool backward) {
+    double sum = 0, numel = 0;
+    for (int k = 0; k < d->L; k++) {
+        sum += vpd_faithfulness_forward(&d->layers[k].comp);
+        numel += (double)d->layers[k].numel_W;
+    }
+    if (backward && coeff != 0)
+        for (int k = 0; k < d->L; k++)
+            vpd_faithfulness_backward(d->layers[k].dV, d->layers[k].dU, &d->layers[k].comp, (real)(coeff / numel));
+    return sum / numel;
+}
+
+/* ---- importance minimality ---------------------------------------------------------------- */
+double vpd_im_annealed_p(const vpd_loss_cfg *lc, double frac) {
+    if (!lc->has_p_anneal_final_p || lc->p_anneal_start_frac >= 1.0) return lc->pnorm;
+    if (frac < lc->p_anneal_start_frac) return lc->pnorm;
+    if (frac >= lc->p_anneal_end_frac) return lc->p_anneal_final_p;
+    double t = (frac - lc->p_anneal_start_frac) / (lc->p_anneal_end_frac - lc->p_anneal_start_frac);
+    return lc->pnorm + (lc->p_anneal_final_p - lc->pnorm) * t;
+}
+
+static double importance_minimality(vpd_decomp *d, const vpd_loss_cfg *lc, bool backward) {
+    const int N = d->N;
+    const double p = vpd_im_annealed_p(lc, d->cfg->steps > 0 ? (double)d->step / d->cfg->steps : 0.0);
+    const double eps = lc->eps, beta = lc->beta;
+    d->im_p_current = p;
+    /* S_c over the global batch: local sums, one allreduce */
+    double *S = calloc((size_t)d->C_sum, sizeof(double));
+    VPD_ASSERT(S, "out of memory (importance minimality sums)");
+    for (int k = 0; k < d->L; k++) {
+        const int C = d->layers[k].C;
+        const real *g = blk(d, d->g_upper, k);
+        double *Sk = S + d->layers[k].c_off;
+        for (int n = 0; n < N; n++)
+            for (int c = 0; c < C; c++) Sk[c] += pow((double)g[(size_t)n * C + c] + eps, p);
+    }
+    if (d->dp_size > 1) MPI_Allreduce(MPI_IN_PLACE, S, d->C_sum, MPI_DOUBLE, MPI_SUM, d->dp_comm);
+    const double Ng = (double)N * d->dp_size;
+    double loss = 0;
+    for (int j = 0; j < d->C_sum; j++) loss += S[j] / Ng + beta * (S[j] / Ng) * log2(1.0 + S[j]);
+    if (backward && lc->coeff != 0) {
+        /* ∂loss/∂g = p(g+eps)^(p−1)·[1/Ng + (β/Ng)·log2(1+S_c) + β·(S_c/Ng)/((1+S_c)·ln 2)];
+         * × dp_size because the trainer averages gradients over the replicas */
+        const double scale = lc->coeff * d->dp_size;
+        for (int k = 0; k < d->L; k++) {
+            const int C = d->layers[k].C;
+            const real *g = blk(d, d->g_upper, k);
+            real *dg = blk(d, d->dg_upper, k);
+            const double *Sk = S + d->layers[k].c_off;
+            for (int c = 0; c < C; c++) {
+                double f = scale * p * (1.0 / Ng + beta / Ng * log2(1.0 + Sk[c]) + beta * (Sk[c] / Ng) / ((1.0 + Sk[c]) * 0.69314718055994530942));
+                for (int n = 0; n < N; n++) {
+                    size_t i = (size_t)n * C + c;
+                    dg[i] += (real)(f * pow((double)g[i] + eps, p - 1.0));
+                }
+            }
+        }
+    }
+    free(S);
+    return loss;
+}
+
+/* ---- the reconstruction family --------------------------------------------------------------- */
+typedef vpd_mask_source mask_source;
+
+/* One masked pass with masks built from `ms` for the layers in `replaced` (NULL = all),
+ * optional routing [L, N] (NULL = none). Backward of dscale·D: dU, dV when param_grads,
+ * ∂/∂g into dg_lower, and ∂/∂r into d->dsrc / d->dsrcdelta (zeroed here) when want_dsrc. */
+double vpd_recon_pass(vpd_decomp *d, vpd_mask_source ms_kind, const bool *replaced, const uint8_t *route, double dscale,
+                      bool param_grads, bool want_dsrc, bool hidden_acts, double *numel_out) {
+    const mask_source ms = (mask_source)ms_kind;
+    const int N = d->N, L = d->L;
+    const bool delta = d->cfg->use_delta_component && ms == SRC_SOURCES;
+    vpd_pass_layer spec[VPD_MAX_MODULE_PATTERNS * 4] = {{0}};
+    VPD_ASSERT(L <= (int)(sizeof spec / sizeof spec[0]), "too many layers");
+    const bool bwd = dscale != 0;
+    for (int k = 0; k < L; k++) {
+        vpd_pass_layer *sp = &spec[k];
+        memset(sp, 0, sizeof *sp);
+        sp->replaced = replaced ? replaced[k] : true;
+        if (!sp->replaced) continue;
+        size_t nk = (size_t)N * d->layers[k].C;
+        real *g = blk(d, d->g_lower, k);
+        if (ms == SRC_SOURCES) {
+            real *m = blk(d, d->mask, k);
+            vpd_mask_forward(m, g, blk(d, d->src, k), nk);
+            sp->m = m;
+        } else if (ms == SRC_CI) {
+            sp->m = g;
+        }
+        if (delta) sp->mdelta = d->srcdelta + (size_t)k * N;
+        sp->route = route ? route + (size_t)k * N : NULL;
+        if (bwd && ms != SRC_UNMASKED) {
+            sp->dm = blk(d, d->dmask, k);
+            memset(sp->dm, 0, sizeof(real) * nk);
+        }
+        if (bwd && delta && want_dsrc) {
+            sp->dmdelta = d->dsrcdelta + (size_t)k * N;
+            memset(sp->dmdelta, 0, sizeof(real) * (size_t)N);
+        }
+    }
+    vpd_pass_opts opts = {dscale, param_grads, hidden_acts};
+    double D = vpd_masked_pass(d, spec, &opts, numel_out);
+    if (!bwd) return D;
+    for (int k = 0; k < L; k++) {
+        if (!spec[k].replaced || ms == SRC_UNMASKED) continue;
+        size_t nk = (size_t)N * d->layers[k].C;
+        real *dg = blk(d, d->dg_lower, k);
+        if (ms == SRC_CI) {
+            vpd_axpy(nk, 1, spec[k].dm, dg);
+        } else {
+            real *dr = NULL;
+            if (want_dsrc) {
+                dr = blk(d, d->dsrc, k);
+                memset(dr, 0, sizeof(real) * nk);
+            }
+            /* the gradient into g trains the CI function only when the loss is scaled in */
+            vpd_mask_backward(param_grads ? dg : NULL, dr, spec[k].dm, blk(d, d->g_lower, k), blk(d, d->src, k), nk);
+        }
+    }
+    return D;
+}
+
+/* draw stochastic sources for every layer: r (continuous/binomial) and r_Δ */
+static void draw_stochastic(vpd_decomp *d, uint32_t sample) {
+    for (int k = 0; k < d->L; k++) {
+        vpd_draw dr = vpd_decomp_draw(d, k, sample);
+        vpd_mask_source_draw(blk(d, d->src, k), &dr, d->cfg->sampling);
+        if (d->cfg->use_delta_component) vpd_delta_source_draw(d->srcdelta + (size_t)k * d->N, &dr);
+    }
+}
+
+static void draw_routing(vpd_decomp *d, const vpd_loss_cfg *lc, uint32_t sample) {
+    vpd_draw dr = vpd_decomp_draw(d, -1, sample);
+    vpd_status s = vpd_routing_draw(d->route, &dr, d->L, lc->routing, lc->routing_p);
+    VPD_ASSERT(s == VPD_OK, "routing draw: %s", vpd_last_error()); /* checked when the config was read */
+}
+
+/* stochastic / CI-masked / unmasked / hidden-acts, over all layers, layerwise or routed */
+static double recon_family(vpd_decomp *d, int index, bool backward) {
+    const vpd_loss_cfg *lc = &d->cfg->losses[index];
+    const int L = d->L;
+    mask_source ms = SRC_SOURCES;
+    bool layerwise = false, subset = false, hidden = false;
+    int samples = d->cfg->n_mask_samples;
+    switch (lc->kind) {
+    case VPD_LOSS_STOCHASTIC_RECON: break;
+    case VPD_LOSS_STOCHASTIC_RECON_LAYERWISE: layerwise = true; break;
+    case VPD_LOSS_STOCHASTIC_RECON_SUBSET: subset = true; break;
+    case VPD_LOSS_STOCHASTIC_HIDDEN_ACTS_RECON: hidden = true; break;
+    case VPD_LOSS_CI_MASKED_RECON: ms = SRC_CI; samples = 1; break;
+    case VPD_LOSS_CI_MASKED_RECON_SUBSET: ms = SRC_CI; samples = 1; subset = true; break;
+    case VPD_LOSS_CI_MASKED_RECON_LAYERWISE: ms = SRC_CI; samples = 1; layerwise = true; break;
+    case VPD_LOSS_UNMASKED_RECON: ms = SRC_UNMASKED; samples = 1; break;
+    default: VPD_ASSERT(0, "not a reconstruction loss: %d", (int)lc->kind);
+    }
+    const int passes_per_sample = layerwise ? L : 1;
+    double hidden_numel = 0;
+    if (hidden) /* pooled over samples and layers: Σ ‖·‖² / Σ numel */
+        for (int k = 0; k < L; k++) hidden_numel += (double)d->N * d->layers[k].d_out;
+    const double denom = hidden ? hidden_numel * samples : (double)samples * passes_per_sample;
+    const double dscale = backward ? lc->coeff / denom : 0.0;
+    double total = 0;
+    bool replaced[VPD_MAX_MODULE_PATTERNS * 4];
+    for (int s = 0; s < samples; s++) {
+        if (ms == SRC_SOURCES) draw_stochastic(d, vpd_loss_sample(index, 2 * s));
+        if (subset) draw_routing(d, lc, vpd_loss_sample(index, 2 * s + 1));
+        for (int p = 0; p < passes_per_sample; p++) {
+            for (int k = 0; k < L; k++) replaced[k] = !layerwise || k == p;
+            total += vpd_recon_pass(d, ms, replaced, subset ? d->route : NULL, dscale, true, false, hidden, NULL);
+        }
+    }
+    return total / denom;
+}
+
+/* ---- one-shot PGD (§4 PGDRecon / Subset / Layerwise) ------------------------------------------ */
+static void pgd_init_sources(vpd_decomp *d, const vpd_loss_cfg *lc, int k, uint32_t sample, real *r_shared) {
+    const int N = d->N, C = d->layers[k].C;
+    const bool delta = d->cfg->use_delta_component;
+    const int Cs = C + (delta ? 1 : 0);
+    real *r = blk(d, d->src, k), *rd = d->srcdelta + (size_t)k * N;
+    if (lc->pgd_init != VPD_PGD_INIT_RANDOM) {
+        real v = lc->pgd_init == VPD_PGD_INIT_ONES ? 1 : 0;
+        for (int j = 0; j < Cs; j++) r_shared[j] = v;
+        for (size_t i = 0; i < (size_t)N * C; i++) r[i] = v;
+        if (delta) for (int n = 0; n < N; n++) rd[n] = v;
+        return;
+    }
+    vpd_rng rng = vpd_rng_make(d->cfg->seed, VPD_RNG_PGD_INIT, (uint32_t)d->step, sample << 16 | (uint32_t)k);
+    const uint64_t Ct = (uint64_t)d->layers[k].comp.C_total + (delta ? 1 : 0);
+    if (lc->mask_scope == VPD_SCOPE_SHARED_ACROSS_BATCH) {
+        /* the same numbers on every rank: no broadcast needed */
+        for (int j = 0; j < C; j++) r_shared[j] = vpd_rng_uniform(&rng, (uint64_t)(d->layers[k].comp.c0 + j));
+        if (delta) r_shared[C] = vpd_rng_uniform(&rng, (uint64_t)d->layers[k].comp.C_total);
+        return;
+    }
+    for (int n = 0; n < N; n++) {
+        uint64_t row = (uint64_t)(d->example0 * d->S + n);
+        vpd_rng_fill_uniform(&rng, row * Ct + (uint64_t)d->layers[k].comp.c0, (size_t)C, r + (size_t)n * C);
+        if (delta) rd[n] = vpd_rng_uniform(&rng, row * Ct + (uint64_t)d->layers[k].comp.C_total);
+    }
+}
+
+static void pgd_expand_shared(vpd_decomp *d, int k, const real *r_shared) {
+    const int N = d->N, C = d->layers[k].C;
+    real *r = blk(d, d->src, k);
+    for (int n = 0; n < N; n++) memcpy(r + (size_t)n * C, r_shared, sizeof(real) * (size_t)C);
+    if (d->cfg->use_delta_component)
+        for (int n = 0; n < N; n++) d->srcdelta[(size_t)k * N + n] = r_shared[C];
+}
+
+static inline real sgn(real x) { return (real)((x > 0) - (x < 0)); }
+
+/* PGD over the layers in `replaced`: n_steps of sign ascent on the sources, then the loss at
+ * the final sources with the parameter backward (coeff·dscale). Returns D. */
+static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint8_t *route, double dscale,
+                      bool backward, uint32_t sample) {
+    const vpd_loss_cfg *lc = &d->cfg->losses[index];
+    const int N = d->N, L = d->L;
+    const bool delta = d->cfg->use_delta_component;
+    const bool shared = lc->mask_scope == VPD_SCOPE_SHARED_ACROSS_BATCH;
+    real *shared_src = NULL, *shared_grad = NULL;
+    size_t n_shared = (size_t)d->C_sum + (size_t)L;
+    if (shared) {
+        shared_src = calloc(n_shared, sizeof(real));
+        shared_grad = calloc(n_shared, sizeof(real));
+        VPD_ASSERT(shared_src && shared_grad, "out of memory (PGD sources)");
+    }
+#define SH(k) (shared_src + d->layers[k].c_off + (k))
+#define SHG(k) (shared_grad + d->layers[k].c_off + (k))
+    for (int k = 0; k < L; k++) {
+        if (replaced && !replaced[k]) continue;
+        pgd_init_sources(d, lc, k, sample, shared ? SH(k) : NULL);
+        if (shared) pgd_expand_shared(d, k, SH(k));
+    }
+    for (int it = 0; it < lc->n_steps; it++) {
+        vpd_recon_pass(d, SRC_SOURCES, replaced, route, 1.0, false, true, false, NULL);
+        if (shared) {
+            memset(shared_grad, 0, sizeof(real) * n_shared);
+            for (int k = 0; k < L; k++) {
+                if (replaced && !replaced[k]) continue;
+                const int C = d->layers[k].C;
+                const real *dr = blk(d, d->dsrc, k);
+                for (int n = 0; n < N; n++)
+                    for (int c = 0; c < C; c++) SHG(k)[c] += dr[(size_t)n * C + c];
+                if (delta)
+                    for (int n = 0; n < N; n++) SHG(k)[C] += d->dsrcdelta[(size_t)k * N + n];
+            }
+            if (d->dp_size > 1) {
+                MPI_Allreduce(MPI_IN_PLACE, shared_grad, (int)n_shared, VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT,
+                              MPI_SUM, d->dp_comm);
+                vpd_scale(n_shared, (real)(1.0 / d->dp_size), shared_grad);
+            }
+            for (int k = 0; k < L; k++) {
+                if (replaced && !replaced[k]) continue;
+                const int Cs = d->layers[k].C + (delta ? 1 : 0);
+                for (int j = 0; j < Cs; j++) {
+                    real v = SH(k)[j] + (real)lc->step_size * sgn(SHG(k)[j]);
+                    SH(k)[j] = v < 0 ? 0 : v > 1 ? 1 : v;
+                }
+                pgd_expand_shared(d, k, SH(k));
+            }
+        } else {
+            for (int k = 0; k < L; k++) {
+                if (replaced && !replaced[k]) continue;
+                size_t nk = (size_t)N * d->layers[k].C;
+                real *r = blk(d, d->src, k);
+                const real *dr = blk(d, d->dsrc, k);
+                for (size_t i = 0; i < nk; i++) {
+                    real v = r[i] + (real)lc->step_size * sgn(dr[i]);
+                    r[i] = v < 0 ? 0 : v > 1 ? 1 : v;
+                }
+                if (delta)
+                    for (int n = 0; n < N; n++) {
+                        real *v = &d->srcdelta[(size_t)k * N + n];
+                        real w = *v + (real)lc->step_size * sgn(d->dsrcdelta[(size_t)k * N + n]);
+                        *v = w < 0 ? 0 : w > 1 ? 1 : w;
+                    }
+            }
+        }
+    }
+#undef SH
+#undef SHG
+    free(shared_src);
+    free(shared_grad);
+    return vpd_recon_pass(d, SRC_SOURCES, replaced, route, backward ? dscale : 0.0, true, false, false, NULL);
+}
+
+static double pgd_family(vpd_decomp *d, int index, bool backward) {
+    const vpd_loss_cfg *lc = &d->cfg->losses[index];
+    const int L = d->L;
+    if (lc->kind == VPD_LOSS_PGD_RECON_LAYERWISE) {
+        bool replaced[VPD_MAX_MODULE_PATTERNS * 4];
+        double total = 0;
+        for (int p = 0; p < L; p++) {
+            for (int k = 0; k < L; k++) replaced[k] = k == p;
+            total += pgd_run(d, index, replaced, NULL, lc->coeff / L, backward, vpd_loss_sample(index, p));
+        }
+        return total / L;
+    }
+    const uint8_t *route = NULL;
+    if (lc->kind == VPD_LOSS_PGD_RECON_SUBSET) {
+        draw_routing(d, lc, vpd_loss_sample(index, 1023)); /* once per call, held fixed */
+        route = d->route;
+    }
+    return pgd_run(d, index, NULL, route, lc->coeff, backward, vpd_loss_sample(index, 0));
+}
+
+double vpd_loss_evaluate(vpd_decomp *d, int index, bool backward) {
+    const vpd_loss_cfg *lc = &d->cfg->losses[index];
+    switch (lc->kind) {
+    case VPD_LOSS_FAITHFULNESS: return faithfulness(d, lc->coeff, backward);
+    case VPD_LOSS_IMPORTANCE_MINIMALITY: return importance_minimality(d, lc, backward);
+    case VPD_LOSS_PGD_RECON:
+    case VPD_LOSS_PGD_RECON_SUBSET:
+    case VPD_LOSS_PGD_RECON_LAYERWISE: return pgd_family(d, index, backward);
+    case VPD_LOSS_PPGD_RECON:
+    case VPD_LOSS_PPGD_RECON_SUBSET: return vpd_ppgd_loss(d, d->ppgd[index], index, backward);
+    default: return recon_family(d, index, backward);
+    }
+}

@@ -1,0 +1,155 @@
+/* The masked model: the target's forward/backward with chosen layers replaced by their
+ * components (VPD_METHOD.md §1, §3), through the model hook of include/vpd/models.h.
+ *
+ * Two hooks live here:
+ *   - the caching hook of the target forward, which computes every layer from the target
+ *     weights and keeps each decomposed layer's input (the CI function's input and the
+ *     constant the losses compare against) and output (for the hidden-acts loss);
+ *   - the pass hook, which for each layer either runs the target layer or the masked
+ *     components (masks, delta mask, routing as the vpd_pass_layer spec says) and in
+ *     backward accumulates dx, dU, dV, ∂/∂m and ∂/∂m_Δ.
+ * Every loss is built from vpd_masked_pass: one forward, the output loss D against f(x),
+ * and the backward of dscale·D right away (activations are reused, never stacked). */
+#include <string.h>
+
+#include "vpd/decomp.h"
+#include "vpd/nn.h"
+
+/* ---- the caching hook of the target forward ---------------------------------------- */
+typedef struct {
+    vpd_hook base; /* first member: the hook pointer is the struct pointer */
+    vpd_decomp *d;
+} cache_hook;
+
+static void target_layer_forward(const vpd_layer_info *li, const real *x, const int32_t *tok, real *y, int N) {
+    if (li->embedding)
+        embedding_forward(y, tok, li->W, N, li->d_in, li->d_out);
+    else
+        linear_forward(y, x, li->W, li->b, N, li->d_in, li->d_out);
+}
+
+static void target_layer_backward(const vpd_layer_info *li, const real *dy, real *dx, int N) {
+    if (!li->embedding && dx) linear_backward(dx, NULL, NULL, dy, NULL, li->W, N, li->d_in, li->d_out);
+}
+
+static void cache_forward(vpd_hook *h, int l, const real *x, const int32_t *tok, real *y, int N) {
+    cache_hook *ch = (cache_hook *)h;
+    vpd_decomp *d = ch->d;
+    const vpd_layer_info *li = &d->target->layers[l];
+    target_layer_forward(li, x, tok, y, N);
+    int k = d->model_to_decomp[l];
+    if (k < 0) return;
+    vpd_layer_state *ls = &d->layers[k];
+    if (!ls->embedding) memcpy(ls->x_in, x, sizeof(real) * (size_t)N * (size_t)ls->d_in);
+    if (ls->y_target) memcpy(ls->y_target, y, sizeof(real) * (size_t)N * (size_t)ls->d_out);
+}
+
+static void cache_backward(vpd_hook *h, int l, const real *x, const int32_t *tok, const real *dy, real *dx, int N) {
+    (void)h; (void)l; (void)x; (void)tok; (void)dy; (void)dx; (void)N;
+    VPD_ASSERT(0, "the target forward is never differentiated");
+}
+
+void vpd_decomp_target_forward(vpd_decomp *d) {
+    cache_hook ch = {{cache_forward, cache_backward}, d};
+    vpd_model_forward(d->target, &d->input, d->target_out, &ch.base);
+    if (d->cfg->output_loss == VPD_OUT_KL) {
+        int V = vpd_model_out_dim(d->target);
+        softmax_forward(d->target_probs, d->target_out, d->N, V);
+    }
+}
+
+/* ---- the pass hook ---------------------------------------------------------------------- */
+typedef struct {
+    vpd_hook base;
+    vpd_decomp *d;
+    const vpd_pass_layer *spec; /* [L] */
+    const vpd_pass_opts *opts;
+    double hidden_sq;           /* Σ squared error of replaced layers' outputs (hidden_acts) */
+    double hidden_numel;
+} pass_hook;
+
+static void pass_forward(vpd_hook *h, int l, const real *x, const int32_t *tok, real *y, int N) {
+    pass_hook *ph = (pass_hook *)h;
+    vpd_decomp *d = ph->d;
+    int k = d->model_to_decomp[l];
+    if (k < 0 || !ph->spec[k].replaced) {
+        target_layer_forward(&d->target->layers[l], x, tok, y, N);
+        return;
+    }
+    vpd_layer_state *ls = &d->layers[k];
+    const vpd_pass_layer *sp = &ph->spec[k];
+    real *a = d->a + (size_t)N * (size_t)ls->c_off;
+    vpd_components_forward(y, a, &ls->comp, x, tok, sp->m, sp->mdelta, sp->route, N, d->work);
+    if (ph->opts->hidden_acts) {
+        size_t n = (size_t)N * (size_t)ls->d_out;
+        double s = 0;
+        for (size_t i = 0; i < n; i++) {
+            double e = (double)y[i] - (double)ls->y_target[i];
+            s += e * e;
+        }
+        ph->hidden_sq += s;
+        ph->hidden_numel += (double)n;
+    }
+}
+
+static void pass_backward(vpd_hook *h, int l, const real *x, const int32_t *tok, const real *dy, real *dx, int N) {
+    pass_hook *ph = (pass_hook *)h;
+    vpd_decomp *d = ph->d;
+    int k = d->model_to_decomp[l];
+    if (k < 0 || !ph->spec[k].replaced) {
+        target_layer_backward(&d->target->layers[l], dy, dx, N);
+        return;
+    }
+    vpd_layer_state *ls = &d->layers[k];
+    const vpd_pass_layer *sp = &ph->spec[k];
+    const real *dy_eff = dy;
+    if (ph->opts->hidden_acts) {
+        /* this layer's own term: ∂(dscale·Σ‖y − y_target‖²)/∂y = 2·dscale·(y − y_target);
+         * y is recomputed from the saved activations instead of being stored per layer */
+        size_t n = (size_t)N * (size_t)ls->d_out;
+        real *yy = d->tmp_layer;
+        vpd_components_forward(yy, d->a + (size_t)N * (size_t)ls->c_off, &ls->comp, x, tok, sp->m, sp->mdelta,
+                               sp->route, N, d->work);
+        real s = (real)(2.0 * ph->opts->dscale);
+        for (size_t i = 0; i < n; i++) yy[i] = dy[i] + s * (yy[i] - ls->y_target[i]);
+        dy_eff = yy;
+    }
+    const real *a = d->a + (size_t)N * (size_t)ls->c_off;
+    bool pg = ph->opts->param_grads;
+    vpd_components_backward(dx, pg ? ls->dV : NULL, pg ? ls->dU : NULL, sp->dm, sp->dmdelta, dy_eff, a, &ls->comp,
+                            x, tok, sp->m, sp->mdelta, sp->route, N, d->work);
+}
+
+static double output_loss_forward_backward(vpd_decomp *d, double dscale) {
+    size_t n = (size_t)d->out_numel;
+    if (d->cfg->output_loss == VPD_OUT_MSE) {
+        double D = mse_forward(d->out, d->target_out, n);
+        if (dscale != 0) {
+            memset(d->dout, 0, sizeof(real) * n);
+            mse_backward(d->dout, d->out, d->target_out, n, (real)dscale);
+        }
+        return D;
+    }
+    int V = vpd_model_out_dim(d->target);
+    double D = kl_forward(d->target_probs, d->q_probs, d->target_out, d->out, d->N, V);
+    if (dscale != 0) {
+        memset(d->dout, 0, sizeof(real) * n);
+        kl_backward(d->dout, d->target_probs, d->q_probs, d->N, V, (real)dscale);
+    }
+    return D;
+}
+
+double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass_opts *opts, double *numel_out) {
+    pass_hook ph = {{pass_forward, pass_backward}, d, spec, opts, 0, 0};
+    vpd_model_forward(d->target, &d->input, d->out, &ph.base);
+    double D;
+    if (opts->hidden_acts) {
+        D = ph.hidden_sq;
+        if (numel_out) *numel_out = ph.hidden_numel;
+        if (opts->dscale != 0) memset(d->dout, 0, sizeof(real) * (size_t)d->out_numel);
+    } else {
+        D = output_loss_forward_backward(d, opts->dscale);
+    }
+    if (opts->dscale != 0) vpd_model_backward(d->target, d->dout, NULL, NULL, &ph.base);
+    return D;
+}

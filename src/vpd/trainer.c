@@ -1,0 +1,230 @@
+/* The training loop of VPD (VPD_METHOD.md §5; spd spd/run_spd.py `optimize`), one banner per
+ * phase in the order of the method. The loop runs step = 0 … steps (steps + 1 iterations);
+ * the last does everything but the clip and the update, so there are exactly `steps`
+ * updates. Data, masks and sources come from the counter-based RNG indexed by global
+ * coordinates, so a run's numbers do not depend on how many ranks compute it. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vpd/data.h"
+#include "vpd/decomp.h"
+#include "vpd/trainer.h"
+
+static MPI_Datatype mpi_real(void) { return VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT; }
+
+/* Average a flat gradient over the data-parallel replicas, in buckets of ≤ 1 Mi values
+ * (one call per bucket, never per tensor; MACHINE.md: 1–4 MiB is the sweet spot). */
+void vpd_allreduce_mean(real *x, size_t n, MPI_Comm comm, int size) {
+    if (size <= 1) return;
+    const size_t bucket = (size_t)1 << 20;
+    for (size_t off = 0; off < n; off += bucket) {
+        size_t m = n - off < bucket ? n - off : bucket;
+        MPI_Allreduce(MPI_IN_PLACE, x + off, (int)m, mpi_real(), MPI_SUM, comm);
+    }
+    vpd_scale(n, (real)(1.0 / size), x);
+}
+
+vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d) {
+    memset(t, 0, sizeof *t);
+    t->d = d;
+    const vpd_decomp_config *cfg = d->cfg;
+    const vpd_model_config *mc = &d->target->cfg;
+    if (mc->kind == VPD_MODEL_LLAMA) {
+        t->lm = true;
+        if (!cfg->train_tokens[0])
+            return vpd_error(VPD_ERR_CONFIG, "a LlamaSimpleMLP target needs token data: set data.train (a uint16/uint32 token file)");
+        int width = 2;
+        if (mc->vocab_size > 65535) width = 4;
+        VPD_TRY(vpd_tokens_open(&t->tokens, cfg->train_tokens, width, mc->vocab_size));
+        t->tok_targets = malloc(sizeof(int32_t) * (size_t)d->N);
+        d->tok_in = malloc(sizeof(int32_t) * (size_t)d->N);
+        if (!t->tok_targets || !d->tok_in) return vpd_error(VPD_ERR_MEM, "token batch");
+        d->input.tokens = d->tok_in;
+    } else {
+        vpd_data_gen gen;
+        int n_active = 0;
+        VPD_TRY(vpd_data_gen_parse(cfg->data_generation_type, "task_config.data_generation_type", &gen, &n_active));
+        VPD_TRY(vpd_toy_data_init(&t->toy, mc->n_features, gen, n_active, cfg->feature_probability, cfg->seed));
+        if (mc->kind == VPD_MODEL_RESID_MLP) t->toy.value_min = -1.0; /* spd ResidMLP data: U(-1, 1) */
+        d->x_batch = vpd_malloc(sizeof(real) * (size_t)d->B * mc->n_features, "input batch");
+        t->labels = vpd_malloc(sizeof(real) * (size_t)d->B * mc->n_features, "label batch");
+        if (!d->x_batch || !t->labels) return VPD_ERR_MEM;
+        d->input.x = d->x_batch;
+    }
+    /* AdamW, weight decay fixed at 0 (spd: optim.AdamW(..., weight_decay=0)) */
+    t->adam_buf = vpd_calloc(sizeof(real) * 2 * (d->n_comp_params + d->ci->n_params), "AdamW moments");
+    if (!t->adam_buf) return VPD_ERR_MEM;
+    vpd_adamw_init(&d->adam_comp, t->adam_buf, t->adam_buf + d->n_comp_params, d->n_comp_params, 0.0);
+    real *ci_m = t->adam_buf + 2 * d->n_comp_params;
+    vpd_adamw_init(&d->adam_ci, ci_m, ci_m + d->ci->n_params, d->ci->n_params, 0.0);
+    return VPD_OK;
+}
+
+void vpd_trainer_free(vpd_trainer *t) {
+    if (t->lm) vpd_tokens_close(&t->tokens);
+    else vpd_toy_data_free(&t->toy);
+    vpd_free(t->adam_buf);
+    vpd_free(t->labels);
+    free(t->tok_targets);
+    if (t->d) {
+        vpd_free(t->d->x_batch);
+        free(t->d->tok_in);
+        t->d->x_batch = NULL;
+        t->d->tok_in = NULL;
+    }
+}
+
+vpd_status vpd_trainer_load_batch(vpd_trainer *t, uint32_t stream, uint64_t index) {
+    vpd_decomp *d = t->d;
+    if (t->lm)
+        return vpd_tokens_batch(&t->tokens, d->cfg->seed, stream, index, d->example0, d->B, d->S, d->tok_in,
+                                t->tok_targets);
+    vpd_toy_batch(&t->toy, stream, index, d->example0, d->B, d->x_batch, t->labels);
+    return VPD_OK;
+}
+
+static void zero_grads(vpd_decomp *d) {
+    memset(d->comp_grads, 0, sizeof(real) * d->n_comp_params);
+    for (int k = 0; k < d->L; k++)
+        if (d->layers[k].tied_to >= 0) {
+            memset(d->layers[k].dV, 0, sizeof(real) * (size_t)d->layers[k].d_in * d->layers[k].C);
+            memset(d->layers[k].dU, 0, sizeof(real) * (size_t)d->layers[k].C * d->layers[k].d_out);
+        }
+    vpd_ci_zero_grad(d->ci);
+    size_t n = (size_t)d->N * d->C_sum;
+    memset(d->dg_lower, 0, sizeof(real) * n);
+    memset(d->dg_upper, 0, sizeof(real) * n);
+}
+
+/* L0 per layer: mean over rows of #{c : g_c > thr}, averaged over replicas */
+static void layer_l0(const vpd_decomp *d, double thr, double *out) {
+    for (int k = 0; k < d->L; k++) {
+        const int C = d->layers[k].C;
+        const real *g = d->g_lower + (size_t)d->N * d->layers[k].c_off;
+        size_t cnt = 0;
+        for (size_t i = 0; i < (size_t)d->N * C; i++) cnt += g[i] > thr;
+        out[k] = (double)cnt / d->N;
+    }
+}
+
+/* Faithfulness warmup (§1): AdamW on U, V only, minimising the faithfulness loss. */
+vpd_status vpd_faithfulness_warmup(vpd_decomp *d) {
+    const vpd_decomp_config *cfg = d->cfg;
+    if (cfg->faithfulness_warmup_steps <= 0) return VPD_OK;
+    real *mv = vpd_calloc(sizeof(real) * 2 * d->n_comp_params, "faithfulness warmup moments");
+    if (!mv) return VPD_ERR_MEM;
+    vpd_adamw a;
+    vpd_adamw_init(&a, mv, mv + d->n_comp_params, d->n_comp_params, cfg->faithfulness_warmup_weight_decay);
+    vpd_loss_cfg lc;
+    memset(&lc, 0, sizeof lc);
+    double first = 0, last = 0, numel = 0;
+    for (int k = 0; k < d->L; k++) numel += (double)d->layers[k].numel_W;
+    for (int s = 0; s < cfg->faithfulness_warmup_steps; s++) {
+        zero_grads(d);
+        double sum = 0;
+        for (int k = 0; k < d->L; k++) {
+            sum += vpd_faithfulness_forward(&d->layers[k].comp);
+            vpd_faithfulness_backward(d->layers[k].dV, d->layers[k].dU, &d->layers[k].comp, (real)(1.0 / numel));
+        }
+        if (s == 0) first = sum / numel;
+        last = sum / numel;
+        vpd_decomp_fold_tied_grads(d);
+        vpd_allreduce_mean(d->comp_grads, d->n_comp_params, d->dp_comm, d->dp_size);
+        vpd_adamw_step(&a, d->comp_params, d->comp_grads, cfg->faithfulness_warmup_lr);
+        vpd_decomp_refresh(d);
+    }
+    vpd_free(mv);
+    vpd_info("faithfulness warmup: %d steps, loss %.3e -> %.3e", cfg->faithfulness_warmup_steps, first, last);
+    return VPD_OK;
+}
+
+vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
+    vpd_decomp *d = t->d;
+    const vpd_decomp_config *cfg = d->cfg;
+    const int step = d->step;
+    double t0 = vpd_wtime();
+    memset(sm, 0, sizeof *sm);
+    sm->step = step;
+
+    /* --- 1. schedules --- */
+    sm->lr_components = vpd_schedule_value(&cfg->lr_components, step, cfg->steps);
+    sm->lr_ci = vpd_schedule_value(&cfg->lr_ci, step, cfg->steps);
+    for (int i = 0; i < cfg->n_losses; i++)
+        if (d->ppgd[i]) vpd_ppgd_set_lr(d->ppgd[i], step, cfg->steps);
+
+    /* --- 2. weight deltas (kept current by vpd_decomp_refresh after every update) --- */
+    zero_grads(d);
+
+    /* --- 3. target forward on the batch, caching layer inputs --- */
+    VPD_TRY(vpd_trainer_load_batch(t, 0, (uint64_t)step));
+    vpd_decomp_target_forward(d);
+
+    /* --- 4. causal importances --- */
+    VPD_TRY(vpd_decomp_ci_forward(d));
+
+    /* --- 5. persistent-PGD warmup ascent --- */
+    for (int i = 0; i < cfg->n_losses; i++)
+        if (d->ppgd[i]) vpd_ppgd_warmup(d, d->ppgd[i], i);
+
+    /* --- 6–7. every loss with its coefficient (PPGD source gradients from the same pass) --- */
+    double total = 0;
+    for (int i = 0; i < cfg->n_losses; i++) {
+        sm->losses[i] = vpd_loss_evaluate(d, i, true);
+        total += cfg->losses[i].coeff * sm->losses[i];
+    }
+
+    /* --- 8. backward into the CI function; gradients averaged over replicas --- */
+    VPD_TRY(vpd_decomp_ci_backward(d));
+    vpd_decomp_fold_tied_grads(d);
+    vpd_allreduce_mean(d->comp_grads, d->n_comp_params, d->dp_comm, d->dp_size);
+    vpd_allreduce_mean(d->ci->grads, d->ci->n_params, d->dp_comm, d->dp_size);
+
+    /* --- 9. PPGD ascent --- */
+    for (int i = 0; i < cfg->n_losses; i++)
+        if (d->ppgd[i]) vpd_ppgd_step(d, d->ppgd[i]);
+
+    /* --- 10. metrics (gradient norms before clipping), reduced over replicas --- */
+    vpd_grad_range rc = {d->comp_grads, d->n_comp_params}, rf = {d->ci->grads, d->ci->n_params};
+    sm->grad_norm_components = vpd_grad_norm(&rc, 1);
+    sm->grad_norm_ci = vpd_grad_norm(&rf, 1);
+    layer_l0(d, 0.0, sm->l0);
+    layer_l0(d, cfg->ci_alive_threshold, sm->l0_thr);
+    {
+        double buf[2 * VPD_MAX_LOSSES + 4 * VPD_MAX_MODULE_PATTERNS * 4];
+        int n = 0;
+        for (int i = 0; i < cfg->n_losses; i++) buf[n++] = sm->losses[i];
+        for (int k = 0; k < d->L; k++) buf[n++] = sm->l0[k];
+        for (int k = 0; k < d->L; k++) buf[n++] = sm->l0_thr[k];
+        if (d->dp_size > 1) {
+            MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, d->dp_comm);
+            for (int j = 0; j < n; j++) buf[j] /= d->dp_size;
+        }
+        n = 0;
+        total = 0;
+        for (int i = 0; i < cfg->n_losses; i++) {
+            sm->losses[i] = buf[n++];
+            total += cfg->losses[i].coeff * sm->losses[i];
+        }
+        for (int k = 0; k < d->L; k++) sm->l0[k] = buf[n++];
+        for (int k = 0; k < d->L; k++) sm->l0_thr[k] = buf[n++];
+    }
+    sm->total = total;
+    sm->im_p = d->im_p_current;
+    for (int i = 0; i < cfg->n_losses; i++)
+        if (!isfinite(sm->losses[i]))
+            return vpd_error(VPD_ERR_VALUE, "step %d: loss %s is %g (non-finite); lower the learning rate or check the target",
+                             step, vpd_loss_classname(cfg->losses[i].kind), sm->losses[i]);
+
+    /* --- 11. clip and update (not on the last iteration) --- */
+    if (step != cfg->steps) {
+        if (cfg->grad_clip_components > 0) vpd_clip_grad_norm(&rc, 1, cfg->grad_clip_components);
+        if (cfg->grad_clip_ci > 0) vpd_clip_grad_norm(&rf, 1, cfg->grad_clip_ci);
+        vpd_adamw_step(&d->adam_comp, d->comp_params, d->comp_grads, sm->lr_components);
+        vpd_adamw_step(&d->adam_ci, d->ci->params, d->ci->grads, sm->lr_ci);
+        vpd_decomp_refresh(d);
+    }
+    sm->seconds = vpd_wtime() - t0;
+    d->step++;
+    return VPD_OK;
+}
