@@ -295,8 +295,11 @@ static vpd_status read_vpd_sections(vpd_config *root, vpd_decomp_config *c, bool
         static const char *const k[] = {"model_class", "model_name", "output_extract", "model_path", NULL};
         for (int i = 0; k[i]; i++) vpd_config_consume(t, k[i]);
     }
-    if (!c->target_dir[0] && vpd_config_has(root, "pretrained_model_path") && !vpd_config_is_null(root, "pretrained_model_path"))
-        TRY(get_str(root, "pretrained_model_path", c->target_dir, sizeof c->target_dir, ""));
+    if (vpd_config_has(root, "pretrained_model_path") && !vpd_config_is_null(root, "pretrained_model_path")) {
+        char p[1024];
+        TRY(get_str(root, "pretrained_model_path", p, sizeof p, ""));
+        if (!c->target_dir[0]) snprintf(c->target_dir, sizeof c->target_dir, "%s", p);
+    }
     vpd_config *d = vpd_config_find(root, "data");
     if (d) {
         TRY(get_str(d, "train", c->train_tokens, sizeof c->train_tokens, ""));
