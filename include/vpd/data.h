@@ -16,9 +16,11 @@
  * training from evaluation data (VPD_DATA_TRAIN, VPD_DATA_EVAL, or any other small
  * integer a caller wants as an independent stream).
  *
- * Word indices inside one (step, stream) toy stream: example e, feature f uses words
- * 2(e·F + f) (value) and 2(e·F + f) + 1 (presence, or sort key for exactly_n_active).
- * Token windows: example e uses words 2e and 2e+1 (a 64-bit start offset). */
+ * Toy streams: Philox counter (step, 2·stream) holds presence words (sort keys for
+ * exactly_n_active), counter (step, 2·stream + 1) value words; example e, feature f uses
+ * word e·F + f of each (for exactly_n_active the j-th chosen feature takes value word
+ * e·F + j), and values are drawn only for present features. Token windows: counter
+ * (step, stream | 0x10000), example e uses words 2e and 2e+1 (a 64-bit start offset). */
 #ifndef VPD_DATA_H
 #define VPD_DATA_H
 
@@ -50,7 +52,7 @@ typedef struct {
     vpd_label_act act;
     real *coeffs;               /* [n_features] label coefficients c (owned; all 1 by default) */
     uint64_t seed;
-    real *keys;                 /* [2 n_features] scratch: one example's uniforms (owned) */
+    uint32_t *keys;             /* [n_features] scratch: one example's presence words (owned) */
 } vpd_toy_data;
 
 /* Map spd's data_generation_type string ("at_least_zero_active", "exactly_one_active" ...

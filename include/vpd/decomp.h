@@ -155,9 +155,28 @@ typedef struct {
 } vpd_layer_state;
 
 typedef struct vpd_ppgd_state vpd_ppgd_state;
+typedef struct vpd_decomp vpd_decomp;
 
-typedef struct vpd_decomp {
+/* Fixed random draws (vpd parity, tests): when d->fixed is set, every draw a loss would take
+ * from the RNG is asked of these callbacks instead. Each fills the same buffers the RNG
+ * would and returns VPD_OK, or an error naming what is missing.
+ *   stochastic(loss, sample):   d->src (all layers) and d->srcdelta for mask sample `sample`
+ *   routing(loss, draw):        d->route [L, N] for routing draw `draw` of the loss
+ *   pgd_init(loss, restart):    initial adversarial sources of one PGD run: d->src and
+ *                               d->srcdelta rows (unique_per_datapoint) or, for
+ *                               shared_across_batch, `shared` ([ΣC + L]: layer k's C_k + 1
+ *                               values at c_off[k] + k)
+ * (restart = the replaced layer for PGDReconLayerwise, else 0). */
+typedef struct {
+    void *ctx;
+    vpd_status (*stochastic)(void *ctx, vpd_decomp *d, int loss, int sample);
+    vpd_status (*routing)(void *ctx, vpd_decomp *d, int loss, int draw);
+    vpd_status (*pgd_init)(void *ctx, vpd_decomp *d, int loss, int restart, real *shared);
+} vpd_fixed_draws;
+
+struct vpd_decomp {
     const vpd_decomp_config *cfg;
+    const vpd_fixed_draws *fixed; /* NULL: draws come from the counter-based RNG */
     vpd_model *target;
     int L;
     vpd_layer_state *layers; /* strcmp order */
@@ -216,7 +235,7 @@ typedef struct vpd_decomp {
     double loss_values[VPD_MAX_LOSSES];
     double last_total_loss;
     double im_p_current;
-} vpd_decomp;
+};
 
 /* Build the decomposition of `target` for this config: select layers by module_info
  * patterns (fnmatch over the target's layer names; a pattern matching nothing is an

@@ -62,7 +62,7 @@ vpd_status vpd_toy_data_init(vpd_toy_data *d, int n_features, vpd_data_gen gen, 
     d->act = VPD_LABEL_ACT_RELU;
     d->seed = seed;
     d->coeffs = vpd_malloc(sizeof(real) * (size_t)n_features, "toy data label coefficients");
-    d->keys = vpd_malloc(sizeof(real) * 2 * (size_t)n_features, "toy data scratch");
+    d->keys = vpd_malloc(sizeof(uint32_t) * (size_t)n_features, "toy data scratch");
     if (!d->coeffs || !d->keys) {
         vpd_toy_data_free(d);
         return VPD_ERR_MEM;
@@ -74,7 +74,8 @@ vpd_status vpd_toy_data_init(vpd_toy_data *d, int n_features, vpd_data_gen gen, 
 void vpd_toy_data_free(vpd_toy_data *d) {
     vpd_free(d->coeffs);
     vpd_free(d->keys);
-    d->coeffs = d->keys = NULL;
+    d->coeffs = NULL;
+    d->keys = NULL;
 }
 
 /* The coefficient stream is its own sub-stream (step 0, stream 0xFFFFFFFF) of the data
@@ -107,28 +108,45 @@ void vpd_toy_labels(const vpd_toy_data *d, const real *x, real *labels, int n) {
     }
 }
 
+/* words [first, first+n) of stream r as 24-bit integers (the numerator of
+ * vpd_rng_uniform's value), one Philox call per 4 words */
+static void fill_u24(const vpd_rng *r, uint64_t first, size_t n, uint32_t *out) {
+    size_t k = 0;
+    while (k < n) {
+        uint64_t i = first + k, block = i >> 2;
+        uint32_t ctr[4] = {(uint32_t)block, (uint32_t)(block >> 32), r->c2, r->c3}, w[4];
+        vpd_philox4x32_10(ctr, r->key, w);
+        for (unsigned lane = (unsigned)(i & 3); lane < 4 && k < n; lane++) out[k++] = w[lane] >> 8;
+    }
+}
+
 void vpd_toy_batch(vpd_toy_data *d, uint32_t stream, uint64_t step, int64_t e0, int B, real *x, real *labels) {
     int F = d->n_features;
-    vpd_rng r = vpd_rng_make(d->seed, VPD_RNG_DATA, (uint32_t)step, stream);
+    /* presence / sort-key words and value words live in two sub-streams, so a sparse batch
+     * draws a value only where a feature is present (the RNG is most of the cost) */
+    vpd_rng rk = vpd_rng_make(d->seed, VPD_RNG_DATA, (uint32_t)step, 2 * stream);
+    vpd_rng rv = vpd_rng_make(d->seed, VPD_RNG_DATA, (uint32_t)step, 2 * stream + 1);
     real lo = (real)d->value_min, span = (real)(d->value_max - d->value_min);
-    real *u = d->keys; /* [2F]: an example's words, value and presence/key interleaved */
+    const double thr = d->feature_probability * 16777216.0; /* u < p  <=>  24-bit word < p 2^24 */
+    uint32_t *u = d->keys;
     for (int b = 0; b < B; b++) {
-        vpd_rng_fill_uniform(&r, 2 * (uint64_t)(e0 + b) * (uint64_t)F, 2 * (size_t)F, u);
+        uint64_t w0 = (uint64_t)(e0 + b) * (uint64_t)F;
+        fill_u24(&rk, w0, (size_t)F, u);
         real *row = x + (size_t)b * F;
         if (d->gen == VPD_GEN_AT_LEAST_ZERO_ACTIVE) {
             for (int f = 0; f < F; f++)
-                row[f] = (double)u[2 * f + 1] < d->feature_probability ? lo + span * u[2 * f] : 0;
+                row[f] = (double)u[f] < thr ? lo + span * vpd_rng_uniform(&rv, w0 + (uint64_t)f) : 0;
         } else {
             /* the n smallest keys (ties by index, like a stable argsort); a taken key is
-             * set to 2, above every uniform */
+             * set above every 24-bit value */
             for (int f = 0; f < F; f++) row[f] = 0;
             for (int j = 0; j < d->n_active; j++) {
-                int best = -1;
-                for (int f = 0; f < F; f++)
-                    if (u[2 * f + 1] <= 1 && (best < 0 || u[2 * f + 1] < u[2 * best + 1])) best = f;
-                u[2 * best + 1] = 2;
-                /* value j of the example (spd: random_values[..., j] goes to the j-th chosen) */
-                row[best] = lo + span * u[2 * j];
+                int best = 0;
+                for (int f = 1; f < F; f++)
+                    if (u[f] < u[best]) best = f;
+                u[best] = UINT32_MAX;
+                /* value j of the example goes to the j-th chosen feature (spd: random_values[..., j]) */
+                row[best] = lo + span * vpd_rng_uniform(&rv, w0 + (uint64_t)j);
             }
         }
     }

@@ -178,8 +178,18 @@ double vpd_recon_pass(vpd_decomp *d, vpd_mask_source ms_kind, const bool *replac
     return D;
 }
 
+static void fixed_check(vpd_status s) {
+    /* fixed draws are validated when they are loaded; a miss here is a broken file */
+    if (s != VPD_OK) vpd_panic(__FILE__, __LINE__, "fixed draws: %s", vpd_last_error());
+}
+
 /* draw stochastic sources for every layer: r (continuous/binomial) and r_Δ */
-static void draw_stochastic(vpd_decomp *d, uint32_t sample) {
+static void draw_stochastic(vpd_decomp *d, int index, int s) {
+    if (d->fixed) {
+        fixed_check(d->fixed->stochastic(d->fixed->ctx, d, index, s));
+        return;
+    }
+    uint32_t sample = vpd_loss_sample(index, 2 * s);
     for (int k = 0; k < d->L; k++) {
         vpd_draw dr = vpd_decomp_draw(d, k, sample);
         vpd_mask_source_draw(blk(d, d->src, k), &dr, d->cfg->sampling);
@@ -187,7 +197,12 @@ static void draw_stochastic(vpd_decomp *d, uint32_t sample) {
     }
 }
 
-static void draw_routing(vpd_decomp *d, const vpd_loss_cfg *lc, uint32_t sample) {
+static void draw_routing(vpd_decomp *d, int index, int draw, uint32_t sample) {
+    const vpd_loss_cfg *lc = &d->cfg->losses[index];
+    if (d->fixed) {
+        fixed_check(d->fixed->routing(d->fixed->ctx, d, index, draw));
+        return;
+    }
     vpd_draw dr = vpd_decomp_draw(d, -1, sample);
     vpd_status s = vpd_routing_draw(d->route, &dr, d->L, lc->routing, lc->routing_p);
     VPD_ASSERT(s == VPD_OK, "routing draw: %s", vpd_last_error()); /* checked when the config was read */
@@ -220,8 +235,8 @@ static double recon_family(vpd_decomp *d, int index, bool backward) {
     double total = 0;
     bool replaced[VPD_MAX_MODULE_PATTERNS * 4];
     for (int s = 0; s < samples; s++) {
-        if (ms == SRC_SOURCES) draw_stochastic(d, vpd_loss_sample(index, 2 * s));
-        if (subset) draw_routing(d, lc, vpd_loss_sample(index, 2 * s + 1));
+        if (ms == SRC_SOURCES) draw_stochastic(d, index, s);
+        if (subset) draw_routing(d, index, s, vpd_loss_sample(index, 2 * s + 1));
         for (int p = 0; p < passes_per_sample; p++) {
             for (int k = 0; k < L; k++) replaced[k] = !layerwise || k == p;
             total += vpd_recon_pass(d, ms, replaced, subset ? d->route : NULL, dscale, true, false, hidden, NULL);
@@ -271,7 +286,7 @@ static inline real sgn(real x) { return (real)((x > 0) - (x < 0)); }
 /* PGD over the layers in `replaced`: n_steps of sign ascent on the sources, then the loss at
  * the final sources with the parameter backward (coeff·dscale). Returns D. */
 static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint8_t *route, double dscale,
-                      bool backward, uint32_t sample) {
+                      bool backward, int restart, uint32_t sample) {
     const vpd_loss_cfg *lc = &d->cfg->losses[index];
     const int N = d->N, L = d->L;
     const bool delta = d->cfg->use_delta_component;
@@ -285,9 +300,10 @@ static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint
     }
 #define SH(k) (shared_src + d->layers[k].c_off + (k))
 #define SHG(k) (shared_grad + d->layers[k].c_off + (k))
+    if (d->fixed) fixed_check(d->fixed->pgd_init(d->fixed->ctx, d, index, restart, shared_src));
     for (int k = 0; k < L; k++) {
         if (replaced && !replaced[k]) continue;
-        pgd_init_sources(d, lc, k, sample, shared ? SH(k) : NULL);
+        if (!d->fixed) pgd_init_sources(d, lc, k, sample, shared ? SH(k) : NULL);
         if (shared) pgd_expand_shared(d, k, SH(k));
     }
     for (int it = 0; it < lc->n_steps; it++) {
@@ -351,16 +367,16 @@ static double pgd_family(vpd_decomp *d, int index, bool backward) {
         double total = 0;
         for (int p = 0; p < L; p++) {
             for (int k = 0; k < L; k++) replaced[k] = k == p;
-            total += pgd_run(d, index, replaced, NULL, lc->coeff / L, backward, vpd_loss_sample(index, p));
+            total += pgd_run(d, index, replaced, NULL, lc->coeff / L, backward, p, vpd_loss_sample(index, p));
         }
         return total / L;
     }
     const uint8_t *route = NULL;
     if (lc->kind == VPD_LOSS_PGD_RECON_SUBSET) {
-        draw_routing(d, lc, vpd_loss_sample(index, 1023)); /* once per call, held fixed */
+        draw_routing(d, index, 0, vpd_loss_sample(index, 1023)); /* once per call, held fixed */
         route = d->route;
     }
-    return pgd_run(d, index, NULL, route, lc->coeff, backward, vpd_loss_sample(index, 0));
+    return pgd_run(d, index, NULL, route, lc->coeff, backward, 0, vpd_loss_sample(index, 0));
 }
 
 double vpd_loss_evaluate(vpd_decomp *d, int index, bool backward) {

@@ -163,8 +163,15 @@ static void gather_grad(vpd_ppgd_state *p, vpd_decomp *d, double inv_scale) {
     }
 }
 
-static const uint8_t *route_for(vpd_decomp *d, const vpd_loss_cfg *lc, uint32_t sample) {
+/* routing of PPGD forward `draw` (0: the loss, 1 + w: warmup step w) */
+static const uint8_t *route_for(vpd_decomp *d, const vpd_loss_cfg *lc, int loss_index, int draw) {
     if (lc->kind != VPD_LOSS_PPGD_RECON_SUBSET) return NULL;
+    if (d->fixed) {
+        vpd_status s = d->fixed->routing(d->fixed->ctx, d, loss_index, draw);
+        VPD_ASSERT(s == VPD_OK, "fixed draws: %s", vpd_last_error());
+        return d->route;
+    }
+    uint32_t sample = vpd_loss_sample(loss_index, draw);
     vpd_draw dr = vpd_decomp_draw(d, -1, sample);
     vpd_status s = vpd_routing_draw(d->route, &dr, d->L, lc->routing, lc->routing_p);
     VPD_ASSERT(s == VPD_OK, "routing draw: %s", vpd_last_error());
@@ -195,7 +202,7 @@ void vpd_ppgd_step(vpd_decomp *d, vpd_ppgd_state *p) {
 void vpd_ppgd_warmup(vpd_decomp *d, vpd_ppgd_state *p, int loss_index) {
     for (int w = 0; w < p->lc->ppgd_n_warmup_steps; w++) {
         expand(p, d);
-        const uint8_t *route = route_for(d, p->lc, vpd_loss_sample(loss_index, 1 + w));
+        const uint8_t *route = route_for(d, p->lc, loss_index, 1 + w);
         vpd_recon_pass(d, SRC_SOURCES, NULL, route, 1.0, false, true, false, NULL);
         gather_grad(p, d, 1.0);
         vpd_ppgd_step(d, p);
@@ -205,7 +212,7 @@ void vpd_ppgd_warmup(vpd_decomp *d, vpd_ppgd_state *p, int loss_index) {
 double vpd_ppgd_loss(vpd_decomp *d, vpd_ppgd_state *p, int loss_index, bool backward) {
     const double coeff = p->lc->coeff;
     expand(p, d);
-    const uint8_t *route = route_for(d, p->lc, vpd_loss_sample(loss_index, 0));
+    const uint8_t *route = route_for(d, p->lc, loss_index, 0);
     /* one backward serves both: the parameters get coeff·∂D, the sources ∂D (divide back) */
     double dscale = backward ? (coeff != 0 ? coeff : 1.0) : 0.0;
     double D = vpd_recon_pass(d, SRC_SOURCES, NULL, route, dscale, backward && coeff != 0, backward, false, NULL);
