@@ -1,0 +1,62 @@
+# End-to-end decomposition tests (label: decompose; the mpi ones also: mpi).
+# A TMS 5-2 target is pretrained once into the fixtures directory (~2 s), then:
+#   - every loss term at once, 1 rank and 2 ranks, compared (same result up to float order)
+#   - recovery of the TMS 5-2 ground truth (MMCS, one subcomponent per feature)
+#   - bad configs fail with one message naming the file, line and key
+set(VPD_DEC_CFG ${CMAKE_SOURCE_DIR}/tests/configs/tms_all_losses.yaml)
+set(VPD_MPIEXEC ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+
+add_test(NAME decompose.pretrain_tms52
+         COMMAND ${VPD_CLI} pretrain ${CMAKE_SOURCE_DIR}/configs/tms_5-2-target.yaml --out models/tms_5-2
+         WORKING_DIRECTORY ${VPD_FIXTURES})
+set_tests_properties(decompose.pretrain_tms52 PROPERTIES FIXTURES_SETUP tms52 LABELS "decompose;fixture"
+                     ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 120)
+
+add_test(NAME decompose.all_losses_1rank
+         COMMAND ${VPD_CLI} decompose ${VPD_DEC_CFG} --out runs/all_losses_np1 --quiet
+         WORKING_DIRECTORY ${VPD_FIXTURES})
+add_test(NAME decompose.all_losses_2ranks
+         COMMAND ${VPD_MPIEXEC} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} --out runs/all_losses_np2 --quiet
+         WORKING_DIRECTORY ${VPD_FIXTURES})
+add_test(NAME decompose.rank_equivalence
+         COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/all_losses_np1 runs/all_losses_np2
+                 --rtol 1e-4 --metrics-rtol 1e-4 --l0-atol 0.01
+         WORKING_DIRECTORY ${VPD_FIXTURES})
+set_tests_properties(decompose.all_losses_1rank decompose.all_losses_2ranks PROPERTIES
+                     FIXTURES_REQUIRED tms52 FIXTURES_SETUP all_losses_runs LABELS "decompose;mpi"
+                     ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
+set_tests_properties(decompose.rank_equivalence PROPERTIES FIXTURES_REQUIRED all_losses_runs
+                     LABELS "decompose;mpi;python" ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 60)
+
+# Recovery: spd's TMS 5-2 config, shortened to what fits the suite.
+set(VPD_TMS52_TEST_STEPS 3000 CACHE STRING "steps of the TMS 5-2 recovery test")
+add_test(NAME decompose.tms52_recovery
+         COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV}
+                 sh -c "${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/tms_5-2.yaml --set steps=${VPD_TMS52_TEST_STEPS} --set target.path=models/tms_5-2 --out runs/tms52_recovery --quiet && ${VPD_PYTHON} ${VPD_TOOLS}/check_run.py runs/tms52_recovery --min-mmcs 0.99 --dedicated 5"
+         WORKING_DIRECTORY ${VPD_FIXTURES})
+set_tests_properties(decompose.tms52_recovery PROPERTIES FIXTURES_REQUIRED tms52 LABELS "decompose;slow"
+                     TIMEOUT 900)
+
+# Bad input: one clear message, non-zero exit.
+function(vpd_expect_failure name regex)
+  string(JOIN " " cmd ${ARGN})
+  add_test(NAME ${name} COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV}
+           sh -c "out=$(${cmd} 2>&1); rc=$?; echo \"$out\"; [ $rc -ne 0 ] && echo \"$out\" | grep -Eq '${regex}'"
+           WORKING_DIRECTORY ${VPD_FIXTURES})
+  set_tests_properties(${name} PROPERTIES LABELS "decompose;cli" TIMEOUT 60 FIXTURES_REQUIRED tms52)
+endfunction()
+file(WRITE ${VPD_FIXTURES}/bad_key.yaml "seed: 0\nn_mask_samples: 1\nci_config: {mode: layerwise, fn_type: mlp, hidden_dims: [4]}\nmodule_info: [{module_pattern: linear1, C: 4}]\nstpes: 10\nbatch_size: 8\nsteps: 1\noutput_loss_type: mse\nlr_schedule: {start_val: 1e-3}\nloss_metric_configs: [{classname: FaithfulnessLoss, coeff: 1}]\ntarget: {path: models/tms_5-2}\n")
+vpd_expect_failure(decompose.unknown_key "bad_key.yaml:5: unknown key .stpes. .did you mean .steps..."
+                   ${VPD_CLI} decompose bad_key.yaml --out runs/bad)
+vpd_expect_failure(decompose.bad_set_value "key .steps.: expected an integer"
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --set steps=abc --out runs/bad)
+vpd_expect_failure(decompose.unknown_loss "unknown loss classname .NoSuchLoss."
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --set 'loss_metric_configs.0.classname=NoSuchLoss' --out runs/bad)
+vpd_expect_failure(decompose.pattern_matches_nothing "module_info pattern .h... matches no layer"
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --set 'module_info.0.module_pattern=h.*' --out runs/bad)
+vpd_expect_failure(decompose.missing_target "models/none.*config.json"
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --set target.path=models/none --out runs/bad)
+vpd_expect_failure(decompose.batch_not_divisible "batch_size 255 is not divisible by the 2 data-parallel ranks"
+                   ${VPD_MPIEXEC} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set batch_size=255 --out runs/bad)
+vpd_expect_failure(decompose.repeat_sources "n_sources=3 must divide the per-rank batch size 256"
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --set 'loss_metric_configs[PersistentPGDReconSubsetLoss].scope.n_sources=3' --out runs/bad)
