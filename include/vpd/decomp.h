@@ -325,6 +325,14 @@ void vpd_ppgd_step(vpd_decomp *d, vpd_ppgd_state *p);
 size_t vpd_ppgd_numel(const vpd_ppgd_state *p);
 real *vpd_ppgd_sources(vpd_ppgd_state *p);
 real *vpd_ppgd_source_grad(vpd_ppgd_state *p);
+/* the rest of the state a checkpoint needs: adam moments [numel] and the shared step
+ * counter; rows = Ns·Ss source rows per layer; per-rank sources (per_batch_per_position)
+ * differ between data-parallel ranks (each rank's rows are its own examples) */
+real *vpd_ppgd_adam_m(vpd_ppgd_state *p);
+real *vpd_ppgd_adam_v(vpd_ppgd_state *p);
+int64_t *vpd_ppgd_adam_t(vpd_ppgd_state *p);
+int vpd_ppgd_rows(const vpd_ppgd_state *p);
+bool vpd_ppgd_is_per_rank(const vpd_ppgd_state *p);
 
 /* importance minimality p at a fraction of training */
 double vpd_im_annealed_p(const vpd_loss_cfg *lc, double frac);

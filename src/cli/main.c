@@ -19,10 +19,12 @@ typedef struct {
 #pragma weak vpd_cmd_forward
 #pragma weak vpd_cmd_pretrain
 #pragma weak vpd_cmd_decompose
+#pragma weak vpd_cmd_eval
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
     {"decompose", vpd_cmd_decompose, "decompose a target model's weights (the main job)"},
+    {"eval", vpd_cmd_eval, "evaluate a finished run: L0, alive, CE/KL under masks, adversarial loss"},
     {"forward", vpd_cmd_forward, "run a target model on inputs and write its outputs (HDF5)"},
 };
 

@@ -34,6 +34,11 @@ struct vpd_ppgd_state {
 size_t vpd_ppgd_numel(const vpd_ppgd_state *p) { return p->n; }
 real *vpd_ppgd_sources(vpd_ppgd_state *p) { return p->src; }
 real *vpd_ppgd_source_grad(vpd_ppgd_state *p) { return p->grad; }
+real *vpd_ppgd_adam_m(vpd_ppgd_state *p) { return p->m; }
+real *vpd_ppgd_adam_v(vpd_ppgd_state *p) { return p->v; }
+int64_t *vpd_ppgd_adam_t(vpd_ppgd_state *p) { return &p->t; }
+int vpd_ppgd_rows(const vpd_ppgd_state *p) { return p->Ns * p->Ss; }
+bool vpd_ppgd_is_per_rank(const vpd_ppgd_state *p) { return p->per_rank; }
 
 void vpd_ppgd_free(vpd_ppgd_state *p) {
     if (!p) return;

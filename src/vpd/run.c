@@ -47,9 +47,10 @@ void vpd_metrics_json(FILE *f, const vpd_decomp *d, const vpd_step_metrics *sm) 
 }
 
 static void fmt_eta(char *buf, size_t n, double s) {
-    if (s < 60) snprintf(buf, n, "%.0fs", s);
-    else if (s < 3600) snprintf(buf, n, "%.0fm%02.0fs", floor(s / 60), fmod(s, 60));
-    else snprintf(buf, n, "%.0fh%02.0fm", floor(s / 3600), fmod(s / 60, 60));
+    long t = s > 0 && s < 1e9 ? (long)(s + 0.5) : 0;
+    if (t < 60) snprintf(buf, n, "%lds", t);
+    else if (t < 3600) snprintf(buf, n, "%ldm%02lds", t / 60, t % 60);
+    else snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
 }
 
 vpd_status vpd_run_training(vpd_trainer *t, const vpd_run_opts *opts) {
