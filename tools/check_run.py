@@ -16,7 +16,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir")
     ap.add_argument("--min-mmcs", type=float, default=None, help="every layer's MMCS must be >= this")
-    ap.add_argument("--dedicated", type=int, default=None, help="every layer must have this many dedicated features")
+    ap.add_argument("--captured", type=int, default=None,
+                    help="every layer must have this many features captured by exactly one alive subcomponent")
     ap.add_argument("--max-l0", type=float, default=None, help="total L0 must be <= this")
     ap.add_argument("--steps", type=int, default=None, help="run.h5 must record this many steps")
     a = ap.parse_args()
@@ -35,13 +36,13 @@ def main():
             line = f"{layer}: C={U.shape[0]} L0={s['l0']:.3f} alive={s['alive']}"
             total_l0 += float(s["l0"])
             if "mmcs" in s:
-                line += f" MMCS={s['mmcs']:.4f} dedicated={s['dedicated_features']}"
+                line += f" MMCS={s['mmcs']:.4f} captured={s['captured_features']} dedicated_ci={s['dedicated_features']}"
                 if a.min_mmcs is not None and s["mmcs"] < a.min_mmcs:
                     ok = False
                     line += f"  <-- MMCS below {a.min_mmcs}"
-                if a.dedicated is not None and s["dedicated_features"] != a.dedicated:
+                if a.captured is not None and s["captured_features"] != a.captured:
                     ok = False
-                    line += f"  <-- expected {a.dedicated} dedicated features"
+                    line += f"  <-- expected {a.captured} captured features"
             elif a.min_mmcs is not None:
                 ok = False
                 line += "  <-- no MMCS recorded"

@@ -61,6 +61,7 @@ typedef struct {
     int n_features;                           /* toy models: features examined */
     int features_dedicated;                   /* features captured by exactly one subcomponent, per layer min */
     int dedicated[VPD_MAX_MODULE_PATTERNS * 4];
+    int captured[VPD_MAX_MODULE_PATTERNS * 4];  /* features matched by exactly one alive subcomponent */
 } vpd_summary;
 /* Evaluate on n_eval_steps batches of the eval stream (L0, alive = mean g > 1e-6), plus for
  * toy targets MMCS and single-feature capture; print the table on rank 0. */

@@ -74,6 +74,10 @@ int vpd_cmd_eval(int argc, char **argv) {
     vpd_eval_result res;
     s = vpd_evaluate(&r, &o, &res);
     if (s == VPD_OK) vpd_eval_print(&r, &res, stdout);
+    if (s == VPD_OK && !r.trainer.lm) { /* toy targets: the ground-truth comparison */
+        vpd_summary sum;
+        s = vpd_summarize(&r.trainer, &sum, stdout);
+    }
     if (s == VPD_OK && write) {
         s = vpd_eval_write(&r, &res);
         if (s == VPD_OK) printf("\nwrote /eval into %s\n", r.h5_path);

@@ -547,6 +547,21 @@ static vpd_status train(run_state *r, double *final_train, double *final_eval) {
              have_eval ? "" : " (no val_tokens: no validation loss)");
     if (have_eval) vpd_info("final %s %.6g (%d batches of %d)", lm ? "val loss" : "eval loss", *final_eval, c->n_eval_steps,
                             c->eval_batch_size);
+    if (m->cfg.kind == VPD_MODEL_TMS) {
+        /* TMS training is finicky: a feature whose ReLU died early stays unrepresented.
+         * Say so, rather than hand a decomposition a target stuck in a local minimum. */
+        int F = m->cfg.n_features, Hd = m->cfg.n_hidden, p = vpd_model_find_param(m, "linear1.weight"), alive = 0;
+        const real *W1 = m->params + m->pinfo[p].offset;
+        for (int f = 0; f < F; f++) {
+            double n2 = 0;
+            for (int h = 0; h < Hd; h++) n2 += (double)W1[(size_t)h * F + f] * W1[(size_t)h * F + f];
+            alive += sqrt(n2) > 0.5;
+        }
+        if (alive < F && F <= 2 * Hd + 1)
+            vpd_warn("tms: only %d of %d features are represented (|w_f| > 0.5): a local minimum; try another seed", alive, F);
+        else
+            vpd_info("tms: %d of %d features represented (|w_f| > 0.5)", alive, F);
+    }
     return VPD_OK;
 }
 

@@ -82,6 +82,7 @@ vpd_status vpd_runfile_write(const char *path, const vpd_decomp *d, const struct
             if (summary->mmcs[k] >= 0) {
                 W(vpd_h5_set_attr_double(&f, p, "mmcs", summary->mmcs[k]));
                 W(vpd_h5_set_attr_int(&f, p, "dedicated_features", summary->dedicated[k]));
+                W(vpd_h5_set_attr_int(&f, p, "captured_features", summary->captured[k]));
             }
         }
     }

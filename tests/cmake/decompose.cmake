@@ -32,7 +32,7 @@ set_tests_properties(decompose.rank_equivalence PROPERTIES FIXTURES_REQUIRED all
 set(VPD_TMS52_TEST_STEPS 3000 CACHE STRING "steps of the TMS 5-2 recovery test")
 add_test(NAME decompose.tms52_recovery
          COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV}
-                 sh -c "${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/tms_5-2.yaml --set steps=${VPD_TMS52_TEST_STEPS} --set target.path=models/tms_5-2 --out runs/tms52_recovery --quiet && ${VPD_PYTHON} ${VPD_TOOLS}/check_run.py runs/tms52_recovery --min-mmcs 0.99 --dedicated 5"
+                 sh -c "${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/tms_5-2.yaml --set steps=${VPD_TMS52_TEST_STEPS} --set target.path=models/tms_5-2 --out runs/tms52_recovery --quiet && ${VPD_PYTHON} ${VPD_TOOLS}/check_run.py runs/tms52_recovery --min-mmcs 0.99 --captured 5"
          WORKING_DIRECTORY ${VPD_FIXTURES})
 set_tests_properties(decompose.tms52_recovery PROPERTIES FIXTURES_REQUIRED tms52 LABELS "decompose;slow"
                      TIMEOUT 900)
