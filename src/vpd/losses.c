@@ -84,12 +84,17 @@ static double importance_minimality(vpd_decomp *d, const vpd_loss_cfg *lc, bool 
     /* S_c over the global batch: local sums, one allreduce */
     double *S = calloc((size_t)d->C_sum, sizeof(double));
     VPD_ASSERT(S, "out of memory (importance minimality sums)");
+    /* (g + eps)^p; most g are exactly 0, so that power is computed once */
+    const double pow0 = pow(eps, p), dpow0 = pow(eps, p - 1.0);
     for (int k = 0; k < d->L; k++) {
         const int C = d->layers[k].C;
         const real *g = blk(d, d->g_upper, k);
         double *Sk = S + d->layers[k].c_off;
         for (int n = 0; n < N; n++)
-            for (int c = 0; c < C; c++) Sk[c] += pow((double)g[(size_t)n * C + c] + eps, p);
+            for (int c = 0; c < C; c++) {
+                double v = g[(size_t)n * C + c];
+                Sk[c] += v == 0 ? pow0 : p == 1.0 ? v + eps : p == 2.0 ? (v + eps) * (v + eps) : pow(v + eps, p);
+            }
     }
     if (d->dp_size > 1) MPI_Allreduce(MPI_IN_PLACE, S, d->C_sum, MPI_DOUBLE, MPI_SUM, d->dp_comm);
     const double Ng = (double)N * d->dp_size;
@@ -108,7 +113,9 @@ static double importance_minimality(vpd_decomp *d, const vpd_loss_cfg *lc, bool 
                 double f = scale * p * (1.0 / Ng + beta / Ng * log2(1.0 + Sk[c]) + beta * (Sk[c] / Ng) / ((1.0 + Sk[c]) * 0.69314718055994530942));
                 for (int n = 0; n < N; n++) {
                     size_t i = (size_t)n * C + c;
-                    dg[i] += (real)(f * pow((double)g[i] + eps, p - 1.0));
+                    double v = g[i];
+                    double dp = v == 0 ? dpow0 : p == 1.0 ? 1.0 : p == 2.0 ? v + eps : pow(v + eps, p - 1.0);
+                    dg[i] += (real)(f * dp);
                 }
             }
         }
