@@ -137,6 +137,33 @@ static vpd_status read_model(vpd_config *root, pretrain_cfg *c) {
     vpd_status s = vpd_model_config_parse(&c->model, text, src);
     free(text);
     if (s != VPD_OK) return s;
+    /* config.json readers only warn about unknown fields (Hugging Face files carry many);
+     * in a pretrain config a typo is an error. Known: the fields config.json gets for this
+     * model plus the reference's names io accepts as aliases or fixed options. */
+    static const char *const extra[] = {"model_type", "init_bias_to_zero", "device", "rotary_base", "rotary_dim",
+                                        "rotary_adjacent_pairs", "mlp_bias", "attn_bias", "block_size",
+                                        "flash_attention", "use_grouped_query_attention", NULL};
+    char *canon = vpd_model_config_to_json(&c->model);
+    cJSON *cj = canon ? cJSON_Parse(canon) : NULL;
+    free(canon);
+    if (!cj) return vpd_error(VPD_ERR_MEM, "out of memory checking the model section");
+    for (int i = 0; i < sec->n && s == VPD_OK; i++) {
+        const char *k = sec->items[i]->key;
+        bool known = cJSON_GetObjectItemCaseSensitive(cj, k) && strcmp(k, "vpd_version") != 0;
+        for (int e = 0; extra[e] && !known; e++) known = !strcmp(extra[e], k);
+        if (!known) {
+            char list[512] = "";
+            const cJSON *it;
+            cJSON_ArrayForEach(it, cj) if (strcmp(it->string, "vpd_version") && strcmp(it->string, "model_type")) {
+                if (list[0]) strncat(list, ", ", sizeof list - strlen(list) - 1);
+                strncat(list, it->string, sizeof list - strlen(list) - 1);
+            }
+            s = vpd_config_error(sec->items[i], "unknown model field '%s' (%s takes %s)", k,
+                                 vpd_model_kind_name(c->model.kind), list);
+        }
+    }
+    cJSON_Delete(cj);
+    if (s != VPD_OK) return s;
     vpd_config_consume(root, sections[which]);
     if (c->init_bias_to_zero && c->model.kind != VPD_MODEL_TMS)
         return vpd_config_error(sec, "init_bias_to_zero applies to TMS only (this model has no such bias)");
@@ -406,8 +433,8 @@ static vpd_status setup(run_state *r) {
 }
 
 /* Fill the per-rank batch of `step` of `stream` (B examples starting at global example
- * rank·B) and run the forward; returns this rank's mean loss. When dout is non-NULL also
- * writes d(loss)/d(out). */
+ * rank·B) and run the forward; *loss = this rank's mean loss. With `grad`, also writes
+ * d(loss)/d(out) into r->dout for the backward. */
 static vpd_status forward_loss(run_state *r, uint32_t stream, uint64_t step, int B, bool grad, double *loss) {
     vpd_model *m = &r->m;
     int64_t e0 = (int64_t)r->rank * B;
@@ -613,8 +640,8 @@ int vpd_cmd_pretrain(int argc, char **argv) {
             }
         } else if (!strncmp(argv[i], "--out=", 6)) {
             out = argv[i] + 6;
-        } else if (!strncmp(argv[i], "--set=", 6)) {
-            if (n_sets < MAX_SETS) sets[n_sets++] = argv[i] + 6;
+        } else if (!strncmp(argv[i], "--set=", 6) && n_sets < MAX_SETS) {
+            sets[n_sets++] = argv[i] + 6;
         } else if (argv[i][0] == '-' || cfg_path) {
             vpd_error(VPD_ERR_ARG, "unexpected argument '%s'", argv[i]);
             if (vpd_log_rank() == 0) usage(stderr);

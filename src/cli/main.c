@@ -19,13 +19,23 @@ typedef struct {
 #pragma weak vpd_cmd_forward
 #pragma weak vpd_cmd_pretrain
 #pragma weak vpd_cmd_decompose
+#pragma weak vpd_cmd_tokenize
 #pragma weak vpd_cmd_eval
+#pragma weak vpd_cmd_info
+#pragma weak vpd_cmd_sweep
+#pragma weak vpd_cmd_collect
+#pragma weak vpd_cmd_parity
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
     {"decompose", vpd_cmd_decompose, "decompose a target model's weights (the main job)"},
     {"eval", vpd_cmd_eval, "evaluate a finished run: L0, alive, CE/KL under masks, adversarial loss"},
+    {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
+    {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
+    {"sweep", vpd_cmd_sweep, "expand a sweep file (spd format) into configs and a Slurm job array"},
+    {"collect", vpd_cmd_collect, "gather runs' config values and final metrics into a CSV and plots"},
     {"forward", vpd_cmd_forward, "run a target model on inputs and write its outputs (HDF5)"},
+    {"tokenize", vpd_cmd_tokenize, "text to token binaries with a tokenizer.json; train a byte-level BPE"},
 };
 
 static void usage(FILE *f) {

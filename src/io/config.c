@@ -213,9 +213,9 @@ static vpd_status convert(load_ctx *c, yaml_node_t *y, vpd_config *parent, const
             for (int i = 0; i < n->n; i++)
                 if (!strcmp(n->items[i]->key, kt)) {
                     char path[512];
+                    vpd_config_path(n, path, sizeof path); /* before reading path[0] below */
                     st = vpd_error(VPD_ERR_CONFIG, "%s:%d: duplicate key '%s%s%s' (first at line %d)", c->file,
-                                   kline, vpd_config_path(n, path, sizeof path), path[0] ? "." : "", kt,
-                                   n->items[i]->line);
+                                   kline, path, path[0] ? "." : "", kt, n->items[i]->line);
                     goto fail;
                 }
             st = convert(c, yaml_document_get_node(c->doc, p->value), n, kt, kline, depth + 1, NULL);

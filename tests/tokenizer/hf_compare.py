@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Checks vpd's byte-level BPE against Hugging Face `tokenizers` (test-only dependency).
+
+  hf_compare.py train  CORPUS VOCAB OUT.json [--neox]
+      train a byte-level BPE with tokenizers' own BpeTrainer (ByteLevel pre-tokenizer,
+      add_prefix_space false, the 256-byte initial alphabet, <|endoftext|> special).
+      --neox makes it GPT-NeoX-like: an NFC normalizer, <|padding|>, and added
+      (non-special) tokens for runs of 2..24 spaces, as EleutherAI's 20B tokenizer has.
+  hf_compare.py encode TOKENIZER.json TEXT OUT.bin
+      encode TEXT with tokenizers and write uint32 ids (the reference ids).
+  hf_compare.py same-ids A.bin B.bin WIDTH_A WIDTH_B TEXT
+      compare two id files; on a mismatch print the first differing position with the
+      surrounding decoded text. Exit 1 on any difference.
+  hf_compare.py same-merges VPD.json HF.json
+      compare vocab and merges of two tokenizer.json files; report the first difference.
+"""
+import json
+import sys
+
+import numpy as np
+
+
+def load_tokenizers():
+    try:
+        import tokenizers  # noqa: F401
+    except ImportError:
+        import subprocess
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--break-system-packages", "tokenizers"],
+                       check=True)
+    import tokenizers
+    return tokenizers
+
+
+def cmd_train(corpus, vocab, out, neox):
+    tk = load_tokenizers()
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    tok = Tokenizer(models.BPE())
+    if neox:
+        tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    special = ["<|endoftext|>"] + (["<|padding|>"] if neox else [])
+    trainer = trainers.BpeTrainer(vocab_size=int(vocab), min_frequency=0, show_progress=False,
+                                  special_tokens=special, initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train([corpus], trainer)
+    if neox:
+        tok.add_tokens([tk.AddedToken(" " * n, normalized=True) for n in range(24, 1, -1)])
+    tok.save(out)
+    print(f"tokenizers {tk.__version__}: trained {tok.get_vocab_size()} tokens on {corpus} -> {out}")
+
+
+def cmd_encode(tokjson, text, out):
+    load_tokenizers()
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(tokjson)
+    with open(text, encoding="utf-8", newline="") as f:
+        s = f.read()
+    ids = tok.encode(s, add_special_tokens=False).ids
+    np.asarray(ids, dtype=np.uint32).tofile(out)
+    print(f"tokenizers: {len(s.encode())} bytes -> {len(ids)} ids with {tokjson}")
+
+
+def cmd_same_ids(a, b, wa, wb, text):
+    x = np.fromfile(a, dtype=np.uint16 if wa == "2" else np.uint32).astype(np.int64)
+    y = np.fromfile(b, dtype=np.uint16 if wb == "2" else np.uint32).astype(np.int64)
+    n = min(len(x), len(y))
+    diff = np.nonzero(x[:n] != y[:n])[0]
+    nbytes = len(open(text, "rb").read())
+    if len(diff) == 0 and len(x) == len(y):
+        print(f"identical: {len(x)} ids over {nbytes} bytes of {text}")
+        return 0
+    i = int(diff[0]) if len(diff) else n
+    print(f"DIFFERENT: {len(x)} vs {len(y)} ids; first difference at id {i}: "
+          f"{x[max(0, i - 5):i + 5].tolist()} vs {y[max(0, i - 5):i + 5].tolist()}")
+    return 1
+
+
+def cmd_same_merges(p, q):
+    a, b = json.load(open(p)), json.load(open(q))
+
+    def merges(t):
+        return [tuple(m.split(" ")) if isinstance(m, str) else tuple(m) for m in t["model"]["merges"]]
+
+    va, vb = a["model"]["vocab"], b["model"]["vocab"]
+    ma, mb = merges(a), merges(b)
+    ok = True
+    if va != vb:
+        ok = False
+        bad = [k for k in set(va) | set(vb) if va.get(k) != vb.get(k)]
+        print(f"vocab differs in {len(bad)} entries, e.g. {[(k, va.get(k), vb.get(k)) for k in sorted(bad)[:5]]}")
+    if ma != mb:
+        ok = False
+        i = next((i for i in range(min(len(ma), len(mb))) if ma[i] != mb[i]), min(len(ma), len(mb)))
+        print(f"merges differ: {len(ma)} vs {len(mb)}; first difference at rank {i}: "
+              f"{ma[i:i + 3]} vs {mb[i:i + 3]}")
+    if ok:
+        print(f"identical: {len(va)} vocab entries and {len(ma)} merges")
+    return 0 if ok else 1
+
+
+def main():
+    a = sys.argv[1:]
+    if a[0] == "train":
+        cmd_train(a[1], a[2], a[3], "--neox" in a)
+        return 0
+    if a[0] == "encode":
+        cmd_encode(a[1], a[2], a[3])
+        return 0
+    if a[0] == "same-ids":
+        return cmd_same_ids(*a[1:6])
+    if a[0] == "same-merges":
+        return cmd_same_merges(a[1], a[2])
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

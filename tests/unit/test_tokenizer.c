@@ -1,0 +1,163 @@
+/* Byte-level BPE tokenizer (src/io/tokenizer.c, src/io/bpe_train.c): GPT-2's byte map,
+ * the pre-tokenizer pattern on hand-worked cases, BPE merge order on a hand-written
+ * tokenizer.json (lowest rank first, leftmost on ties), added-token splitting, decoding,
+ * errors naming the bad key, and train -> load -> encode -> decode. The comparison with
+ * Hugging Face tokenizers on real text is in tests/cmake/tokenizer.cmake. */
+#define _POSIX_C_SOURCE 200809L
+#include <stdio.h>
+#include <string.h>
+
+#include "testutil.h"
+#include "vpd/tokenizer.h"
+
+static void check_split(const char *text, const char *const *want, size_t n_want) {
+    size_t ends[64];
+    size_t n = vpd_pretokenize(text, strlen(text), ends, 64);
+    int ok = n == n_want;
+    size_t start = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = strlen(want[i]) == ends[i] - start && !memcmp(want[i], text + start, ends[i] - start);
+        start = ends[i];
+    }
+    CHECK(ok, "pre-tokenization of \"%s\": %zu pieces, expected %zu", text, n, n_want);
+}
+#define SPLIT(text, ...)                                                                 \
+    do {                                                                                 \
+        const char *w_[] = {__VA_ARGS__};                                                \
+        check_split(text, w_, sizeof w_ / sizeof w_[0]);                                 \
+    } while (0)
+
+static int write_text(const char *path, const char *s) {
+    FILE *f = fopen(path, "wb");
+    if (!f) return 0;
+    fputs(s, f);
+    fclose(f);
+    return 1;
+}
+
+static int encode_is(vpd_tokenizer *t, const char *text, const int32_t *want, size_t n_want) {
+    vpd_ids ids = {0};
+    vpd_status s = vpd_tokenizer_encode(t, text, strlen(text), &ids);
+    int ok = s == VPD_OK && ids.n == n_want && !memcmp(ids.ids, want, n_want * sizeof *want);
+    if (!ok) {
+        fprintf(stderr, "encode \"%s\" ->", text);
+        for (size_t i = 0; i < ids.n; i++) fprintf(stderr, " %d", ids.ids[i]);
+        fprintf(stderr, "\n");
+    }
+    vpd_ids_free(&ids);
+    return ok;
+}
+
+int main(void) {
+    /* GPT-2 byte map: a bijection onto 256 code points, printable ones unchanged */
+    int seen[324] = {0}, bij = 1;
+    for (int b = 0; b < 256; b++) {
+        uint32_t cp = vpd_byte_to_cp((uint8_t)b);
+        if (cp >= 324 || seen[cp]++ || vpd_cp_to_byte(cp) != b) bij = 0;
+    }
+    CHECK(bij, "byte map is not a bijection with its inverse");
+    CHECK(vpd_byte_to_cp(' ') == 0x120 && vpd_byte_to_cp('\n') == 0x10A && vpd_byte_to_cp('A') == 'A',
+          "byte map: space -> U+0120 (Ġ), newline -> U+010A (Ċ), A -> A");
+    char buf[16];
+    CHECK(vpd_bytelevel_encode(" a", 2, buf, sizeof buf) == 3 && !strcmp(buf, "\xc4\xa0" "a"), "spelling of \" a\"");
+
+    /* the GPT-2 pattern */
+    SPLIT("Hello world", "Hello", " world");
+    SPLIT("it's they'll I'M", "it", "'s", " they", "'ll", " I", "'", "M");
+    SPLIT("  end  ", " ", " end", "  ");
+    SPLIT("x\n\ny", "x", "\n", "\n", "y");
+    SPLIT("123abc 45", "123", "abc", " 45");
+    SPLIT("a?!b ?c", "a", "?!", "b", " ?", "c");
+    SPLIT("\xe6\x97\xa5\xe6\x9c\xac \xe8\xaa\x9e", "\xe6\x97\xa5\xe6\x9c\xac", " \xe8\xaa\x9e"); /* 日本 語 */
+    SPLIT("a\xc2\xa0" "b", "a", "\xc2\xa0", "b");  /* NBSP is \s but not ' ': no " ?" */
+    SPLIT("x \t\ty", "x", " \t", "\t", "y");
+    SPLIT("'x", "'", "x");
+
+    /* a hand-written tokenizer.json: bytes a b c, space (Ġ), merges in rank order */
+    const char *json =
+        "{\"added_tokens\": [{\"id\": 9, \"content\": \"<X>\", \"special\": true}],"
+        " \"normalizer\": null,"
+        " \"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true},"
+        " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1, \"c\": 2, \"\\u0120\": 3, \"aa\": 4,"
+        " \"ab\": 5, \"bc\": 6, \"\\u0120a\": 7, \"abc\": 8},"
+        " \"merges\": [\"a b\", [\"b\", \"c\"], \"a a\", \"\\u0120 a\", \"ab c\"]}}";
+    CHECK(write_text("tok_unit.json", json), "cannot write tok_unit.json");
+    vpd_tokenizer *t = NULL;
+    vpd_status s = vpd_tokenizer_load(&t, "tok_unit.json");
+    CHECK(s == VPD_OK, "load: %s", vpd_last_error());
+    if (t) {
+        CHECK(vpd_tokenizer_vocab_size(t) == 10, "vocab size %d, expected 10", vpd_tokenizer_vocab_size(t));
+        CHECK(encode_is(t, "aaa", (int32_t[]){4, 0}, 2), "aaa -> aa a (leftmost first)");
+        CHECK(encode_is(t, "abc", (int32_t[]){8}, 1), "abc -> ab (rank 0) then ab c");
+        CHECK(encode_is(t, "bcab", (int32_t[]){6, 5}, 2), "bcab -> bc ab");
+        CHECK(encode_is(t, "a<X>b aa", (int32_t[]){0, 9, 1, 3, 4}, 5), "added token split out; \" aa\": a a (rank 2) before \u0120 a");
+        CHECK(encode_is(t, "b ab", (int32_t[]){1, 3, 5}, 3), "\" ab\": a b (rank 0) before \\u0120 a (rank 3)");
+        CHECK(encode_is(t, "a<X", (int32_t[]){0}, 1), "partial added token: '<' and 'X' have no token (dropped)");
+        size_t n;
+        const char *b = vpd_tokenizer_token_bytes(t, 7, &n);
+        CHECK(b && n == 2 && !memcmp(b, " a", 2), "token 7 is \" a\"");
+        CHECK(vpd_tokenizer_token_id(t, "<X>", 3) == 9, "added token id");
+        CHECK(!strcmp(vpd_tokenizer_token_str(t, 3), "\xc4\xa0"), "spelling of token 3");
+        int32_t bad[] = {0, 42};
+        FILE *dn = fopen("/dev/null", "wb");
+        s = vpd_tokenizer_decode(t, bad, 2, dn);
+        if (dn) fclose(dn);
+        CHECK(s == VPD_ERR_VALUE && strstr(vpd_last_error(), "position 1"), "decode of an unknown id: %s",
+              vpd_last_error());
+        vpd_tokenizer_free(t);
+    }
+
+    /* errors name the key */
+    CHECK(write_text("tok_bad.json", "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\","
+                                     " \"vocab\": {\"a\": 0}, \"merges\": [\"a z\"]}}"), "write");
+    s = vpd_tokenizer_load(&t, "tok_bad.json");
+    CHECK(s == VPD_ERR_FORMAT && strstr(vpd_last_error(), "merges[0]") && strstr(vpd_last_error(), "\"z\""),
+          "missing merge token: %s", vpd_last_error());
+    CHECK(write_text("tok_bad2.json", "{\"pre_tokenizer\": {\"type\": \"Whitespace\"}, \"model\": {\"type\": \"BPE\","
+                                      " \"vocab\": {\"a\": 0}, \"merges\": []}}"), "write");
+    s = vpd_tokenizer_load(&t, "tok_bad2.json");
+    CHECK(s == VPD_ERR_FORMAT && strstr(vpd_last_error(), "Whitespace"), "unsupported pre-tokenizer: %s",
+          vpd_last_error());
+    CHECK(write_text("tok_bad3.json", "{\"model\": "), "write");
+    s = vpd_tokenizer_load(&t, "tok_bad3.json");
+    CHECK(s == VPD_ERR_FORMAT && strstr(vpd_last_error(), "tok_bad3.json"), "truncated JSON: %s", vpd_last_error());
+
+    /* train -> load -> encode -> decode */
+    const char *corpus = "the cat sat on the mat.\nthe cat ate the rat!\n\n  indented   line\n"
+                         "caf\xc3\xa9 na\xc3\xafve \xe6\x97\xa5\xe6\x9c\xac\n";
+    CHECK(write_text("tok_corpus.txt", corpus), "write");
+    const char *special[] = {"<|endoftext|>"};
+    vpd_bpe_train_opts o = {300, 0, special, 1, 0};
+    const char *paths[] = {"tok_corpus.txt"};
+    s = vpd_bpe_train(paths, 1, &o, "tok_trained.json");
+    CHECK(s == VPD_OK, "train: %s", vpd_last_error());
+    s = vpd_tokenizer_load(&t, "tok_trained.json");
+    CHECK(s == VPD_OK, "load trained: %s", vpd_last_error());
+    if (s == VPD_OK) {
+        CHECK(vpd_tokenizer_vocab_size(t) == 300, "trained vocab %d, expected 300", vpd_tokenizer_vocab_size(t));
+        CHECK(vpd_tokenizer_token_id(t, " the", 4) >= 257, "\" the\" was learned");
+        vpd_ids ids = {0};
+        const char *text = "the cat<|endoftext|> sat on the mat.\n";
+        s = vpd_tokenizer_encode(t, text, strlen(text), &ids);
+        CHECK(s == VPD_OK && ids.n < strlen(text) - 12, "trained tokenizer compresses (%zu ids)", ids.n);
+        int has_eot = 0;
+        for (size_t i = 0; i < ids.n; i++) has_eot |= ids.ids[i] == 0;
+        CHECK(has_eot, "<|endoftext|> encoded as id 0");
+        char out[256] = {0};
+        FILE *mf = fmemopen(out, sizeof out, "wb");
+        if (mf) {
+            vpd_tokenizer_decode(t, ids.ids, ids.n, mf);
+            fclose(mf);
+        }
+        CHECK(!strcmp(out, text), "decode(encode(x)) = \"%s\"", out);
+        vpd_ids_free(&ids);
+        vpd_tokenizer_free(t);
+    }
+    vpd_bpe_train_opts small = {100, 0, NULL, 0, 0};
+    s = vpd_bpe_train(paths, 1, &small, "tok_x.json");
+    CHECK(s == VPD_ERR_ARG, "vocab below 256 refused");
+    const char *missing[] = {"no_such_corpus.txt"};
+    s = vpd_bpe_train(missing, 1, &o, "tok_x.json");
+    CHECK(s == VPD_ERR_IO && strstr(vpd_last_error(), "no_such_corpus.txt"), "missing corpus: %s", vpd_last_error());
+    TEST_REPORT();
+}
