@@ -13,8 +13,12 @@
  *   shared_mlp         one MLP per layer, D -> hidden_dims -> C, on x
  *   global_shared_mlp  one MLP, ΣD -> hidden_dims -> ΣC on the concatenated inputs of all
  *                      layers, split per layer (inputs given in strcmp order of the names)
- *   global_shared_transformer, global_reverse_residual: reserved; create() reports
- *                      "not implemented in this build".
+ *   global_shared_transformer  in_proj(concat of per-layer weightless RMSNorm(x_l)) ->
+ *                      n_blocks x [x += Attn(N(x)); x += MLP(N(x))] -> out_head -> ΣC,
+ *                      split per layer; attention runs over the S positions of each
+ *                      sequence (non-causal, RoPE). Created by vpd_ci_create_transformer
+ *                      (ci_transformer.c; see the block "global_shared_transformer" below).
+ *   global_reverse_residual: reserved; create() reports "not implemented in this build".
  * MLPs use exact erf GELU between Linears, biases on (spd Linear / ParallelLinear).
  *
  * Parameters. One flat block `params` (n_params reals) and one gradient block `grads`
@@ -36,6 +40,8 @@
  * Use:
  *   vpd_ci_create(&ci, type, specs, L, hidden, n_hidden);   allocates params and grads
  *   vpd_ci_init(ci, seed);
+ *   (global_shared_transformer: vpd_ci_create_transformer(&ci, specs, L, &tcfg) instead)
+ *   vpd_ci_set_seq_len(ci, S);        rows are n = b*S + s (only the transformer uses it)
  *   vpd_ci_reserve(ci, N);            activation workspace for up to N rows (one allocation)
  *   per step: vpd_ci_zero_grad(ci); vpd_ci_forward(ci, z, in, N); ...losses...;
  *             vpd_ci_backward(ci, din, dz, in, N);
@@ -88,7 +94,7 @@ typedef enum {
     VPD_CI_VECTOR_MLP,
     VPD_CI_SHARED_MLP,
     VPD_CI_GLOBAL_SHARED_MLP,
-    VPD_CI_GLOBAL_SHARED_TRANSFORMER, /* not implemented in this build */
+    VPD_CI_GLOBAL_SHARED_TRANSFORMER, /* vpd_ci_create_transformer only */
     VPD_CI_GLOBAL_REVERSE_RESIDUAL    /* not implemented in this build */
 } vpd_ci_type;
 
@@ -160,6 +166,11 @@ typedef struct {
     size_t ws_row;     /* elements per row of the saved part */
     size_t ws_scratch; /* elements per row of one scratch buffer */
     real *ws;
+
+    /* sequence structure (vpd_ci_set_seq_len): rows are n = b*S + s. Only the
+     * transformer reads it; 1 (every row its own sequence) by default. */
+    int S;
+    struct vpd_ci_tf *tf; /* global_shared_transformer state (ci_transformer.c), else NULL */
 } vpd_ci_fn;
 
 /* Create a CI function over L layers. For global kinds the layers must be given in the
@@ -187,6 +198,50 @@ vpd_status vpd_ci_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, 
  * Must follow the forward of the same in and N (it reads the saved activations). */
 vpd_status vpd_ci_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz,
                            const real *const *in, int N);
+
+/* ---- global_shared_transformer (spd GlobalSharedTransformerCiFn) ------------------
+ * Config (spd ci_config: {mode: global, fn_type: global_shared_transformer,
+ * simple_transformer_ci_cfg: {d_model, n_blocks, mlp_hidden_dim: [..],
+ * attn_config: {n_heads, max_len (default 2048), rope_base (default 10000)}}}).
+ * spd's default for a missing mlp_hidden_dim is [4*d_model]; [] means the block MLP is
+ * one Linear d_model -> d_model. d_model/n_heads must be even (RoPE half-split).
+ *
+ * Forward on rows n = b*S + s (S from vpd_ci_set_seq_len, N a multiple of S, S <= max_len):
+ *   u_l = x_l / sqrt(mean(x_l²) + ε) over each layer's own width, ε = FLT_EPSILON (spd's
+ *   F.rms_norm default for float32), no weight; h = concat_l(u_l) W_in + b_in;
+ *   per block: h += Attn(N(h)); h += MLP(N(h)) with N the same weightless RMSNorm;
+ *   Attn: q, k, v = N(h) W_{q,k,v}^T (bias-free, nn.Linear layout [out, in]), RoPE on
+ *   q, k (half-split, position s, base rope_base), softmax(q k^T/√d_head) v over the S
+ *   positions of the same sequence, no causal mask, then out_proj (bias-free);
+ *   MLP: Linear -> erf GELU -> ... -> Linear back to d_model (spd Linear, biases);
+ *   z = h W_out + b_out (no final norm), columns split per layer in strcmp order.
+ * Tensors (spd state_dict keys under "ci_fn._global_ci_fn.", in spd's module order):
+ *   _input_projector.{W [ΣD, d_model], b}   _output_head.{W [d_model, ΣC], b}
+ *   _blocks.<i>.attn.{q,k,v,out}_proj.weight [d_model, d_model]
+ *   _blocks.<i>.mlp.<2k>.{W [in, out], b}     (k = 0 .. len(mlp_hidden_dim))
+ *   (spd's non-trainable buffer _blocks.<i>.attn.rope.inv_freq is not stored.)
+ * Init (vpd_ci_init, one Philox stream per tensor as for the other kinds): in_proj and
+ * MLP hidden Linears N(0, 2/fan_in); last MLP Linear and out_head N(0, 1/fan_in);
+ * q, k, v, out U(−1/√d_model, 1/√d_model); biases 0.
+ * Toy models (no sequence) use S = 1, where attention is the identity on v. */
+typedef struct {
+    int d_model, n_blocks, n_heads;
+    int n_mlp_hidden;                  /* entries of mlp_hidden_dim (0 allowed) */
+    int mlp_hidden[VPD_CI_MAX_HIDDEN];
+    int max_len;                       /* RoPE positions 0..S-1 must satisfy S <= max_len */
+    double rope_base;
+} vpd_ci_transformer_cfg;
+
+/* Like vpd_ci_create for type VPD_CI_GLOBAL_SHARED_TRANSFORMER (layers in strcmp order;
+ * d_in of an embedding layer = its C, the caller passing component activations).
+ * VPD_ERR_CONFIG naming the simple_transformer_ci_cfg key when cfg is invalid. */
+vpd_status vpd_ci_create_transformer(vpd_ci_fn **out, const vpd_ci_layer_spec *layers, int L,
+                                     const vpd_ci_transformer_cfg *cfg);
+/* Declare that rows are B sequences of S positions (n = b*S + s). Default 1. Call
+ * before vpd_ci_reserve or again at any time (the workspace of the transformer grows
+ * with S; an existing reservation is resized). VPD_ERR_SHAPE if S < 1 or, for the
+ * transformer, S > attn_config.max_len. Kinds other than the transformer ignore S. */
+vpd_status vpd_ci_set_seq_len(vpd_ci_fn *ci, int S);
 
 /* Views of one named tensor in params / grads. */
 vpd_tensor vpd_ci_param_view(const vpd_ci_fn *ci, int i);

@@ -100,6 +100,7 @@ typedef struct {
     vpd_ci_type ci_type;
     int ci_hidden[VPD_CI_MAX_HIDDEN];
     int ci_n_hidden;
+    vpd_ci_transformer_cfg ci_transformer; /* global_shared_transformer only */
     vpd_sampling sampling;
     vpd_sigmoid_fn sigmoid_lower, sigmoid_upper;
     char sigmoid_type[32];

@@ -25,6 +25,7 @@ typedef struct {
 #pragma weak vpd_cmd_sweep
 #pragma weak vpd_cmd_collect
 #pragma weak vpd_cmd_parity
+#pragma weak vpd_cmd_bench
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
@@ -34,6 +35,7 @@ static const vpd_command commands[] = {
     {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
     {"sweep", vpd_cmd_sweep, "expand a sweep file (spd format) into configs and a Slurm job array"},
     {"collect", vpd_cmd_collect, "gather runs' config values and final metrics into a CSV and plots"},
+    {"bench", vpd_cmd_bench, "time decomposition training steps (toy models) against peak and PyTorch"},
     {"forward", vpd_cmd_forward, "run a target model on inputs and write its outputs (HDF5)"},
     {"tokenize", vpd_cmd_tokenize, "text to token binaries with a tokenizer.json; train a byte-level BPE"},
 };

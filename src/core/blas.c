@@ -1,13 +1,60 @@
 /* BLAS wrappers: every matrix product in vpd goes through vpd_gemm (row-major cblas
- * sgemm/dgemm, chosen by the `real` type); vpd_gemm_naive is the slow truth for tests. */
+ * sgemm/dgemm, chosen by the `real` type); vpd_gemm_naive is the slow truth for tests.
+ *
+ * Threading policy. OpenBLAS threads any product with M·N·K > 2^18, so the tiny products
+ * of a toy decomposition (4096×20×5) were split over threads that then spin in
+ * sched_yield between calls, costing more than the product. vpd_gemm runs a product
+ * multi-threaded only when M·N·K ≥ VPD_BLAS_MT_MNK (default 2^22, ≈ 8 MFLOP, ~0.1 ms on
+ * one core; MACHINE.md: below that two threads do not pay), else on one thread. The
+ * thread count only changes when the decision changes, and OpenBLAS's idle workers go to
+ * sleep instead of spinning while products run single-threaded. Thread count does not
+ * change the result of a product (OpenBLAS splits the output, not the K sum). */
 #include <cblas.h>
 #include <math.h>
+#include <stdlib.h>
 
 #include "vpd/core.h"
+
+extern int openblas_get_num_threads(void);
+extern void openblas_set_num_threads(int);
+
+static int blas_max_threads; /* 0: not yet read from OpenBLAS (OPENBLAS_NUM_THREADS) */
+static int blas_cur_threads;
+static double blas_mt_mnk = 4194304.0; /* 2^22 */
+
+static void blas_policy_init(void) {
+    blas_max_threads = openblas_get_num_threads();
+    if (blas_max_threads < 1) blas_max_threads = 1;
+    blas_cur_threads = blas_max_threads;
+    const char *e = getenv("VPD_BLAS_MT_MNK");
+    if (e && *e) {
+        char *end;
+        double v = strtod(e, &end);
+        if (end != e && v >= 0) blas_mt_mnk = v;
+    }
+}
+
+/* 2·M·N·K summed over every vpd_gemm call since the last reset: the analytic FLOP count of
+ * the matrix products (read by `vpd bench`; declared there, not part of the core API). */
+static double blas_flops;
+double vpd_blas_flops(void) { return blas_flops; }
+void vpd_blas_flops_reset(void) { blas_flops = 0; }
+
+static void blas_choose_threads(int M, int N, int K) {
+    blas_flops += 2.0 * M * N * K;
+    if (!blas_max_threads) blas_policy_init();
+    if (blas_max_threads == 1) return;
+    int want = (double)M * N * K >= blas_mt_mnk ? blas_max_threads : 1;
+    if (want != blas_cur_threads) {
+        openblas_set_num_threads(want);
+        blas_cur_threads = want;
+    }
+}
 
 void vpd_gemm(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, int lda,
               const real *B, int ldb, real beta, real *C, int ldc) {
     if (M <= 0 || N <= 0) return;
+    blas_choose_threads(M, N, K);
     if (K <= 0) { /* empty sum: C = beta*C (BLAS would also do this, but avoid lda checks) */
         for (int i = 0; i < M; i++)
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
@@ -53,9 +100,16 @@ void vpd_scale(size_t n, real alpha, real *x) {
     for (size_t i = 0; i < n; i++) x[i] *= alpha;
 }
 
-/* OpenBLAS thread control (declared here: Debian's cblas.h is OpenBLAS's and has them,
- * but keep the dependency explicit). */
-extern int openblas_get_num_threads(void);
-extern void openblas_set_num_threads(int);
-int vpd_blas_threads(void) { return openblas_get_num_threads(); }
-void vpd_blas_set_threads(int n) { openblas_set_num_threads(n); }
+/* OpenBLAS thread control (declared above: Debian's cblas.h is OpenBLAS's and has them,
+ * but keep the dependency explicit). vpd_blas_threads is the most threads a large product
+ * may use; vpd_blas_set_threads changes it (n < 1 means 1). */
+int vpd_blas_threads(void) {
+    if (!blas_max_threads) blas_policy_init();
+    return blas_max_threads;
+}
+void vpd_blas_set_threads(int n) {
+    if (!blas_max_threads) blas_policy_init();
+    if (n < 1) n = 1;
+    openblas_set_num_threads(n);
+    blas_max_threads = blas_cur_threads = n;
+}

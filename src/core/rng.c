@@ -67,9 +67,54 @@ real vpd_rng_normal(const vpd_rng *r, uint64_t i) {
 
 int vpd_rng_bernoulli(const vpd_rng *r, uint64_t i, double p) { return (double)vpd_rng_uniform(r, i) < p; }
 
+/* 16 consecutive Philox blocks at once, lane-parallel so the compiler vectorises the
+ * rounds (32×32→64-bit multiplies); the same arithmetic as vpd_philox4x32_10 per block. */
+enum { PHILOX_LANES = 16 };
+static void philox_blocks16(const vpd_rng *r, uint64_t block0, uint32_t out[4][PHILOX_LANES]) {
+    uint32_t c0[PHILOX_LANES], c1[PHILOX_LANES], c2[PHILOX_LANES], c3[PHILOX_LANES];
+    for (int j = 0; j < PHILOX_LANES; j++) {
+        uint64_t b = block0 + (uint64_t)j;
+        c0[j] = (uint32_t)b;
+        c1[j] = (uint32_t)(b >> 32);
+        c2[j] = r->c2;
+        c3[j] = r->c3;
+    }
+    uint32_t k0 = r->key[0], k1 = r->key[1];
+    for (int rd = 0; rd < 10; rd++) {
+        if (rd > 0) { k0 += PHILOX_W0; k1 += PHILOX_W1; }
+        for (int j = 0; j < PHILOX_LANES; j++) {
+            uint64_t p0 = (uint64_t)PHILOX_M0 * c0[j], p1 = (uint64_t)PHILOX_M1 * c2[j];
+            uint32_t n0 = (uint32_t)(p1 >> 32) ^ c1[j] ^ k0, n2 = (uint32_t)(p0 >> 32) ^ c3[j] ^ k1;
+            c1[j] = (uint32_t)p1;
+            c3[j] = (uint32_t)p0;
+            c0[j] = n0;
+            c2[j] = n2;
+        }
+    }
+    for (int j = 0; j < PHILOX_LANES; j++) {
+        out[0][j] = c0[j];
+        out[1][j] = c1[j];
+        out[2][j] = c2[j];
+        out[3][j] = c3[j];
+    }
+}
+
 void vpd_rng_fill_uniform(const vpd_rng *r, uint64_t first, size_t n, real *out) {
     size_t k = 0;
     uint32_t w[4];
+    /* bulk: whole groups of 16 blocks (64 values) once the index is block-aligned */
+    while (k < n && ((first + k) & 3)) {
+        uint64_t i = first + k;
+        rng_block(r, i >> 2, w);
+        for (unsigned lane = (unsigned)(i & 3); lane < 4 && k < n; lane++) out[k++] = u24(w[lane]);
+    }
+    while (n - k >= 4 * PHILOX_LANES) {
+        uint32_t wb[4][PHILOX_LANES];
+        philox_blocks16(r, (first + k) >> 2, wb);
+        for (int j = 0; j < PHILOX_LANES; j++)
+            for (int lane = 0; lane < 4; lane++) out[k + 4 * (size_t)j + lane] = u24(wb[lane][j]);
+        k += 4 * PHILOX_LANES;
+    }
     while (k < n) {
         uint64_t i = first + k;
         rng_block(r, i >> 2, w);

@@ -79,7 +79,11 @@ vpd_status vpd_ci_create(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_s
     *out = NULL;
     if ((int)type < 0 || (int)type >= CI_N_TYPES)
         return vpd_error(VPD_ERR_CONFIG, "ci_config.fn_type: invalid type %d", (int)type);
-    if (type == VPD_CI_GLOBAL_SHARED_TRANSFORMER || type == VPD_CI_GLOBAL_REVERSE_RESIDUAL)
+    if (type == VPD_CI_GLOBAL_SHARED_TRANSFORMER) /* needs its config: ci_transformer.c */
+        return vpd_error(VPD_ERR_CONFIG,
+                         "ci_config.fn_type 'global_shared_transformer' is not implemented by "
+                         "vpd_ci_create: it needs simple_transformer_ci_cfg; call vpd_ci_create_transformer");
+    if (type == VPD_CI_GLOBAL_REVERSE_RESIDUAL)
         return vpd_error(VPD_ERR_CONFIG,
                          "ci_config.fn_type '%s' is not implemented in this build; use mlp, "
                          "vector_mlp, shared_mlp or global_shared_mlp",
@@ -123,6 +127,7 @@ vpd_status vpd_ci_create(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_s
     if (!ci) return VPD_ERR_MEM;
     ci->type = type;
     ci->L = L;
+    ci->S = 1; /* vpd_ci_set_seq_len */
     ci->n_hidden = n_hidden;
     for (int k = 0; k < n_hidden; k++) ci->hidden[k] = hidden_dims[k];
     ci->n_nets = global ? 1 : L;
@@ -208,10 +213,15 @@ void vpd_ci_free(vpd_ci_fn *ci) {
     vpd_free(ci->params);
     vpd_free(ci->grads);
     vpd_free(ci->ws);
+    vpd_free(ci->tf); /* transformer state: one allocation */
     vpd_free(ci);
 }
 
 void vpd_ci_init(vpd_ci_fn *ci, uint64_t seed) {
+    if (ci->type == VPD_CI_GLOBAL_SHARED_TRANSFORMER) { /* own init rules, ci_transformer.c */
+        ci_tf_init(ci, seed);
+        return;
+    }
     for (int i = 0; i < ci->n_tensors; i++) {
         const vpd_ci_param_info *t = &ci->tensors[i];
         real *p = ci->params + t->offset;
@@ -257,6 +267,8 @@ vpd_status vpd_ci_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, 
         VPD_ASSERT(z[l] && in[l], "vpd_ci_forward: NULL z or input for layer %s", ci->layers[l].name);
     if (ci->type == VPD_CI_GLOBAL_SHARED_MLP)
         ci_dense_forward(ci, &ci->nets[0], ci->layers, ci->L, ci->D_total, ci->C_total, z, in, N);
+    else if (ci->type == VPD_CI_GLOBAL_SHARED_TRANSFORMER)
+        VPD_TRY(ci_tf_forward(ci, z, in, N));
     else
         ci_layerwise_forward(ci, z, in, N);
     ci->N_last = N;
@@ -270,6 +282,8 @@ vpd_status vpd_ci_backward(vpd_ci_fn *ci, real *const *din, const real *const *d
     VPD_ASSERT(dz && in, "vpd_ci_backward: NULL dz or input array");
     if (ci->type == VPD_CI_GLOBAL_SHARED_MLP)
         ci_dense_backward(ci, &ci->nets[0], ci->layers, ci->L, ci->D_total, ci->C_total, din, dz, in, N);
+    else if (ci->type == VPD_CI_GLOBAL_SHARED_TRANSFORMER)
+        ci_tf_backward(ci, din, dz, in, N);
     else
         ci_layerwise_backward(ci, din, dz, in, N);
     return VPD_OK;

@@ -44,4 +44,10 @@ void ci_dense_backward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer 
                        int in_total, int out_total, real *const *dx, const real *const *dz,
                        const real *const *x, int N);
 
+/* ci_transformer.c: global_shared_transformer (hooked into ci_fn.c by type) */
+void ci_tf_init(vpd_ci_fn *ci, uint64_t seed);
+vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N);
+void ci_tf_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz,
+                    const real *const *in, int N);
+
 #endif

@@ -8,7 +8,13 @@
  * (a broadcast multiply and a batched dot product over the [C, h] layout) instead of C
  * matrix products with a dimension of 1. Hidden-to-hidden Linears, and vector_mlp's
  * D -> h first Linear, are one strided gemm per component (N rows each).
- * shared_mlp is the dense kernel of ci_global.c with a single block. */
+ * shared_mlp is the dense kernel of ci_global.c with a single block.
+ *
+ * The common case mlp with one hidden layer (every toy config) runs fused, one row at a
+ * time: scalar -> h, bias, GELU and h -> 1 in forward, and their backward with all the
+ * parameter-gradient accumulations, so a row's [C, h] strip stays in L1 instead of five
+ * passes over [N, C, h] arrays. Rows are visited in order and every accumulator receives
+ * the same terms in the same order as the unfused code, so results are bit-identical. */
 #include <string.h>
 
 #include "vpd/ci_internal.h"
@@ -29,9 +35,75 @@ static void colsum_add(real *db, const real *dy, int N, int w) {
     }
 }
 
+/* mlp with one hidden layer, fused per row (see the top of the file) */
+static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
+    const vpd_ci_net *net = &ci->nets[l];
+    const int C = ci->layers[l].C, h = ci->hidden[0];
+    const size_t ld = (size_t)C * h;
+    real *pre = ci_pre(ci, net, 0), *post = ci_post(ci, net, 0);
+    const real *W0 = ci_W(ci, net, 0), *b0 = ci_b(ci, net, 0), *Wf = ci_W(ci, net, 1), *bf = ci_b(ci, net, 1);
+    for (int n = 0; n < N; n++) {
+        const real *a = in + (size_t)n * C;
+        real *p = pre + (size_t)n * ld, *q = post + (size_t)n * ld, *zr = z + (size_t)n * C;
+        for (int c = 0; c < C; c++) {
+            const real ac = a[c], *wc = W0 + (size_t)c * h, *bc = b0 + (size_t)c * h;
+            real *pc = p + (size_t)c * h;
+            for (int j = 0; j < h; j++) pc[j] = ac * wc[j] + bc[j];
+        }
+        gelu_forward(q, p, ld, GELU_ERF);
+        for (int c = 0; c < C; c++) {
+            const real *qc = q + (size_t)c * h, *wc = Wf + (size_t)c * h;
+            real s = bf[c];
+            for (int j = 0; j < h; j++) s += qc[j] * wc[j];
+            zr[c] = s;
+        }
+    }
+}
+
+static void mlp1_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, const real *in, int N) {
+    const vpd_ci_net *net = &ci->nets[l];
+    const int C = ci->layers[l].C, h = ci->hidden[0];
+    const size_t ld = (size_t)C * h;
+    const real *pre = ci_pre(ci, net, 0), *post = ci_post(ci, net, 0);
+    const real *W0 = ci_W(ci, net, 0), *Wf = ci_W(ci, net, 1);
+    real *dW0 = ci_dW(ci, net, 0), *db0 = ci_db(ci, net, 0), *dWf = ci_dW(ci, net, 1), *dbf = ci_db(ci, net, 1);
+    real *dq = ci_scratch(ci, 0), *dp = ci_scratch(ci, 1); /* one row of each */
+    for (int n = 0; n < N; n++) {
+        const real *a = in + (size_t)n * C, *g = dz + (size_t)n * C;
+        const real *p = pre + (size_t)n * ld, *q = post + (size_t)n * ld;
+        /* h -> 1 */
+        for (int c = 0; c < C; c++) {
+            const real gc = g[c], *qc = q + (size_t)c * h, *wc = Wf + (size_t)c * h;
+            real *dwc = dWf + (size_t)c * h, *dqc = dq + (size_t)c * h;
+            dbf[c] += gc;
+            for (int j = 0; j < h; j++) {
+                dwc[j] += gc * qc[j];
+                dqc[j] = gc * wc[j];
+            }
+        }
+        /* GELU, hidden bias */
+        memset(dp, 0, sizeof(real) * ld);
+        gelu_backward(dp, dq, p, ld, GELU_ERF);
+        for (size_t j = 0; j < ld; j++) db0[j] += dp[j];
+        /* 1 -> h */
+        real *da = din ? din + (size_t)n * C : NULL;
+        for (int c = 0; c < C; c++) {
+            const real ac = a[c], *dpc = dp + (size_t)c * h, *wc = W0 + (size_t)c * h;
+            real *dwc = dW0 + (size_t)c * h, s = 0;
+            for (int j = 0; j < h; j++) dwc[j] += ac * dpc[j];
+            for (int j = 0; j < h; j++) s += dpc[j] * wc[j];
+            if (da) da[c] += s;
+        }
+    }
+}
+
 static void parallel_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
     const vpd_ci_net *net = &ci->nets[l];
     int C = ci->layers[l].C, D = ci->layers[l].d_in, nh = ci->n_hidden;
+    if (ci->type == VPD_CI_MLP && nh == 1) {
+        mlp1_forward(ci, l, z, in, N);
+        return;
+    }
     for (int k = 0; k < nh; k++) {
         int h = ci->hidden[k];
         size_t ld = (size_t)C * h;
@@ -77,6 +149,10 @@ static void parallel_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int 
 static void parallel_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, const real *in, int N) {
     const vpd_ci_net *net = &ci->nets[l];
     int C = ci->layers[l].C, D = ci->layers[l].d_in, nh = ci->n_hidden;
+    if (ci->type == VPD_CI_MLP && nh == 1) {
+        mlp1_backward(ci, l, din, dz, in, N);
+        return;
+    }
     real *dpost = ci_scratch(ci, 0), *dpre = ci_scratch(ci, 1);
 
     /* final h -> 1 */

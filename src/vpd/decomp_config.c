@@ -227,6 +227,35 @@ static vpd_status read_ci_config(vpd_config *m, vpd_decomp_config *c) {
     c->ci_n_hidden = 0;
     if (vpd_config_has(ci, "hidden_dims") && !vpd_config_is_null(ci, "hidden_dims"))
         TRY(vpd_config_get_int_list(ci, "hidden_dims", 0, 1 << 24, c->ci_hidden, VPD_CI_MAX_HIDDEN, &c->ci_n_hidden));
+    /* global_reverse_residual's keys (that kind is not implemented): accepted when null;
+     * vpd_config_is_null consumes a null key, anything else is left to the unknown-key check */
+    static const char *const rr_keys[] = {"reader_hidden_dims", "d_resid_ci_fn", "block_groups", "transition_attn_config",
+                                          "transition_hidden_dim", NULL};
+    for (int i = 0; rr_keys[i]; i++) (void)vpd_config_is_null(ci, rr_keys[i]);
+    vpd_config *tc = vpd_config_find(ci, "simple_transformer_ci_cfg");
+    if (c->ci_type == VPD_CI_GLOBAL_SHARED_TRANSFORMER) {
+        if (!tc || vpd_config_node_is_null(tc))
+            return vpd_config_error(vpd_config_find(ci, "fn_type"),
+                                    "global_shared_transformer needs ci_config.simple_transformer_ci_cfg");
+        vpd_ci_transformer_cfg *t = &c->ci_transformer;
+        memset(t, 0, sizeof *t);
+        TRY(vpd_config_require(tc, "d_model"));
+        TRY(vpd_config_get_int(tc, "d_model", 1, 1, 1 << 20, &t->d_model));
+        TRY(vpd_config_require(tc, "n_blocks"));
+        TRY(vpd_config_get_int(tc, "n_blocks", 1, 1, 1024, &t->n_blocks));
+        t->mlp_hidden[0] = 4 * t->d_model; /* spd's default [4 d_model] */
+        t->n_mlp_hidden = 1;
+        if (vpd_config_has(tc, "mlp_hidden_dim") && !vpd_config_is_null(tc, "mlp_hidden_dim"))
+            TRY(vpd_config_get_int_list(tc, "mlp_hidden_dim", 0, 1 << 24, t->mlp_hidden, VPD_CI_MAX_HIDDEN, &t->n_mlp_hidden));
+        vpd_config *ac = vpd_config_find(tc, "attn_config");
+        if (!ac) return vpd_config_require(tc, "attn_config");
+        TRY(vpd_config_require(ac, "n_heads"));
+        TRY(vpd_config_get_int(ac, "n_heads", 1, 1, 1 << 16, &t->n_heads));
+        TRY(vpd_config_get_int(ac, "max_len", 2048, 1, 1 << 24, &t->max_len));
+        TRY(vpd_config_get_double(ac, "rope_base", 10000.0, 1e-9, 1e30, &t->rope_base));
+    } else if (tc && vpd_config_node_is_null(tc)) {
+        vpd_config_consume(ci, "simple_transformer_ci_cfg");
+    }
     return VPD_OK;
 }
 

@@ -182,8 +182,12 @@ static vpd_status create_ci(vpd_decomp *d) {
         sp[k].C = d->layers[k].C;
         sp[k].d_in = ci_input_is_acts(d, k) ? d->layers[k].C : d->layers[k].d_in;
     }
-    VPD_TRY(vpd_ci_create(&d->ci, d->cfg->ci_type, sp, d->L, d->cfg->ci_hidden, d->cfg->ci_n_hidden));
+    if (d->cfg->ci_type == VPD_CI_GLOBAL_SHARED_TRANSFORMER)
+        VPD_TRY(vpd_ci_create_transformer(&d->ci, sp, d->L, &d->cfg->ci_transformer));
+    else
+        VPD_TRY(vpd_ci_create(&d->ci, d->cfg->ci_type, sp, d->L, d->cfg->ci_hidden, d->cfg->ci_n_hidden));
     vpd_ci_init(d->ci, d->cfg->seed);
+    VPD_TRY(vpd_ci_set_seq_len(d->ci, d->S)); /* the transformer attends over positions */
     return vpd_ci_reserve(d->ci, d->N);
 }
 
