@@ -161,6 +161,10 @@ static void gather_grad(vpd_ppgd_state *p, vpd_decomp *d, double inv_scale) {
             real r = eff(p, p->src[i]);
             p->grad[i] *= r * (1 - r);
         }
+    /* per-rank sources: the gradient of the GLOBAL mean loss, which is the local mean's
+     * divided by the replica count — so the ascent (and the Adam moments) are the same on
+     * any number of ranks as in one process */
+    if (p->per_rank && d->dp_size > 1) inv_scale /= d->dp_size;
     if (inv_scale != 1.0) vpd_scale(p->n, (real)inv_scale, p->grad);
     if (!p->per_rank && d->dp_size > 1) {
         MPI_Allreduce(MPI_IN_PLACE, p->grad, (int)p->n, VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT, MPI_SUM, d->dp_comm);

@@ -1,13 +1,24 @@
 /* The run loop: faithfulness warmup, then steps 0 … steps, a progress display on rank 0
  * (one rewritten line on a terminal: step, loss, L0, ETA; plain log lines otherwise) and
  * metrics.jsonl (one JSON object per logged step: every loss term, L0 per layer, lr, grad
- * norms, step time). */
+ * norms, step time).
+ *
+ * HPC operations (vpd_run_training_hpc): after each step every rank contributes whether a
+ * signal arrived and rank 0 whether a periodic checkpoint is due (every N steps or M
+ * minutes); one MPI_Allreduce makes the decision common, so all ranks checkpoint at the
+ * same step boundary. A signal ends the loop after its checkpoint. A resumed run skips
+ * the faithfulness warmup (its result is in the checkpointed parameters) and rewrites
+ * metrics.jsonl without the records at or after the checkpoint's step before appending. */
 #define _POSIX_C_SOURCE 200809L
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "vpd/checkpoint.h"
+#include "vpd/signals.h"
 #include "vpd/trainer.h"
 
 static void json_num(FILE *f, double v) {
@@ -53,22 +64,115 @@ static void fmt_eta(char *buf, size_t n, double s) {
     else snprintf(buf, n, "%ldh%02ldm", t / 3600, (t / 60) % 60);
 }
 
-vpd_status vpd_run_training(vpd_trainer *t, const vpd_run_opts *opts) {
+/* After step d->step − 1: every rank contributes [0] whether a signal arrived, rank 0 [1]
+ * whether a periodic checkpoint is due (its clock decides); one allreduce makes the choice
+ * common. Writes the checkpoint, prunes old ones, and on a signal asks the loop to stop. */
+static vpd_status hpc_boundary(vpd_decomp *d, const vpd_run_opts *opts, vpd_run_hpc *hpc, double *t_last_ckpt,
+                               bool *stop) {
+    const vpd_ckpt_opts *ck = hpc->ckpt;
+    int flags[2] = {vpd_signal_pending(), 0};
+    if (hpc->stop_at_step > 0 && d->step >= hpc->stop_at_step && !flags[0]) flags[0] = SIGUSR1;
+    if (ck && ck->every_steps > 0 && d->step % ck->every_steps == 0) flags[1] = 1;
+    if (ck && vpd_log_rank() == 0 && ck->every_minutes > 0 && vpd_wtime() - *t_last_ckpt >= 60.0 * ck->every_minutes)
+        flags[1] = 1;
+    if (d->dp_size > 1) MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, d->dp_comm);
+    if (!flags[0] && !flags[1]) return VPD_OK;
+    vpd_ckpt_opts fallback;
+    if (!ck) { /* no checkpoint section: a signal still checkpoints into RUN_DIR/checkpoints */
+        memset(&fallback, 0, sizeof fallback);
+        fallback.keep_last = 2;
+        snprintf(fallback.dir, sizeof fallback.dir, "%s/checkpoints", opts->run_dir ? opts->run_dir : ".");
+        ck = &fallback;
+    }
+    double secs = 0;
+    size_t bytes = 0;
+    VPD_TRY(vpd_checkpoint_write(ck->dir, d, hpc->config_yaml, hpc->provenance_json, &secs, &bytes));
+    hpc->checkpoints_written++;
+    hpc->checkpoint_seconds += secs;
+    *t_last_ckpt = vpd_wtime();
+    vpd_info("checkpoint at step %d: %s/ckpt-%08d.h5, %.2f MiB written in %.3f s%s", d->step, ck->dir, d->step,
+             (double)bytes / 1048576.0, secs, flags[0] ? " (signal)" : "");
+    vpd_checkpoint_prune(ck);
+    if (flags[0]) {
+        hpc->stopped_by_signal = flags[0];
+        vpd_info("stopping after signal %d; resume with: vpd decompose --resume %s", flags[0],
+                 opts->run_dir ? opts->run_dir : "RUN_DIR");
+        *stop = true;
+    }
+    return VPD_OK;
+}
+
+/* Keep the records of metrics.jsonl with step < keep_below (a resumed run recomputes the
+ * rest), written through a temporary file and rename. */
+static vpd_status metrics_truncate(const char *path, int keep_below) {
+    FILE *in = fopen(path, "r");
+    if (!in) return VPD_OK; /* nothing logged yet */
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return vpd_error(VPD_ERR_IO, "cannot write %s", tmp);
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int kept = 0, dropped = 0;
+    while ((n = getline(&line, &cap, in)) > 0) {
+        int step;
+        /* a torn last line (killed mid-write) has no closing brace: drop it */
+        bool whole = n > 1 && line[n - 1] == '\n' && line[n - 2] == '}';
+        if (whole && sscanf(line, "{\"step\": %d", &step) == 1 && step < keep_below) {
+            fputs(line, out);
+            kept++;
+        } else {
+            dropped++;
+        }
+    }
+    free(line);
+    fclose(in);
+    if (fclose(out) != 0 || rename(tmp, path) != 0) return vpd_error(VPD_ERR_IO, "cannot rewrite %s", path);
+    vpd_info("resume: metrics.jsonl keeps %d records before step %d, drops %d", kept, keep_below, dropped);
+    return VPD_OK;
+}
+
+vpd_status vpd_run_training(vpd_trainer *t, const vpd_run_opts *opts) { return vpd_run_training_hpc(t, opts, NULL); }
+
+vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_run_hpc *hpc) {
     vpd_decomp *d = t->d;
     const vpd_decomp_config *cfg = d->cfg;
     const bool root = vpd_log_rank() == 0;
+    const bool resumed = hpc && hpc->resumed;
     FILE *mf = NULL;
+    vpd_status s = VPD_OK;
     if (root && opts->run_dir) {
         char path[1200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", opts->run_dir);
-        mf = fopen(path, "w");
-        if (!mf) return vpd_error(VPD_ERR_IO, "cannot write %s", path);
+        if (resumed) s = metrics_truncate(path, d->step);
+        mf = s == VPD_OK ? fopen(path, resumed ? "a" : "w") : NULL;
+        if (!mf && s == VPD_OK) s = vpd_error(VPD_ERR_IO, "cannot write %s", path);
     }
-    VPD_TRY(vpd_faithfulness_warmup(d));
+    /* every rank must learn about rank 0's failure, or the others would wait in the loop */
+    int bad = s != VPD_OK;
+    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, d->dp_comm);
+    if (bad) return s != VPD_OK ? s : vpd_error(VPD_ERR_IO, "rank 0 could not open metrics.jsonl");
+    if (hpc) {
+        vpd_signals_install();
+        hpc->stopped_by_signal = 0;
+        hpc->checkpoints_written = 0;
+        hpc->checkpoint_seconds = 0;
+    }
+    if (!resumed) {
+        s = vpd_faithfulness_warmup(d);
+        if (s != VPD_OK) {
+            if (mf) fclose(mf);
+            return s;
+        }
+    } else vpd_info("resume: continuing at step %d of %d (faithfulness warmup skipped)", d->step, cfg->steps);
     const bool tty = root && !opts->quiet && isatty(STDERR_FILENO);
-    double t_start = vpd_wtime(), t_last_print = 0;
+    const int step_first = d->step;
+    double t_start = vpd_wtime(), t_last_print = 0, t_last_ckpt = vpd_wtime();
     vpd_step_metrics sm;
-    vpd_status s = VPD_OK;
     while (d->step <= cfg->steps) {
         s = vpd_trainer_step(t, &sm);
         if (s != VPD_OK) break;
@@ -78,23 +182,29 @@ vpd_status vpd_run_training(vpd_trainer *t, const vpd_run_opts *opts) {
             fputc('\n', mf);
             fflush(mf);
         }
+        if (hpc && d->step <= cfg->steps) {
+            bool stop = false;
+            s = hpc_boundary(d, opts, hpc, &t_last_ckpt, &stop);
+            if (s != VPD_OK || stop) break;
+        }
         if (!root || opts->quiet) continue;
         double l0 = 0;
         for (int k = 0; k < d->L; k++) l0 += sm.l0[k];
         double now = vpd_wtime(), el = now - t_start;
-        double eta = sm.step > 0 ? el / sm.step * (cfg->steps - sm.step) : 0;
+        int done = sm.step - step_first + 1;
+        double eta = el / done * (cfg->steps - sm.step);
         char etas[32];
         fmt_eta(etas, sizeof etas, eta);
         if (tty) {
             if (now - t_last_print > 0.2 || sm.step == cfg->steps) {
                 fprintf(stderr, "\r[vpd] step %d/%d  loss %.4e  L0 %.2f  %.1f ms/step  ETA %s   ", sm.step, cfg->steps,
-                        sm.total, l0, 1e3 * el / (sm.step + 1), etas);
+                        sm.total, l0, 1e3 * el / done, etas);
                 t_last_print = now;
                 if (sm.step == cfg->steps) fputc('\n', stderr);
             }
         } else if (log_now) {
             vpd_info("step %d/%d  loss %.4e  L0 %.2f  %.1f ms/step  ETA %s", sm.step, cfg->steps, sm.total, l0,
-                     1e3 * el / (sm.step + 1), etas);
+                     1e3 * el / done, etas);
         }
     }
     if (mf) fclose(mf);

@@ -1,0 +1,24 @@
+/* vpd signals: graceful preemption (SIGTERM, SIGUSR1 = Slurm's --signal) and the exit
+ * statuses the job scripts act on.
+ *
+ * The handler only records the signal; the run loop polls vpd_signal_pending() at each
+ * step boundary, all ranks agree with an MPI_Allreduce, write a checkpoint, and exit with
+ * VPD_EXIT_REQUEUE. A second signal while the first is being handled ends the process at
+ * once with status 128 + signal (the shell convention), so `scancel` twice always works. */
+#ifndef VPD_SIGNALS_H
+#define VPD_SIGNALS_H
+
+#include <stdbool.h>
+
+/* Exit status of `vpd decompose` after a signal-triggered checkpoint: 75 = EX_TEMPFAIL
+ * (sysexits.h), "try again later". Job scripts turn it into `scontrol requeue`. */
+#define VPD_EXIT_REQUEUE 75
+
+/* Install the SIGTERM and SIGUSR1 handlers (idempotent). */
+void vpd_signals_install(void);
+/* The first signal received (0 = none). */
+int vpd_signal_pending(void);
+/* Forget a pending signal (tests). */
+void vpd_signal_clear(void);
+
+#endif

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The part every vpd job script shares: start (or resume) one decomposition, turn Slurm's
+# early-warning signal into a checkpoint, and requeue the job after it.
+#
+#   vpd_run.sh RUN_DIR CONFIG.yaml [extra vpd decompose args...]
+#
+# Environment:
+#   VPD_LAUNCH   how to start vpd, e.g. "srun --kill-on-bad-exit=1 vpd" (multi-node) or
+#                "mpiexec -n 4 vpd"; default "vpd" (one rank). The first word may be a path.
+#   VPD_RESUME   1: resume even when SLURM_RESTART_COUNT is 0 (manual resubmission)
+#
+# Protocol (README "HPC operations"):
+#   - a requeued job (SLURM_RESTART_COUNT > 0) with a complete checkpoint in RUN_DIR resumes
+#     with `vpd decompose --resume RUN_DIR`; otherwise the run starts from the config;
+#   - vpd runs in the background so this shell can take signals (bash runs traps only
+#     between foreground commands); USR1 or TERM from Slurm (--signal=B:USR1@T, or
+#     `scancel -b -s USR1 JOBID`) is passed to vpd, which checkpoints at the next step
+#     boundary on every rank and exits 75 (EX_TEMPFAIL);
+#   - status 75 -> `scontrol requeue $SLURM_JOB_ID` (the job needs --requeue; use
+#     --open-mode=append so the log of each start is kept). Any other status is the job's.
+set -u
+RUN_DIR=$1; CONFIG=$2; shift 2
+LAUNCH=${VPD_LAUNCH:-vpd}
+restarts=${SLURM_RESTART_COUNT:-0}
+echo "[vpd_run] $(date -u +%FT%TZ) job ${SLURM_JOB_ID:-none} array ${SLURM_ARRAY_JOB_ID:-none}_${SLURM_ARRAY_TASK_ID:-none} restart $restarts on $(hostname)"
+if { [ "$restarts" -gt 0 ] || [ "${VPD_RESUME:-0}" = 1 ]; } && ls "$RUN_DIR"/checkpoints/ckpt-*.h5 > /dev/null 2>&1; then
+  set -- decompose --resume "$RUN_DIR" "$@"
+else
+  set -- decompose "$CONFIG" --out "$RUN_DIR" "$@"
+fi
+echo "[vpd_run] $LAUNCH $*"
+# shellcheck disable=SC2086
+$LAUNCH "$@" &
+child=$!
+forward() { echo "[vpd_run] $(date -u +%T) got SIG$1: asking vpd to checkpoint"; kill -USR1 "$child" 2>/dev/null; }
+trap 'forward USR1' USR1
+trap 'forward TERM' TERM
+# wait returns early (> 128) when a trap ran; wait again until vpd itself has ended
+while :; do
+  wait "$child"; rc=$?
+  kill -0 "$child" 2>/dev/null || break
+done
+echo "[vpd_run] $(date -u +%T) vpd exited with status $rc"
+if [ "$rc" -eq 75 ]; then
+  if [ -n "${SLURM_JOB_ID:-}" ]; then
+    echo "[vpd_run] checkpoint written; requeueing job $SLURM_JOB_ID"
+    scontrol requeue "$SLURM_JOB_ID"
+    sleep 30  # scontrol requeue ends this script; do not report a status before it does
+  fi
+  exit 75
+fi
+exit "$rc"

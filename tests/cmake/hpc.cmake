@@ -1,0 +1,27 @@
+# HPC operations without Slurm (label: hpc): checkpoints, bitwise-exact resume, resume on
+# another rank count, kill -9 during a checkpoint write, signals, config changes on resume,
+# provenance (vpd info), a rank killed under mpiexec, vpd sweep + vpd collect.
+# Scripts: tests/hpc/*.sh (arguments: vpd, python, tools/, config). The TMS 5-2 target is the
+# decompose.pretrain_tms52 fixture; the config is the all-losses one (every kind of state,
+# including per-rank persistent-PGD sources).
+set(VPD_HPC_DIR ${CMAKE_SOURCE_DIR}/tests/hpc)
+set(VPD_HPC_ARGS ${VPD_CLI} ${VPD_PYTHON} ${VPD_TOOLS} ${CMAKE_SOURCE_DIR}/tests/configs/tms_all_losses.yaml)
+set(VPD_HPC_ENV ${VPD_TEST_ENV} "MPIEXEC=${MPIEXEC_EXECUTABLE}" "VPD_TOOLS_DIR=${VPD_TOOLS}")
+
+function(vpd_hpc_test name script procs)
+  add_test(NAME hpc.${name} COMMAND bash ${VPD_HPC_DIR}/${script} ${VPD_HPC_ARGS} ${ARGN}
+           WORKING_DIRECTORY ${VPD_FIXTURES})
+  set_tests_properties(hpc.${name} PROPERTIES LABELS "hpc" FIXTURES_REQUIRED tms52 ENVIRONMENT "${VPD_HPC_ENV}"
+                       TIMEOUT 180 PROCESSORS ${procs})
+endfunction()
+
+vpd_hpc_test(resume_exact_1rank resume_exact.sh 1 1)
+vpd_hpc_test(resume_exact_2ranks resume_exact.sh 2 2)
+vpd_hpc_test(resume_2to1_ranks resume_layout.sh 2 2 1)
+vpd_hpc_test(resume_1to2_ranks resume_layout.sh 2 1 2)
+vpd_hpc_test(resume_2to4_ranks resume_layout.sh 2 2 4)
+vpd_hpc_test(kill9_during_checkpoint kill_during_checkpoint.sh 1)
+vpd_hpc_test(signals signals.sh 2)
+vpd_hpc_test(config_change_and_info config_change.sh 1)
+vpd_hpc_test(rank_death rank_death.sh 2)
+vpd_hpc_test(sweep_collect sweep_collect.sh 1)
