@@ -14,7 +14,9 @@ typedef struct {
     bool lm;
     vpd_toy_data toy;     /* toy models */
     real *labels;         /* [B, n_features] (unused by the decomposition) */
-    vpd_tokens tokens;    /* LM */
+    vpd_tokens tokens;    /* LM: training tokens */
+    vpd_tokens eval_tokens; /* LM: held-out tokens for the eval stream (data.eval), if given */
+    bool have_eval_tokens;
     int32_t *tok_targets; /* [B, S] */
     real *adam_buf;
 } vpd_trainer;

@@ -66,9 +66,12 @@ static double compute_recovered(const vpd_run *r, double ce) {
     char line[4096];
     double prev_x = -1, prev_l = 0, last_x = 0, hit = -1;
     while (fgets(line, sizeof line, f)) {
-        const char *e = strstr(line, "\"eval_loss\":"), *x = strstr(line, "\"examples\":");
+        /* LM targets log "val_loss" and "tokens"; toy targets "eval_loss" and "examples" */
+        const char *e = strstr(line, "\"val_loss\":"), *x = strstr(line, "\"tokens\":");
+        if (!e) e = strstr(line, "\"eval_loss\":");
+        if (!x) x = strstr(line, "\"examples\":");
         if (!e || !x) continue;
-        double l = atof(e + 12), ex = atof(x + 11);
+        double l = atof(strchr(e + 1, ':') + 1), ex = atof(strchr(x + 1, ':') + 1);
         last_x = ex;
         if (hit < 0 && l <= ce) {
             /* linear interpolation between the last point above and this one */

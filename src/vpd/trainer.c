@@ -37,6 +37,10 @@ vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d) {
         int width = 2;
         if (mc->vocab_size > 65535) width = 4;
         VPD_TRY(vpd_tokens_open(&t->tokens, cfg->train_tokens, width, mc->vocab_size));
+        if (cfg->eval_tokens[0]) {
+            VPD_TRY(vpd_tokens_open(&t->eval_tokens, cfg->eval_tokens, width, mc->vocab_size));
+            t->have_eval_tokens = true;
+        }
         t->tok_targets = malloc(sizeof(int32_t) * (size_t)d->N);
         d->tok_in = malloc(sizeof(int32_t) * (size_t)d->N);
         if (!t->tok_targets || !d->tok_in) return vpd_error(VPD_ERR_MEM, "token batch");
@@ -63,6 +67,7 @@ vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d) {
 
 void vpd_trainer_free(vpd_trainer *t) {
     if (t->lm) vpd_tokens_close(&t->tokens);
+    if (t->have_eval_tokens) vpd_tokens_close(&t->eval_tokens);
     else vpd_toy_data_free(&t->toy);
     vpd_free(t->adam_buf);
     vpd_free(t->labels);
@@ -77,9 +82,9 @@ void vpd_trainer_free(vpd_trainer *t) {
 
 vpd_status vpd_trainer_load_batch(vpd_trainer *t, uint32_t stream, uint64_t index) {
     vpd_decomp *d = t->d;
-    if (t->lm)
-        return vpd_tokens_batch(&t->tokens, d->cfg->seed, stream, index, d->example0, d->B, d->S, d->tok_in,
-                                t->tok_targets);
+    if (t->lm) /* the eval stream reads the held-out file when there is one */
+        return vpd_tokens_batch(stream == VPD_DATA_EVAL && t->have_eval_tokens ? &t->eval_tokens : &t->tokens,
+                                d->cfg->seed, stream, index, d->example0, d->B, d->S, d->tok_in, t->tok_targets);
     vpd_toy_batch(&t->toy, stream, index, d->example0, d->B, d->x_batch, t->labels);
     return VPD_OK;
 }
