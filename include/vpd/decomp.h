@@ -251,6 +251,9 @@ size_t vpd_decomp_memory_bytes(const vpd_decomp *d);
 
 /* After the component parameters change: materialise tied layers and recompute Δ. */
 void vpd_decomp_refresh(vpd_decomp *d);
+/* Zero the component gradients (incl. tied scratch), ∂/∂g buffers and, if ci_params, the CI
+ * function's gradient: the start of every step. */
+void vpd_decomp_zero_grads(vpd_decomp *d, bool ci_params);
 /* Fold the scratch gradients of tied layers into their sources (dV₁ += dU₂ᵀ, dU₁ += dV₂ᵀ). */
 void vpd_decomp_fold_tied_grads(vpd_decomp *d);
 

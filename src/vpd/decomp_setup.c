@@ -288,6 +288,19 @@ void vpd_decomp_fold_tied_grads(vpd_decomp *d) {
     }
 }
 
+void vpd_decomp_zero_grads(vpd_decomp *d, bool ci_params) {
+    memset(d->comp_grads, 0, sizeof(real) * d->n_comp_params);
+    for (int k = 0; k < d->L; k++)
+        if (d->layers[k].tied_to >= 0) { /* scratch gradients of tied layers */
+            memset(d->layers[k].dV, 0, sizeof(real) * (size_t)d->layers[k].d_in * d->layers[k].C);
+            memset(d->layers[k].dU, 0, sizeof(real) * (size_t)d->layers[k].C * d->layers[k].d_out);
+        }
+    if (ci_params) vpd_ci_zero_grad(d->ci);
+    size_t n = (size_t)d->N * d->C_sum;
+    memset(d->dg_lower, 0, sizeof(real) * n);
+    memset(d->dg_upper, 0, sizeof(real) * n);
+}
+
 /* ---- CI forward / backward ------------------------------------------------------------------ */
 static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->N * (size_t)d->layers[k].c_off; }
 

@@ -622,17 +622,6 @@ static vpd_status fill_state(parity_ctx *P) {
 
 /* ---- evaluation and output ------------------------------------------------------------------ */
 
-static void zero_grads(vpd_decomp *d) {
-    memset(d->comp_grads, 0, sizeof(real) * d->n_comp_params);
-    for (int k = 0; k < d->L; k++)
-        if (d->layers[k].tied_to >= 0) {
-            memset(d->layers[k].dV, 0, sizeof(real) * (size_t)d->layers[k].d_in * d->layers[k].C);
-            memset(d->layers[k].dU, 0, sizeof(real) * (size_t)d->layers[k].C * d->layers[k].d_out);
-        }
-    size_t n = (size_t)d->N * (size_t)d->C_sum;
-    memset(d->dg_lower, 0, sizeof(real) * n);
-    memset(d->dg_upper, 0, sizeof(real) * n);
-}
 
 static vpd_status write_grads(parity_ctx *P, vpd_h5 *out, int i) {
     vpd_decomp *d = P->d;
@@ -693,7 +682,7 @@ static vpd_status evaluate(parity_ctx *P, const vpd_parity_opts *o) {
     double total = 0;
     for (int i = 0; i < P->n_loss && s == VPD_OK; i++) {
         const vpd_loss_cfg *lc = &P->cfg.losses[i];
-        zero_grads(d);
+        vpd_decomp_zero_grads(d, false);
         if (lc->kind == VPD_LOSS_PPGD_RECON || lc->kind == VPD_LOSS_PPGD_RECON_SUBSET) s = load_ppgd(P, i);
         if (s != VPD_OK) break;
         double v = vpd_loss_evaluate(d, i, o->grad);

@@ -89,18 +89,6 @@ vpd_status vpd_trainer_load_batch(vpd_trainer *t, uint32_t stream, uint64_t inde
     return VPD_OK;
 }
 
-static void zero_grads(vpd_decomp *d) {
-    memset(d->comp_grads, 0, sizeof(real) * d->n_comp_params);
-    for (int k = 0; k < d->L; k++)
-        if (d->layers[k].tied_to >= 0) {
-            memset(d->layers[k].dV, 0, sizeof(real) * (size_t)d->layers[k].d_in * d->layers[k].C);
-            memset(d->layers[k].dU, 0, sizeof(real) * (size_t)d->layers[k].C * d->layers[k].d_out);
-        }
-    vpd_ci_zero_grad(d->ci);
-    size_t n = (size_t)d->N * d->C_sum;
-    memset(d->dg_lower, 0, sizeof(real) * n);
-    memset(d->dg_upper, 0, sizeof(real) * n);
-}
 
 /* L0 per layer: mean over rows of #{c : g_c > thr}, averaged over replicas */
 static void layer_l0(const vpd_decomp *d, double thr, double *out) {
@@ -126,7 +114,7 @@ vpd_status vpd_faithfulness_warmup(vpd_decomp *d) {
     double first = 0, last = 0, numel = 0;
     for (int k = 0; k < d->L; k++) numel += (double)d->layers[k].numel_W;
     for (int s = 0; s < cfg->faithfulness_warmup_steps; s++) {
-        zero_grads(d);
+        vpd_decomp_zero_grads(d, true);
         double sum = 0;
         for (int k = 0; k < d->L; k++) {
             sum += vpd_faithfulness_forward(&d->layers[k].comp);
@@ -159,7 +147,7 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
         if (d->ppgd[i]) vpd_ppgd_set_lr(d->ppgd[i], step, cfg->steps);
 
     /* --- 2. weight deltas (kept current by vpd_decomp_refresh after every update) --- */
-    zero_grads(d);
+    vpd_decomp_zero_grads(d, true);
 
     /* --- 3. target forward on the batch, caching layer inputs --- */
     VPD_TRY(vpd_trainer_load_batch(t, 0, (uint64_t)step));

@@ -22,16 +22,7 @@ typedef struct {
 
 /* total loss with all gradients accumulated (when backward) */
 static double total_loss(vpd_decomp *d, bool backward) {
-    memset(d->comp_grads, 0, sizeof(real) * d->n_comp_params);
-    for (int k = 0; k < d->L; k++)
-        if (d->layers[k].tied_to >= 0) {
-            memset(d->layers[k].dV, 0, sizeof(real) * (size_t)d->layers[k].d_in * d->layers[k].C);
-            memset(d->layers[k].dU, 0, sizeof(real) * (size_t)d->layers[k].C * d->layers[k].d_out);
-        }
-    vpd_ci_zero_grad(d->ci);
-    size_t n = (size_t)d->N * d->C_sum;
-    memset(d->dg_lower, 0, sizeof(real) * n);
-    memset(d->dg_upper, 0, sizeof(real) * n);
+    vpd_decomp_zero_grads(d, true);
     vpd_decomp_refresh(d);
     vpd_decomp_target_forward(d);
     VPD_ASSERT(vpd_decomp_ci_forward(d) == VPD_OK, "ci forward: %s", vpd_last_error());
