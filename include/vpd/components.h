@@ -31,6 +31,12 @@ typedef struct {
     const real *W;     /* linear [d_out, d_in]; embedding [vocab, d] (the target's layout) */
     const real *b;     /* [d_out] or NULL; never trained (embeddings: NULL in all our models) */
     real *delta;       /* [same layout as W]: Δ = W − (VU)ᵀ (embedding: W − VU) */
+    /* Component parallelism: a layer's output is the sum over the ranks holding its
+     * component blocks. Only one of them adds the replicated terms (bias, m_Δ·Δx, and the
+     * original layer on routed-out rows) and their input gradients; the others set
+     * shared_terms = false and contribute (a ⊙ m) U and its gradients only. The gradients of
+     * U, V through Δ use m_Δ on every rank. Default true. */
+    bool shared_terms;
 } vpd_components;
 
 /* Fill the struct after checking sizes (VPD_ERR_SHAPE naming `name` on non-positive sizes).

@@ -142,7 +142,9 @@ vpd_status vpd_decomp_config_read(struct vpd_config *root, vpd_decomp_config *cf
 typedef struct {
     char name[64];
     int model_layer;   /* index into target->layers */
-    int C, d_in, d_out;
+    int C, d_in, d_out; /* C: subcomponents held by this rank (C_total / cp) */
+    int C_total, c0;   /* the layer's C; this rank holds [c0, c0 + C) */
+    int c_off_total;   /* Σ of C_total over earlier layers (the CI function's full output) */
     bool embedding;
     int c_off;         /* Σ of C over earlier layers: block offset N·c_off in [ΣC·N] buffers */
     int tied_to;       /* -1, or the decomposed layer whose parameters this one uses transposed
@@ -195,8 +197,14 @@ struct vpd_decomp {
     int64_t example0;   /* global index of the first local example */
     int B_global;
     int out_numel;      /* elements of one model output for the local batch */
-    MPI_Comm dp_comm;   /* data-parallel replicas (MPI_COMM_WORLD for now) */
+    MPI_Comm dp_comm;   /* data-parallel replicas: ranks holding the same component blocks */
     int dp_size, dp_rank;
+    MPI_Comm cp_comm;   /* component-parallel group: ranks sharing a batch, each one block of
+                           every layer's subcomponents (MPI_COMM_SELF when cp = 1) */
+    int cp_size, cp_rank;
+    int C_sum_total;    /* Σ C_total: width of the CI function's output */
+    real *z_full, *dz_full; /* [ΣC_total·N] CI output / gradient (cp > 1 only) */
+    real *tmp_dx;       /* [N, max d_in] partial input gradient (cp > 1 only) */
 
     /* this step's data */
     vpd_model_input input;
@@ -245,6 +253,18 @@ struct vpd_decomp {
  * example `example0`), and initialise parameters from cfg->seed. */
 vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target,
                              int B, int S, int64_t example0, int B_global, MPI_Comm dp_comm);
+/* The same with component parallelism: every layer's C is split into cp_size contiguous
+ * blocks, this rank holding block cp_rank of cp_comm (C must be divisible; VPD_ERR_CONFIG
+ * naming the layer otherwise). Masked layer outputs, input gradients and Δ are summed over
+ * cp_comm; the CI function is replicated in the group (its gradient summed over it). */
+vpd_status vpd_decomp_create_grid(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, int B, int S,
+                                  int64_t example0, int B_global, MPI_Comm dp_comm, MPI_Comm cp_comm);
+/* Split MPI_COMM_WORLD into the dp × cp grid (rank r: dp rank r / cp, cp rank r % cp).
+ * VPD_ERR_CONFIG when cp does not divide the world size. */
+vpd_status vpd_decomp_grid_comms(int cp, MPI_Comm *dp_comm, MPI_Comm *cp_comm);
+/* sum over the component-parallel group (no-op for cp = 1) */
+void vpd_cp_sum(const vpd_decomp *d, real *x, size_t n);
+void vpd_cp_sum_double(const vpd_decomp *d, double *x, size_t n);
 void vpd_decomp_free(vpd_decomp *d);
 /* Bytes of every buffer of the decomposition (the memory plan printed at start-up). */
 size_t vpd_decomp_memory_bytes(const vpd_decomp *d);

@@ -6,8 +6,13 @@
 #include "vpd/trainer.h"
 
 struct vpd_config;
-/* Write path atomically (temporary name, then rename). summary and config may be NULL. */
+/* Write path atomically (temporary name, then rename). summary and config may be NULL.
+ * Collective over d->cp_comm: with component parallelism every rank of the group calls it
+ * (the blocks are gathered) and cp rank 0 writes. */
 vpd_status vpd_runfile_write(const char *path, const vpd_decomp *d, const struct vpd_config *config,
                              const vpd_summary *summary);
+/* The writer itself, with full V / U per layer when the caller has them (NULL: the local ones). */
+vpd_status vpd_runfile_write_full(const char *path, const vpd_decomp *d, const struct vpd_config *config,
+                                  const vpd_summary *summary, real *const *fullV, real *const *fullU);
 
 #endif

@@ -190,6 +190,7 @@ static char *build_provenance(const vpd_decomp_config *cfg, const char *cfg_path
     int rank = 0, world = 1;
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world);
+    const int prov_cp = cfg->component_parallel > 0 && world % cfg->component_parallel == 0 ? cfg->component_parallel : 1;
     char host[64] = "?";
     gethostname(host, sizeof host - 1);
     char *hosts = rank == 0 ? calloc((size_t)world, 64) : NULL;
@@ -214,8 +215,8 @@ static char *build_provenance(const vpd_decomp_config *cfg, const char *cfg_path
         else cJSON_AddNullToObject(j, "resumed_from");
         cJSON *mpi = cJSON_AddObjectToObject(j, "mpi");
         cJSON_AddNumberToObject(mpi, "world_size", world);
-        cJSON_AddNumberToObject(mpi, "data_parallel", world);
-        cJSON_AddNumberToObject(mpi, "component_parallel", 1);
+        cJSON_AddNumberToObject(mpi, "data_parallel", world / prov_cp);
+        cJSON_AddNumberToObject(mpi, "component_parallel", prov_cp);
         cJSON *hl = cJSON_AddArrayToObject(mpi, "hosts");
         int n_unique = 0;
         for (int r = 0; r < world; r++) {
@@ -442,12 +443,20 @@ int vpd_cmd_decompose(int argc, char **argv) {
         if (!cfg.target_dir[0])
             s = vpd_error(VPD_ERR_CONFIG, "%s: no target model: set target.path to a model directory", cfg_path);
     }
-    if (s == VPD_OK && cfg.component_parallel != 1)
-        s = vpd_error(VPD_ERR_CONFIG, "%s: parallel.component_parallel=%d: component parallelism is not implemented yet; "
-                                      "use data parallelism (mpiexec -n N with component_parallel 1)",
-                      cfg_path, cfg.component_parallel);
-    if (s == VPD_OK && cfg.batch_size % world != 0)
-        s = vpd_error(VPD_ERR_CONFIG, "batch_size %d is not divisible by the %d data-parallel ranks", cfg.batch_size, world);
+    /* the dp × cp process grid: rank r is data-parallel replica r / cp, component block r % cp */
+    MPI_Comm dp_comm = MPI_COMM_WORLD, cp_comm = MPI_COMM_SELF;
+    int cp = 1, dp = world;
+    if (s == VPD_OK && cfg.component_parallel > 1) {
+        s = vpd_decomp_grid_comms(cfg.component_parallel, &dp_comm, &cp_comm);
+        if (s == VPD_OK) {
+            cp = cfg.component_parallel;
+            dp = world / cp;
+        }
+    }
+    if (s == VPD_OK && cfg.batch_size % dp != 0)
+        s = vpd_error(VPD_ERR_CONFIG, "batch_size %d is not divisible by the %d data-parallel ranks", cfg.batch_size, dp);
+    if (s == VPD_OK && cp > 1 && resume)
+        s = vpd_error(VPD_ERR_CONFIG, "resuming a run with component_parallel > 1 is not supported yet");
     if (s == VPD_OK) {
         s = vpd_model_load(&target, cfg.target_dir);
         have_target = s == VPD_OK;
@@ -467,8 +476,9 @@ int vpd_cmd_decompose(int argc, char **argv) {
         if (S > target.cfg.n_ctx)
             s = vpd_error(VPD_ERR_CONFIG, "max_seq_len %d exceeds the target's context n_ctx %d", S, target.cfg.n_ctx);
     }
-    int B = cfg.batch_size / world;
-    if (s == VPD_OK) s = vpd_decomp_create(&d, &cfg, &target, B, S, (int64_t)rank * B, cfg.batch_size, MPI_COMM_WORLD);
+    int B = cfg.batch_size / dp;
+    if (s == VPD_OK)
+        s = vpd_decomp_create_grid(&d, &cfg, &target, B, S, (int64_t)(rank / cp) * B, cfg.batch_size, dp_comm, cp_comm);
     if (s == VPD_OK) {
         s = vpd_trainer_init(&tr, d);
         have_trainer = true;
@@ -516,17 +526,19 @@ int vpd_cmd_decompose(int argc, char **argv) {
     } else {
         vpd_summary sum;
         if (s == VPD_OK) s = vpd_summarize(&tr, &sum, rank == 0 ? stdout : NULL);
-        if (s == VPD_OK && rank == 0) {
+        if (s == VPD_OK && rank / cp == 0) { /* the first replica's component group (rank 0 writes) */
             char p[1200];
             snprintf(p, sizeof p, "%s/run.h5", run_dir);
             s = vpd_runfile_write(p, d, root, &sum);
-            if (s == VPD_OK) printf("\nwrote %s/{config.yaml, provenance.json, metrics.jsonl, run.h5}\n", run_dir);
+            if (s == VPD_OK && rank == 0) printf("\nwrote %s/{config.yaml, provenance.json, metrics.jsonl, run.h5}\n", run_dir);
         }
         rc = s == VPD_OK ? 0 : vpd_cli_fail("decompose", s);
     }
     if (have_trainer) vpd_trainer_free(&tr);
     vpd_decomp_free(d);
     if (have_target) vpd_model_free(&target);
+    if (cp_comm != MPI_COMM_SELF) MPI_Comm_free(&cp_comm);
+    if (dp_comm != MPI_COMM_WORLD) MPI_Comm_free(&dp_comm);
     vpd_config_free(root);
     vpd_config_free(ck_root);
     vpd_free(ck_yaml);

@@ -235,6 +235,9 @@ static vpd_status agree(vpd_status s, MPI_Comm comm, int rank) {
 vpd_status vpd_checkpoint_write(const char *dir, vpd_decomp *d, const char *config_yaml, const char *provenance_json,
                                 double *seconds, size_t *bytes) {
     const double t0 = vpd_wtime();
+    if (d->cp_size > 1) /* every rank of the group sees the same d->cp_size: a collective refusal */
+        return vpd_error(VPD_ERR_CONFIG, "checkpoints with component_parallel > 1 are not supported yet "
+                                         "(the component blocks would need one hyperslab per cp rank)");
     MPI_Comm comm = d->dp_comm;
     int rank = d->dp_rank, P = d->dp_size;
     char path[1300], tmp[1300];

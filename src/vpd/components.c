@@ -37,6 +37,7 @@ vpd_status vpd_components_setup(vpd_components *c, const char *name, int d_in, i
     c->W = W;
     c->b = b;
     c->delta = delta;
+    c->shared_terms = true;
     return VPD_OK;
 }
 
@@ -127,6 +128,7 @@ void vpd_components_forward(real *y, real *a, const vpd_components *c, const rea
         amp = am;
     }
     vpd_gemm(false, false, N, d_out, C, 1, amp, C, c->U, d_out, 0, y, d_out);
+    if (!c->shared_terms) return; /* another rank of the component group adds the rest */
 
     if (mdelta) {
         VPD_ASSERT(c->delta, "components_forward: delta mask given but no delta computed");
@@ -225,6 +227,8 @@ void vpd_components_backward(real *dx, real *dV, real *dU, real *dm, real *dmdel
         else
             vpd_gemm(true, false, d_in, C, N, 1, x, d_in, R, C, 1, dV, C);
     }
+
+    if (!c->shared_terms) return; /* Δ·x, dm_Δ and routed-out rows: the shared rank's part */
 
     if (mdelta && (dx || dmdelta)) {
         VPD_ASSERT(c->delta, "components_backward: delta mask given but no delta computed");

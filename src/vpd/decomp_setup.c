@@ -36,7 +36,14 @@ static vpd_status select_layers(vpd_decomp *d) {
         vpd_layer_state *ls = &d->layers[L++];
         snprintf(ls->name, sizeof ls->name, "%s", t->layers[l].name);
         ls->model_layer = l;
-        ls->C = C;
+        if (C % d->cp_size != 0)
+            return vpd_error(VPD_ERR_CONFIG,
+                             "layer '%s': C = %d is not divisible by the component-parallel size %d "
+                             "(parallel.component_parallel); choose C or component_parallel so that it is",
+                             ls->name, C, d->cp_size);
+        ls->C_total = C;
+        ls->C = C / d->cp_size;
+        ls->c0 = d->cp_rank * ls->C;
         ls->d_in = t->layers[l].d_in;
         ls->d_out = t->layers[l].d_out;
         ls->embedding = t->layers[l].embedding;
@@ -60,13 +67,16 @@ static vpd_status select_layers(vpd_decomp *d) {
     d->L = L;
     qsort(d->layers, (size_t)L, sizeof *d->layers, cmp_layer_name);
     for (int l = 0; l < t->n_layers; l++) d->model_to_decomp[l] = -1;
-    int c_off = 0;
+    int c_off = 0, c_off_total = 0;
     for (int k = 0; k < L; k++) {
         d->model_to_decomp[d->layers[k].model_layer] = k;
         d->layers[k].c_off = c_off;
+        d->layers[k].c_off_total = c_off_total;
         c_off += d->layers[k].C;
+        c_off_total += d->layers[k].C_total;
     }
     d->C_sum = c_off;
+    d->C_sum_total = c_off_total;
     /* TMS ties linear2 = linear1ᵀ: one parameter set serves both (VPD_METHOD.md §1) */
     if (t->cfg.kind == VPD_MODEL_TMS && L == 2 && !strcmp(d->layers[0].name, "linear1") &&
         !strcmp(d->layers[1].name, "linear2")) {
@@ -120,6 +130,9 @@ static vpd_status allocate(vpd_decomp *d) {
         if (!delta) return VPD_ERR_MEM;
         VPD_TRY(vpd_components_setup(&ls->comp, ls->name, ls->d_in, ls->d_out, ls->C, ls->embedding, V, U, li->W,
                                      li->b, delta));
+        ls->comp.c0 = ls->c0;
+        ls->comp.C_total = ls->C_total;
+        ls->comp.shared_terms = d->cp_rank == 0; /* one rank of the group adds bias, Δx, routed-out rows */
     }
     /* per-step buffers, one block */
     bool hidden = has_loss(d->cfg, VPD_LOSS_STOCHASTIC_HIDDEN_ACTS_RECON);
@@ -147,6 +160,14 @@ static vpd_status allocate(vpd_decomp *d) {
     if (kl) { PLAN((size_t)N * vocab, real); PLAN((size_t)N * vocab, real); }
     PLAN(work, real);
     PLAN((size_t)N * max_dout, real);
+    size_t max_din = 1, nCT = (size_t)N * (size_t)d->C_sum_total;
+    for (int k = 0; k < L; k++)
+        if ((size_t)d->layers[k].d_in > max_din) max_din = (size_t)d->layers[k].d_in;
+    if (d->cp_size > 1) {
+        PLAN(nCT, real);
+        PLAN(nCT, real);
+        PLAN((size_t)N * max_din, real);
+    }
 #undef PLAN
     VPD_TRY(vpd_arena_init(&d->arena, bytes, "decomposition step buffers"));
     vpd_arena *a = &d->arena;
@@ -170,6 +191,11 @@ static vpd_status allocate(vpd_decomp *d) {
     }
     d->work = vpd_arena_new(a, real, work);
     d->tmp_layer = vpd_arena_new(a, real, (size_t)N * max_dout);
+    if (d->cp_size > 1) {
+        d->z_full = vpd_arena_new(a, real, nCT);
+        d->dz_full = vpd_arena_new(a, real, nCT);
+        d->tmp_dx = vpd_arena_new(a, real, (size_t)N * max_din);
+    }
     return VPD_OK;
 }
 
@@ -178,8 +204,14 @@ static vpd_status create_ci(vpd_decomp *d) {
     vpd_ci_layer_spec *sp = d->L <= (int)(sizeof specs / sizeof specs[0]) ? specs : NULL;
     if (!sp) return vpd_error(VPD_ERR_CONFIG, "too many decomposed layers (%d)", d->L);
     for (int k = 0; k < d->L; k++) {
+        if (d->cp_size > 1 && ci_input_is_acts(d, k))
+            return vpd_error(VPD_ERR_CONFIG,
+                             "layer '%s': with component_parallel > 1 the CI function must read the layer input "
+                             "(vector_mlp, shared_mlp, global_shared_mlp, global_shared_transformer; no embedding "
+                             "layers): its input would be the sharded component activations",
+                             d->layers[k].name);
         sp[k].name = d->layers[k].name;
-        sp[k].C = d->layers[k].C;
+        sp[k].C = d->layers[k].C_total; /* the CI function is replicated over the component group */
         sp[k].d_in = ci_input_is_acts(d, k) ? d->layers[k].C : d->layers[k].d_in;
     }
     if (d->cfg->ci_type == VPD_CI_GLOBAL_SHARED_TRANSFORMER)
@@ -193,6 +225,31 @@ static vpd_status create_ci(vpd_decomp *d) {
 
 vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, int B, int S,
                              int64_t example0, int B_global, MPI_Comm dp_comm) {
+    return vpd_decomp_create_grid(out, cfg, target, B, S, example0, B_global, dp_comm, MPI_COMM_SELF);
+}
+
+vpd_status vpd_decomp_grid_comms(int cp, MPI_Comm *dp_comm, MPI_Comm *cp_comm) {
+    int rank = 0, world = 1;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    if (cp < 1 || world % cp != 0)
+        return vpd_error(VPD_ERR_CONFIG, "parallel.component_parallel = %d does not divide the %d MPI ranks", cp, world);
+    /* rank r: data-parallel replica r / cp, component block r % cp */
+    MPI_Comm_split(MPI_COMM_WORLD, rank % cp, rank / cp, dp_comm);
+    MPI_Comm_split(MPI_COMM_WORLD, rank / cp, rank % cp, cp_comm);
+    return VPD_OK;
+}
+
+void vpd_cp_sum(const vpd_decomp *d, real *x, size_t n) {
+    if (d->cp_size > 1) MPI_Allreduce(MPI_IN_PLACE, x, (int)n, VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT, MPI_SUM, d->cp_comm);
+}
+
+void vpd_cp_sum_double(const vpd_decomp *d, double *x, size_t n) {
+    if (d->cp_size > 1) MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_SUM, d->cp_comm);
+}
+
+vpd_status vpd_decomp_create_grid(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, int B, int S,
+                                  int64_t example0, int B_global, MPI_Comm dp_comm, MPI_Comm cp_comm) {
     *out = NULL;
     vpd_decomp *d = calloc(1, sizeof *d);
     if (!d) return vpd_error(VPD_ERR_MEM, "decomposition state");
@@ -206,6 +263,9 @@ vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd
     d->dp_comm = dp_comm;
     MPI_Comm_size(dp_comm, &d->dp_size);
     MPI_Comm_rank(dp_comm, &d->dp_rank);
+    d->cp_comm = cp_comm;
+    MPI_Comm_size(cp_comm, &d->cp_size);
+    MPI_Comm_rank(cp_comm, &d->cp_rank);
     d->out_numel = (int)vpd_model_out_size(target, B, S);
     vpd_status s = vpd_model_reserve(target, B, S);
     if (s == VPD_OK) s = select_layers(d);
@@ -270,6 +330,15 @@ void vpd_decomp_refresh(vpd_decomp *d) {
             transpose(ls->comp.U, src->comp.V, src->d_in, src->C);  /* U₂ [C, d_out₂ = d_in₁] = V₁ᵀ */
         }
         vpd_components_delta(&ls->comp);
+        if (d->cp_size > 1) {
+            /* each rank has W − P_r (P_r its block's (V U)ᵀ): Δ = W − Σ_r P_r */
+            size_t n = ls->numel_W;
+            real *D = ls->comp.delta;
+            const real *W = ls->comp.W;
+            for (size_t i = 0; i < n; i++) D[i] -= W[i];
+            vpd_cp_sum(d, D, n);
+            for (size_t i = 0; i < n; i++) D[i] += W[i];
+        }
     }
 }
 
@@ -326,9 +395,10 @@ vpd_status vpd_decomp_ci_forward(vpd_decomp *d) {
     const int N = d->N, L = d->L;
     const real *in[VPD_MAX_MODULE_PATTERNS * 4] = {0};
     real *z[VPD_MAX_MODULE_PATTERNS * 4] = {0};
+    const bool cp = d->cp_size > 1;
     for (int k = 0; k < L; k++) {
         vpd_layer_state *ls = &d->layers[k];
-        z[k] = blk(d, d->z, k);
+        z[k] = cp ? d->z_full + (size_t)N * ls->c_off_total : blk(d, d->z, k);
         if (ci_input_is_acts(d, k)) {
             real *acts = blk(d, d->ci_in, k);
             if (ls->embedding)
@@ -341,6 +411,13 @@ vpd_status vpd_decomp_ci_forward(vpd_decomp *d) {
         }
     }
     VPD_TRY(vpd_ci_forward(d->ci, z, in, N));
+    if (cp) /* this rank's block of each layer's z */
+        for (int k = 0; k < L; k++) {
+            const vpd_layer_state *ls = &d->layers[k];
+            real *zl = blk(d, d->z, k);
+            for (int r = 0; r < N; r++)
+                memcpy(zl + (size_t)r * ls->C, z[k] + (size_t)r * ls->C_total + ls->c0, sizeof(real) * (size_t)ls->C);
+        }
     size_t n = (size_t)N * (size_t)d->C_sum;
     for (int k = 0; k < L; k++) {
         if (d->cfg->sampling == VPD_SAMPLING_BINOMIAL) {
@@ -370,8 +447,17 @@ vpd_status vpd_decomp_ci_backward(vpd_decomp *d) {
     const real *in[VPD_MAX_MODULE_PATTERNS * 4] = {0}, *dz[VPD_MAX_MODULE_PATTERNS * 4] = {0};
     real *din[VPD_MAX_MODULE_PATTERNS * 4] = {0};
     bool any_acts = false;
+    const bool cp = d->cp_size > 1;
+    if (cp) memset(d->dz_full, 0, sizeof(real) * (size_t)N * d->C_sum_total);
     for (int k = 0; k < L; k++) {
         dz[k] = blk(d, d->dz, k);
+        if (cp) { /* the full-width gradient, zero outside this rank's block */
+            const vpd_layer_state *ls = &d->layers[k];
+            real *full = d->dz_full + (size_t)N * ls->c_off_total;
+            for (int r = 0; r < N; r++)
+                memcpy(full + (size_t)r * ls->C_total + ls->c0, dz[k] + (size_t)r * ls->C, sizeof(real) * (size_t)ls->C);
+            dz[k] = full;
+        }
         if (ci_input_is_acts(d, k)) {
             in[k] = blk(d, d->ci_in, k);
             din[k] = blk(d, d->dci_in, k);

@@ -80,6 +80,7 @@ static void pass_forward(vpd_hook *h, int l, const real *x, const int32_t *tok, 
     const vpd_pass_layer *sp = &ph->spec[k];
     real *a = d->a + (size_t)N * (size_t)ls->c_off;
     vpd_components_forward(y, a, &ls->comp, x, tok, sp->m, sp->mdelta, sp->route, N, d->work);
+    vpd_cp_sum(d, y, (size_t)N * (size_t)ls->d_out); /* the component blocks' partial outputs */
     if (ph->opts->hidden_acts) {
         size_t n = (size_t)N * (size_t)ls->d_out;
         double s = 0;
@@ -110,14 +111,32 @@ static void pass_backward(vpd_hook *h, int l, const real *x, const int32_t *tok,
         real *yy = d->tmp_layer;
         vpd_components_forward(yy, d->a + (size_t)N * (size_t)ls->c_off, &ls->comp, x, tok, sp->m, sp->mdelta,
                                sp->route, N, d->work);
+        vpd_cp_sum(d, yy, n);
         real s = (real)(2.0 * ph->opts->dscale);
         for (size_t i = 0; i < n; i++) yy[i] = dy[i] + s * (yy[i] - ls->y_target[i]);
         dy_eff = yy;
     }
     const real *a = d->a + (size_t)N * (size_t)ls->c_off;
     bool pg = ph->opts->param_grads;
-    vpd_components_backward(dx, pg ? ls->dV : NULL, pg ? ls->dU : NULL, sp->dm, sp->dmdelta, dy_eff, a, &ls->comp,
-                            x, tok, sp->m, sp->mdelta, sp->route, N, d->work);
+    if (d->cp_size == 1) {
+        vpd_components_backward(dx, pg ? ls->dV : NULL, pg ? ls->dU : NULL, sp->dm, sp->dmdelta, dy_eff, a, &ls->comp,
+                                x, tok, sp->m, sp->mdelta, sp->route, N, d->work);
+        return;
+    }
+    /* component parallel: each block's input gradient is partial (summed over the group);
+     * ∂/∂m_Δ comes from the rank that adds Δx and is shared with the others */
+    real *pdx = NULL;
+    if (dx) {
+        pdx = d->tmp_dx;
+        memset(pdx, 0, sizeof(real) * (size_t)N * (size_t)ls->d_in);
+    }
+    vpd_components_backward(pdx, pg ? ls->dV : NULL, pg ? ls->dU : NULL, sp->dm, sp->dmdelta, dy_eff, a, &ls->comp, x,
+                            tok, sp->m, sp->mdelta, sp->route, N, d->work);
+    if (dx) {
+        vpd_cp_sum(d, pdx, (size_t)N * (size_t)ls->d_in);
+        vpd_axpy((size_t)N * (size_t)ls->d_in, 1, pdx, dx);
+    }
+    if (sp->dmdelta) vpd_cp_sum(d, sp->dmdelta, (size_t)N); /* zero on every rank but the shared one */
 }
 
 static double output_loss_forward_backward(vpd_decomp *d, double dscale) {

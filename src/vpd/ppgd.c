@@ -102,14 +102,21 @@ vpd_status vpd_ppgd_create(vpd_ppgd_state **out, vpd_decomp *d, int loss_index) 
     for (int k = 0; k < d->L; k++) {
         vpd_rng rng = vpd_rng_make(d->cfg->seed, VPD_RNG_PPGD_INIT, (uint32_t)loss_index, (uint32_t)k);
         real *s = p->src + p->off[k];
-        const int Cs = p->Cs[k];
+        const int Cs = p->Cs[k], C = d->layers[k].C;
+        /* element index in the full layer: C_total components (+ r_Δ at C_total) per row, so a
+         * component block draws its slice of the single-process sources */
+        const uint64_t Ct = (uint64_t)d->layers[k].C_total + (p->delta ? 1 : 0), c0 = (uint64_t)d->layers[k].c0;
         for (int row = 0; row < p->Ns * p->Ss; row++) {
             /* per_batch_per_position rows are global (example, position); others are shared */
             uint64_t grow = p->per_rank ? (uint64_t)(d->example0 * d->S + row) : (uint64_t)row;
-            if (p->sigmoid)
-                vpd_rng_fill_normal(&rng, grow * (uint64_t)Cs, (size_t)Cs, s + (size_t)row * Cs);
-            else
-                vpd_rng_fill_uniform(&rng, grow * (uint64_t)Cs, (size_t)Cs, s + (size_t)row * Cs);
+            real *o = s + (size_t)row * Cs;
+            if (p->sigmoid) {
+                vpd_rng_fill_normal(&rng, grow * Ct + c0, (size_t)C, o);
+                if (p->delta) o[C] = vpd_rng_normal(&rng, grow * Ct + (uint64_t)d->layers[k].C_total);
+            } else {
+                vpd_rng_fill_uniform(&rng, grow * Ct + c0, (size_t)C, o);
+                if (p->delta) o[C] = vpd_rng_uniform(&rng, grow * Ct + (uint64_t)d->layers[k].C_total);
+            }
         }
     }
     p->lr = lc->ppgd_lr.start_val;

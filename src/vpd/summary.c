@@ -143,6 +143,7 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
         }
     }
     double rows = (double)N * n_batches;
+    vpd_cp_sum_double(d, cnt, (size_t)L); /* L0 adds over the component blocks */
     if (d->dp_size > 1) {
         MPI_Allreduce(MPI_IN_PLACE, gsum, d->C_sum, MPI_DOUBLE, MPI_SUM, d->dp_comm);
         MPI_Allreduce(MPI_IN_PLACE, cnt, L, MPI_DOUBLE, MPI_SUM, d->dp_comm);
@@ -156,8 +157,15 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
         }
         s->mmcs[k] = -1;
     }
+    if (d->cp_size > 1) {
+        double al[VPD_MAX_MODULE_PATTERNS * 4];
+        for (int k = 0; k < L; k++) al[k] = s->alive[k];
+        vpd_cp_sum_double(d, al, (size_t)L);
+        for (int k = 0; k < L; k++) s->alive[k] = (int)al[k];
+    }
     free(gsum);
-    const bool toy = d->target->cfg.kind != VPD_MODEL_LLAMA;
+    /* the ground-truth comparison needs every component of a layer in one place */
+    const bool toy = d->target->cfg.kind != VPD_MODEL_LLAMA && d->cp_size == 1;
     if (toy) {
         const int F = d->target->cfg.n_features;
         s->n_features = F;
@@ -203,13 +211,13 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
         double l0 = 0;
         int alive = 0;
         for (int k = 0; k < L; k++) {
-            fprintf(out, "%-28s %6d %10.3f %8d", d->layers[k].name, d->layers[k].C, s->l0[k], s->alive[k]);
+            fprintf(out, "%-28s %6d %10.3f %8d", d->layers[k].name, d->layers[k].C_total, s->l0[k], s->alive[k]);
             if (toy) fprintf(out, " %8.4f %4d / %-3d %7d / %-3d", s->mmcs[k], s->captured[k], s->n_features, s->dedicated[k], s->n_features);
             fprintf(out, "\n");
             l0 += s->l0[k];
             alive += s->alive[k];
         }
-        fprintf(out, "%-28s %6d %10.3f %8d\n", "total", d->C_sum, l0, alive);
+        fprintf(out, "%-28s %6d %10.3f %8d\n", "total", d->C_sum_total, l0, alive);
         if (toy)
             fprintf(out, "(MMCS: mean max cosine of the ground-truth rank-one pieces; captured: features matched by exactly\n"
                          " one alive subcomponent at cosine > 0.9; dedicated CI: exactly one subcomponent with g > 0.1 on the\n"

@@ -171,6 +171,7 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     VPD_TRY(vpd_decomp_ci_backward(d));
     vpd_decomp_fold_tied_grads(d);
     vpd_allreduce_mean(d->comp_grads, d->n_comp_params, d->dp_comm, d->dp_size);
+    vpd_cp_sum(d, d->ci->grads, d->ci->n_params); /* each component block's share of the CI gradient */
     vpd_allreduce_mean(d->ci->grads, d->ci->n_params, d->dp_comm, d->dp_size);
 
     /* --- 9. PPGD ascent --- */
@@ -179,10 +180,18 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
 
     /* --- 10. metrics (gradient norms before clipping), reduced over replicas --- */
     vpd_grad_range rc = {d->comp_grads, d->n_comp_params}, rf = {d->ci->grads, d->ci->n_params};
-    sm->grad_norm_components = vpd_grad_norm(&rc, 1);
+    double comp_sq = vpd_grad_sumsq(&rc, 1); /* over all component blocks of the group */
+    vpd_cp_sum_double(d, &comp_sq, 1);
+    sm->grad_norm_components = sqrt(comp_sq);
     sm->grad_norm_ci = vpd_grad_norm(&rf, 1);
     layer_l0(d, 0.0, sm->l0);
     layer_l0(d, cfg->ci_alive_threshold, sm->l0_thr);
+    if (d->cp_size > 1) { /* per-component sums: importance minimality and L0 add over blocks */
+        for (int i = 0; i < cfg->n_losses; i++)
+            if (cfg->losses[i].kind == VPD_LOSS_IMPORTANCE_MINIMALITY) vpd_cp_sum_double(d, &sm->losses[i], 1);
+        vpd_cp_sum_double(d, sm->l0, (size_t)d->L);
+        vpd_cp_sum_double(d, sm->l0_thr, (size_t)d->L);
+    }
     {
         double buf[2 * VPD_MAX_LOSSES + 4 * VPD_MAX_MODULE_PATTERNS * 4];
         int n = 0;
@@ -211,7 +220,8 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
 
     /* --- 11. clip and update (not on the last iteration) --- */
     if (step != cfg->steps) {
-        if (cfg->grad_clip_components > 0) vpd_clip_grad_norm(&rc, 1, cfg->grad_clip_components);
+        if (cfg->grad_clip_components > 0)
+            vpd_grad_scale(&rc, 1, vpd_clip_coef(sm->grad_norm_components, cfg->grad_clip_components));
         if (cfg->grad_clip_ci > 0) vpd_clip_grad_norm(&rf, 1, cfg->grad_clip_ci);
         vpd_adamw_step(&d->adam_comp, d->comp_params, d->comp_grads, sm->lr_components);
         vpd_adamw_step(&d->adam_ci, d->ci->params, d->ci->grads, sm->lr_ci);

@@ -60,3 +60,27 @@ vpd_expect_failure(decompose.batch_not_divisible "batch_size 255 is not divisibl
                    ${VPD_MPIEXEC} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set batch_size=255 --out runs/bad)
 vpd_expect_failure(decompose.repeat_sources "n_sources=3 must divide the per-rank batch size 256"
                    ${VPD_CLI} decompose ${VPD_DEC_CFG} --set 'loss_metric_configs[PersistentPGDReconSubsetLoss].scope.n_sources=3' --out runs/bad)
+
+# Component parallelism (issue 4): every layer's subcomponents split over the cp ranks of a
+# group; the CI function reads the layer inputs (shared_mlp), so it is replicated. 1 rank,
+# cp 2 (2 ranks) and dp 2 × cp 2 (4 ranks, oversubscribed) give the same decomposition.
+set(VPD_CP_SETS --set ci_config.fn_type=shared_mlp --set "ci_config.hidden_dims=[8]" --quiet)
+add_test(NAME decompose.cp_baseline_1rank COMMAND ${VPD_CLI} decompose ${VPD_DEC_CFG} ${VPD_CP_SETS} --out runs/cp_np1
+         WORKING_DIRECTORY ${VPD_FIXTURES})
+add_test(NAME decompose.cp2 COMMAND ${VPD_MPIEXEC} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} ${VPD_CP_SETS}
+         --set parallel.component_parallel=2 --out runs/cp_cp2 WORKING_DIRECTORY ${VPD_FIXTURES})
+add_test(NAME decompose.dp2_cp2 COMMAND ${VPD_MPIEXEC} 4 ${VPD_CLI} decompose ${VPD_DEC_CFG} ${VPD_CP_SETS}
+         --set parallel.component_parallel=2 --out runs/cp_dp2cp2 WORKING_DIRECTORY ${VPD_FIXTURES})
+set_tests_properties(decompose.cp_baseline_1rank decompose.cp2 decompose.dp2_cp2 PROPERTIES
+                     FIXTURES_REQUIRED tms52 FIXTURES_SETUP cp_runs LABELS "decompose;mpi"
+                     ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
+add_test(NAME decompose.cp_equivalence COMMAND sh -c
+         "${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/cp_np1 runs/cp_cp2 --l0-atol 0.01 && ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/cp_np1 runs/cp_dp2cp2 --l0-atol 0.01"
+         WORKING_DIRECTORY ${VPD_FIXTURES})
+set_tests_properties(decompose.cp_equivalence PROPERTIES FIXTURES_REQUIRED cp_runs LABELS "decompose;mpi;python" TIMEOUT 60)
+vpd_expect_failure(decompose.cp_not_divisible "C = 10 is not divisible by the component-parallel size 3"
+                   ${VPD_MPIEXEC} 3 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set ci_config.fn_type=shared_mlp --set parallel.component_parallel=3 --out runs/bad)
+vpd_expect_failure(decompose.cp_mlp_ci "with component_parallel > 1 the CI function must read the layer input"
+                   ${VPD_MPIEXEC} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set parallel.component_parallel=2 --out runs/bad)
+vpd_expect_failure(decompose.cp_world "component_parallel = 2 does not divide the 3 MPI ranks"
+                   ${VPD_MPIEXEC} 3 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set ci_config.fn_type=shared_mlp --set parallel.component_parallel=2 --out runs/bad)
