@@ -530,6 +530,15 @@ int vpd_cmd_decompose(int argc, char **argv) {
             char p[1200];
             snprintf(p, sizeof p, "%s/run.h5", run_dir);
             s = vpd_runfile_write(p, d, root, &sum);
+            if (s == VPD_OK && rank == 0 && prov) { /* the full provenance (hashes, Slurm ids, hosts) */
+                vpd_h5 f;
+                s = vpd_h5_open(&f, p, true);
+                if (s == VPD_OK) {
+                    s = vpd_h5_set_attr_str(&f, "/provenance", "json", prov);
+                    vpd_status c = vpd_h5_close(&f);
+                    if (s == VPD_OK) s = c;
+                }
+            }
             if (s == VPD_OK && rank == 0) printf("\nwrote %s/{config.yaml, provenance.json, metrics.jsonl, run.h5}\n", run_dir);
         }
         rc = s == VPD_OK ? 0 : vpd_cli_fail("decompose", s);
