@@ -125,6 +125,10 @@ typedef struct {
     /* LM data (token binaries) */
     char train_tokens[1024], eval_tokens[1024];
     int max_seq_len;
+    /* initialisation of V, U: false = Kaiming-style random (§1); true = `init: svd` (vpd
+     * extension): the top singular triplets of W by ScaLAPACK, the rest random × svd_rest_scale */
+    bool init_svd;
+    double svd_rest_scale;
     /* vpd sections */
     char target_dir[1024];
     char out_dir[1024];

@@ -504,8 +504,9 @@ int vpd_cmd_decompose(int argc, char **argv) {
         size_t comp = d->n_comp_params;
         vpd_info("target %s (%s), %d layers decomposed, C = %d in total; %zu component + %zu CI parameters",
                  cfg.target_dir, vpd_model_kind_name(target.cfg.kind), d->L, d->C_sum, comp, d->ci->n_params);
-        vpd_info("batch %d (%d per rank x %d ranks) x %d positions; memory plan %.1f MiB per rank; run dir %s",
-                 cfg.batch_size, B, world, S, (double)vpd_decomp_memory_bytes(d) / 1048576.0, run_dir);
+        vpd_info("batch %d (%d per replica x %d data-parallel replicas; %d component block%s) x %d positions; "
+                 "memory plan %.1f MiB per rank; run dir %s",
+                 cfg.batch_size, B, dp, cp, cp > 1 ? "s" : "", S, (double)vpd_decomp_memory_bytes(d) / 1048576.0, run_dir);
         if (ck_opts.every_steps > 0 || ck_opts.every_minutes > 0)
             vpd_info("checkpoints every %d steps / %g minutes into %s (keep last %d, every %d-th step)", ck_opts.every_steps,
                      ck_opts.every_minutes, ck_opts.dir, ck_opts.keep_last, ck_opts.keep_every);

@@ -276,6 +276,12 @@ static vpd_status read_method(vpd_config *m, vpd_decomp_config *c) {
         return vpd_config_error(vpd_config_find(m, "sigmoid_type"), "%s", vpd_last_error());
     TRY(read_module_info(m, c));
     TRY(vpd_config_get_bool(m, "use_delta_component", true, &c->use_delta_component));
+    /* vpd extension: `init: random` (default, §1) or `init: svd` (ScaLAPACK SVD of each W) */
+    static const char *const inits[] = {"random", "svd", NULL};
+    int init = 0;
+    TRY(vpd_config_get_enum(m, "init", inits, 0, &init));
+    c->init_svd = init == 1;
+    TRY(vpd_config_get_double(m, "svd_rest_scale", 0.1, 0.0, 1.0, &c->svd_rest_scale));
     if (vpd_config_has(m, "init_spd_checkpoint") && !vpd_config_is_null(m, "init_spd_checkpoint"))
         return vpd_config_error(vpd_config_find(m, "init_spd_checkpoint"), "initialising from an spd checkpoint is not supported");
     TRY(vpd_config_require(m, "steps"));

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vpd/decomp.h"
+#include "vpd/dist.h"
 #include "vpd/nn.h"
 
 static int cmp_layer_name(const void *a, const void *b) {
@@ -277,6 +278,26 @@ vpd_status vpd_decomp_create_grid(vpd_decomp **out, const vpd_decomp_config *cfg
     }
     for (int k = 0; k < d->L; k++)
         if (d->layers[k].tied_to < 0) vpd_components_init(&d->layers[k].comp, cfg->seed, k);
+    if (cfg->init_svd) {
+        /* the ScaLAPACK grid over the same dp × cp layout (src/dist): each rank gets its block
+         * of the top singular triplets; the rest keeps the random draw, scaled down */
+        vpd_grid g;
+        MPI_Comm world = d->cp_size > 1 ? MPI_COMM_WORLD : dp_comm;
+        s = vpd_grid_create(&g, world, d->cp_size, 0);
+        for (int k = 0; s == VPD_OK && k < d->L; k++) {
+            if (d->layers[k].tied_to >= 0) continue;
+            int rank = 0;
+            s = vpd_dist_svd_init(&d->layers[k].comp, &g, cfg->seed, k, cfg->svd_rest_scale, NULL, &rank);
+            if (s == VPD_OK)
+                vpd_info("init svd: layer %s: rank %d of %d subcomponents from singular triplets", d->layers[k].name,
+                         rank < d->layers[k].C_total ? rank : d->layers[k].C_total, d->layers[k].C_total);
+        }
+        if (s == VPD_OK) vpd_grid_free(&g);
+        if (s != VPD_OK) {
+            vpd_decomp_free(d);
+            return s;
+        }
+    }
     for (int i = 0; i < cfg->n_losses; i++) {
         vpd_loss_kind kk = cfg->losses[i].kind;
         if (kk == VPD_LOSS_PPGD_RECON || kk == VPD_LOSS_PPGD_RECON_SUBSET) {

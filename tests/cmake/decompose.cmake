@@ -5,6 +5,7 @@
 #   - bad configs fail with one message naming the file, line and key
 set(VPD_DEC_CFG ${CMAKE_SOURCE_DIR}/tests/configs/tms_all_losses.yaml)
 set(VPD_MPIEXEC ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
+string(JOIN " " VPD_MPIEXEC_STR ${VPD_MPIEXEC}) # for commands inside `sh -c` strings
 
 add_test(NAME decompose.pretrain_tms52
          COMMAND ${VPD_CLI} pretrain ${CMAKE_SOURCE_DIR}/configs/tms_5-2-target.yaml --out models/tms_5-2
@@ -84,3 +85,17 @@ vpd_expect_failure(decompose.cp_mlp_ci "with component_parallel > 1 the CI funct
                    ${VPD_MPIEXEC} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set parallel.component_parallel=2 --out runs/bad)
 vpd_expect_failure(decompose.cp_world "component_parallel = 2 does not divide the 3 MPI ranks"
                    ${VPD_MPIEXEC} 3 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set ci_config.fn_type=shared_mlp --set parallel.component_parallel=2 --out runs/bad)
+
+# init: svd (ScaLAPACK SVD of each W, src/dist): the components start faithful, on 1 rank and
+# split over a component-parallel group of 2
+file(WRITE ${VPD_FIXTURES}/check_svd_init.py "import json, sys
+for run in sys.argv[1:]:
+    first = json.loads(open(run + '/metrics.jsonl').readline())
+    f = first['train/loss/FaithfulnessLoss']
+    print(run, 'faithfulness at step 0:', f)
+    assert f < 1e-3, 'init: svd should start nearly faithful'
+")
+add_test(NAME decompose.init_svd COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "${VPD_CLI} decompose ${VPD_DEC_CFG} --set init=svd --set steps=2 --set faithfulness_warmup_steps=0 --out runs/svd_np1 --quiet && ${VPD_MPIEXEC_STR} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set init=svd --set steps=2 --set faithfulness_warmup_steps=0 --set ci_config.fn_type=shared_mlp --set parallel.component_parallel=2 --out runs/svd_cp2 --quiet && ${VPD_PYTHON} check_svd_init.py runs/svd_np1 runs/svd_cp2"
+         WORKING_DIRECTORY ${VPD_FIXTURES})
+set_tests_properties(decompose.init_svd PROPERTIES FIXTURES_REQUIRED tms52 LABELS "decompose;mpi;dist" TIMEOUT 120 PROCESSORS 2)
