@@ -13,22 +13,6 @@
 #include "vpd/ci_internal.h"
 #include "vpd/nn.h"
 
-/* y[N, w] += b broadcast over rows */
-static void add_bias(real *y, const real *b, int N, int w) {
-    for (int n = 0; n < N; n++) {
-        real *yr = y + (size_t)n * w;
-        for (int j = 0; j < w; j++) yr[j] += b[j];
-    }
-}
-
-/* db[w] += Σ_rows dy[N, w] */
-static void colsum_add(real *db, const real *dy, int N, int w) {
-    for (int n = 0; n < N; n++) {
-        const real *r = dy + (size_t)n * w;
-        for (int j = 0; j < w; j++) db[j] += r[j];
-    }
-}
-
 /* Input blocks of the final Linear: the concatenated layer inputs when there is no
  * hidden layer, else the last hidden activation as a single block. */
 typedef struct {
@@ -60,7 +44,7 @@ void ci_dense_forward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer *
             int hp = ci->hidden[k - 1];
             vpd_gemm(false, false, N, h, hp, 1, ci_post(ci, net, k - 1), hp, W, h, 0, pre, h);
         }
-        add_bias(pre, ci_b(ci, net, k), N, h);
+        vpd_ci_add_bias(pre, ci_b(ci, net, k), N, h);
         gelu_forward(post, pre, (size_t)N * h, GELU_ERF);
     }
     in_blocks ib = {nh ? 1 : nblk, x, nh ? ci_post(ci, net, nh - 1) : NULL, nh ? ci->hidden[nh - 1] : 0, blk};
@@ -70,7 +54,7 @@ void ci_dense_forward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer *
         for (int i = 0; i < ib.n; i++)
             vpd_gemm(false, false, N, C, ib_w(&ib, i), 1, ib_ptr(&ib, i), ib_w(&ib, i),
                      Wf + (size_t)ib_off(&ib, i) * out_total + blk[o].c_off, out_total, i == 0 ? 0 : 1, z[o], C);
-        add_bias(z[o], bf + blk[o].c_off, N, C);
+        vpd_ci_add_bias(z[o], bf + blk[o].c_off, N, C);
     }
 }
 
@@ -89,7 +73,7 @@ void ci_dense_backward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer 
     for (int o = 0; o < nblk; o++) {
         if (!dz[o]) continue;
         int C = blk[o].C;
-        colsum_add(dbf + blk[o].c_off, dz[o], N, C);
+        vpd_ci_colsum_add(dbf + blk[o].c_off, dz[o], N, C);
         for (int i = 0; i < ib.n; i++) {
             int w = ib_w(&ib, i);
             size_t woff = (size_t)ib_off(&ib, i) * out_total + blk[o].c_off;
@@ -102,7 +86,7 @@ void ci_dense_backward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer 
         int h = ci->hidden[k];
         memset(dpre, 0, sizeof(real) * (size_t)N * h);
         gelu_backward(dpre, dpost, ci_pre(ci, net, k), (size_t)N * h, GELU_ERF);
-        colsum_add(ci_db(ci, net, k), dpre, N, h);
+        vpd_ci_colsum_add(ci_db(ci, net, k), dpre, N, h);
         const real *W = ci_W(ci, net, k);
         real *dW = ci_dW(ci, net, k);
         if (k > 0) {

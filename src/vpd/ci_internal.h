@@ -50,4 +50,19 @@ vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, i
 void ci_tf_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz,
                     const real *const *in, int N);
 
+
+/* y[N, w] += b[w] on every row; db[w] += Σ_rows dy[N, w] (the bias of every CI Linear) */
+static inline void vpd_ci_add_bias(real *y, const real *b, int N, int w) {
+    for (int n = 0; n < N; n++) {
+        real *yr = y + (size_t)n * w;
+        for (int j = 0; j < w; j++) yr[j] += b[j];
+    }
+}
+static inline void vpd_ci_colsum_add(real *db, const real *dy, int N, int w) {
+    for (int n = 0; n < N; n++) {
+        const real *r = dy + (size_t)n * w;
+        for (int j = 0; j < w; j++) db[j] += r[j];
+    }
+}
+
 #endif

@@ -20,21 +20,6 @@
 #include "vpd/ci_internal.h"
 #include "vpd/nn.h"
 
-/* y[N, w] += b[w] broadcast over rows */
-static void add_bias(real *y, const real *b, int N, int w) {
-    for (int n = 0; n < N; n++) {
-        real *yr = y + (size_t)n * w;
-        for (int j = 0; j < w; j++) yr[j] += b[j];
-    }
-}
-
-static void colsum_add(real *db, const real *dy, int N, int w) {
-    for (int n = 0; n < N; n++) {
-        const real *r = dy + (size_t)n * w;
-        for (int j = 0; j < w; j++) db[j] += r[j];
-    }
-}
-
 /* mlp with one hidden layer, fused per row (see the top of the file) */
 static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
     const vpd_ci_net *net = &ci->nets[l];
@@ -128,7 +113,7 @@ static void parallel_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int 
                 vpd_gemm(false, false, N, h, hp, 1, pp + (size_t)c * hp, C * hp, W + (size_t)c * hp * h, h, 0,
                          pre + (size_t)c * h, (int)ld);
         }
-        add_bias(pre, ci_b(ci, net, k), N, (int)ld); /* b [C, h] is one row of the [N, C*h] layout */
+        vpd_ci_add_bias(pre, ci_b(ci, net, k), N, (int)ld); /* b [C, h] is one row of the [N, C*h] layout */
         gelu_forward(post, pre, (size_t)N * ld, GELU_ERF);
     }
     /* h -> 1: z[n, c] = Σ_j post[n, c, j] Wf[c, j] + bf[c] */
@@ -176,7 +161,7 @@ static void parallel_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, c
         size_t ld = (size_t)C * h;
         memset(dpre, 0, sizeof(real) * (size_t)N * ld);
         gelu_backward(dpre, dpost, ci_pre(ci, net, k), (size_t)N * ld, GELU_ERF);
-        colsum_add(ci_db(ci, net, k), dpre, N, (int)ld);
+        vpd_ci_colsum_add(ci_db(ci, net, k), dpre, N, (int)ld);
         const real *W = ci_W(ci, net, k);
         real *dW = ci_dW(ci, net, k);
         if (k > 0) {

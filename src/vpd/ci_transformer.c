@@ -283,16 +283,6 @@ void ci_tf_init(vpd_ci_fn *ci, uint64_t seed) {
     }
 }
 
-static void add_bias(real *y, const real *b, int N, int w) {
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < w; j++) y[(size_t)n * w + j] += b[j];
-}
-
-static void colsum_add(real *db, const real *dy, int N, int w) {
-    for (int n = 0; n < N; n++)
-        for (int j = 0; j < w; j++) db[j] += dy[(size_t)n * w + j];
-}
-
 vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N) {
     const struct vpd_ci_tf *tf = ci->tf;
     const vpd_ci_transformer_cfg *c = &tf->cfg;
@@ -311,7 +301,7 @@ vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, i
         rmsnorm_forward(u, ws_at(ci, tf->rstd_in) + (size_t)l * Nr, in[l], NULL, N, ly->d_in, eps);
         vpd_gemm(false, false, N, D, ly->d_in, 1, u, ly->d_in, Win + (size_t)ly->in_off * D, D, l ? 1 : 0, h0, D);
     }
-    add_bias(h0, P(ci, tf->t_in + 1), N, D);
+    vpd_ci_add_bias(h0, P(ci, tf->t_in + 1), N, D);
 
     for (int i = 0; i < c->n_blocks; i++) {
         const tf_block_ws *b = &tf->blk[i];
@@ -338,14 +328,14 @@ vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, i
             int hk = c->mlp_hidden[kk];
             real *pre = ws_at(ci, b->pre[kk]), *post = ws_at(ci, b->post[kk]);
             vpd_gemm(false, false, N, hk, w, 1, hin, w, P(ci, t0 + 4 + 2 * kk), hk, 0, pre, hk);
-            add_bias(pre, P(ci, t0 + 5 + 2 * kk), N, hk);
+            vpd_ci_add_bias(pre, P(ci, t0 + 5 + 2 * kk), N, hk);
             gelu_forward(post, pre, (size_t)N * hk, GELU_ERF);
             hin = post;
             w = hk;
         }
         memcpy(xn, xmid, sizeof(real) * (size_t)N * D);
         vpd_gemm(false, false, N, D, w, 1, hin, w, P(ci, t0 + 4 + 2 * nh), D, 1, xn, D);
-        add_bias(xn, P(ci, t0 + 5 + 2 * nh), N, D);
+        vpd_ci_add_bias(xn, P(ci, t0 + 5 + 2 * nh), N, D);
     }
 
     /* out_head, written per layer from its column block; no final norm (spd) */
@@ -354,7 +344,7 @@ vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, i
     for (int l = 0; l < ci->L; l++) {
         const vpd_ci_layer *ly = &ci->layers[l];
         vpd_gemm(false, false, N, ly->C, D, 1, hf, D, Wout + ly->c_off, ci->C_total, 0, z[l], ly->C);
-        add_bias(z[l], bout + ly->c_off, N, ly->C);
+        vpd_ci_add_bias(z[l], bout + ly->c_off, N, ly->C);
     }
     return VPD_OK;
 }
@@ -376,7 +366,7 @@ void ci_tf_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, cons
     for (int l = 0; l < ci->L; l++) {
         if (!dz[l]) continue;
         const vpd_ci_layer *ly = &ci->layers[l];
-        colsum_add(dbout + ly->c_off, dz[l], N, ly->C);
+        vpd_ci_colsum_add(dbout + ly->c_off, dz[l], N, ly->C);
         vpd_gemm(true, false, D, ly->C, N, 1, hf, D, dz[l], ly->C, 1, dWout + ly->c_off, ci->C_total);
         vpd_gemm(false, true, N, D, ly->C, 1, dz[l], ly->C, Wout + ly->c_off, ci->C_total, 1, dxr, D);
     }
@@ -399,7 +389,7 @@ void ci_tf_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, cons
             int w_in = kk == 0 ? D : c->mlp_hidden[kk - 1];
             const real *xin = kk == 0 ? a2 : ws_at(ci, b->post[kk - 1]);
             const real *W = P(ci, t0 + 4 + 2 * kk);
-            colsum_add(G(ci, t0 + 5 + 2 * kk), dy, N, w_out);
+            vpd_ci_colsum_add(G(ci, t0 + 5 + 2 * kk), dy, N, w_out);
             vpd_gemm(true, false, w_in, w_out, N, 1, xin, w_in, dy, w_out, 1, G(ci, t0 + 4 + 2 * kk), w_out);
             real *dxin = sh[cur];
             vpd_gemm(false, true, N, w_in, w_out, 1, dy, w_out, W, w_out, 0, dxin, w_in);
@@ -436,7 +426,7 @@ void ci_tf_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, cons
     }
 
     /* in_proj: dxr = d h0 */
-    colsum_add(G(ci, tf->t_in + 1), dxr, N, D);
+    vpd_ci_colsum_add(G(ci, tf->t_in + 1), dxr, N, D);
     const real *Win = P(ci, tf->t_in);
     real *dWin = G(ci, tf->t_in);
     real *u = ws_at(ci, tf->su1), *du = ws_at(ci, tf->su2);
