@@ -86,10 +86,14 @@ typedef struct {
     int width;                /* 2 (uint16) or 4 (uint32) */
     int64_t n_tokens;
     int vocab_size;           /* ids must be < vocab_size (checked per window read) */
+    bool heap;                /* map is a heap copy (HDF5 input), not an mmap */
 } vpd_tokens;
 
 /* "uint16" / "u16" / "uint32" / "u32" -> 2 / 4; VPD_ERR_CONFIG naming `key` otherwise */
 vpd_status vpd_tokens_dtype_parse(const char *s, const char *key, int *width);
+/* HDF5 input instead of a flat binary: a path "FILE.h5" (dataset "tokens") or
+ * "FILE.h5:/path/to/dataset" — any integer dataset of any shape, read whole into memory
+ * (row-major, flattened: windows may span rows, as with a concatenated .bin). */
 /* Map `path`. Fails (naming the file) if it is missing, empty, not a multiple of `width`
  * bytes, or holds fewer than 2 tokens. Token ids are NOT scanned here (files can be
  * hundreds of GB); each window is checked when read. Close with vpd_tokens_close. */

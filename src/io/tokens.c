@@ -9,12 +9,14 @@
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "vpd/data.h"
+#include "vpd/io.h"
 
 vpd_status vpd_tokens_dtype_parse(const char *s, const char *key, int *width) {
     if (!strcmp(s, "uint16") || !strcmp(s, "u16")) *width = 2;
@@ -23,9 +25,58 @@ vpd_status vpd_tokens_dtype_parse(const char *s, const char *key, int *width) {
     return VPD_OK;
 }
 
+/* "FILE.h5[:/dataset]": the whole dataset as little-endian uint32 on the heap */
+static vpd_status tokens_open_h5(vpd_tokens *t, const char *spec, int vocab_size) {
+    char file[512], dset[256] = "/tokens";
+    const char *colon = strstr(spec, ".h5:") ? strstr(spec, ".h5:") + 3 : strstr(spec, ".hdf5:") ? strstr(spec, ".hdf5:") + 5 : NULL;
+    size_t fl = colon ? (size_t)(colon - spec) : strlen(spec);
+    if (fl >= sizeof file) return vpd_error(VPD_ERR_ARG, "token file path too long: %s", spec);
+    memcpy(file, spec, fl);
+    file[fl] = '\0';
+    if (colon) snprintf(dset, sizeof dset, "%s%s", colon[1] == '/' ? "" : "/", colon + 1);
+    vpd_h5 f;
+    VPD_TRY(vpd_h5_open(&f, file, false));
+    int nd = 0;
+    int64_t sh[VPD_MAX_DIMS];
+    vpd_status s = vpd_h5_dataset_shape(&f, dset, &nd, sh);
+    int64_t n = 1;
+    for (int i = 0; s == VPD_OK && i < nd; i++) n *= sh[i];
+    uint32_t *buf = NULL;
+    if (s == VPD_OK && n < 2) s = vpd_error(VPD_ERR_FORMAT, "token dataset %s:%s has %lld tokens, need at least 2", file, dset, (long long)n);
+    if (s == VPD_OK) {
+        buf = vpd_malloc(sizeof(uint32_t) * (size_t)n, "token dataset");
+        if (!buf) s = VPD_ERR_MEM;
+    }
+    if (s == VPD_OK) s = vpd_h5_read_u32(&f, dset, buf, nd, sh);
+    vpd_h5_close(&f);
+    if (s != VPD_OK) {
+        vpd_free(buf);
+        return s;
+    }
+    /* the window reader decodes little-endian bytes: store them so on any host */
+    unsigned char *b = (unsigned char *)buf;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t v = buf[i];
+        b[4 * i] = (unsigned char)v; b[4 * i + 1] = (unsigned char)(v >> 8);
+        b[4 * i + 2] = (unsigned char)(v >> 16); b[4 * i + 3] = (unsigned char)(v >> 24);
+    }
+    snprintf(t->path, sizeof t->path, "%s", spec);
+    t->map = b;
+    t->heap = true;
+    t->bytes = (size_t)n * 4;
+    t->width = 4;
+    t->n_tokens = n;
+    t->vocab_size = vocab_size;
+    return VPD_OK;
+}
+
 vpd_status vpd_tokens_open(vpd_tokens *t, const char *path, int width, int vocab_size) {
     memset(t, 0, sizeof *t);
     t->fd = -1;
+    if (strstr(path, ".h5") || strstr(path, ".hdf5")) {
+        if (vocab_size < 1) return vpd_error(VPD_ERR_ARG, "token file %s: vocab_size %d must be >= 1", path, vocab_size);
+        return tokens_open_h5(t, path, vocab_size);
+    }
     if (width != 2 && width != 4)
         return vpd_error(VPD_ERR_ARG, "token file %s: dtype width %d bytes (expected 2 or 4)", path, width);
     if (vocab_size < 1) return vpd_error(VPD_ERR_ARG, "token file %s: vocab_size %d must be >= 1", path, vocab_size);
@@ -65,7 +116,8 @@ vpd_status vpd_tokens_open(vpd_tokens *t, const char *path, int width, int vocab
 }
 
 void vpd_tokens_close(vpd_tokens *t) {
-    if (t->map) munmap((void *)t->map, t->bytes);
+    if (t->map && t->heap) vpd_free((void *)t->map);
+    else if (t->map) munmap((void *)t->map, t->bytes);
     if (t->fd >= 0) close(t->fd);
     memset(t, 0, sizeof *t);
     t->fd = -1;

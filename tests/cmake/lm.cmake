@@ -58,6 +58,8 @@ foreach(c pile_llama_simple_mlp-4L pile_llama_simple_mlp-4L-spd-main pile_llama_
 endforeach()
 # component parallelism on the language model (attention, KL, transformer CI, per-position
 # PPGD): wte is not decomposed here (an embedding's CI input would be sharded activations)
+set(LM_SETS_STR --set target.path=model --set data.train=train.bin --set data.eval=val.bin --set faithfulness_warmup_steps=2 --quiet)
+string(JOIN " " LM_SETS_STR ${LM_SETS_STR})
 set(LM_CP_SETS ${LM_SETS} --set module_info.0.module_pattern=h.1.mlp.c_fc)
 add_test(NAME lm.cp_1rank COMMAND ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_CP_SETS} --out ${LM_DIR}/cp_np1
          WORKING_DIRECTORY ${LM_DIR})
@@ -69,3 +71,14 @@ set_tests_properties(lm.cp_1rank lm.dp2_cp2 PROPERTIES FIXTURES_REQUIRED lm_tiny
 add_test(NAME lm.cp_equivalence COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py ${LM_DIR}/cp_np1 ${LM_DIR}/cp_dp2cp2
          --rtol 1e-4 --metrics-rtol 5e-4 --l0-atol 0.5)
 set_tests_properties(lm.cp_equivalence PROPERTIES FIXTURES_REQUIRED lm_cp_runs LABELS "lm;mpi;python" TIMEOUT 60)
+# an HDF5 dataset as token input (int64, 2-D) gives exactly the run of the flat .bin file
+file(WRITE ${LM_DIR}/to_h5.py "import h5py, numpy as np, sys
+for name in ('train', 'val'):
+    t = np.fromfile(sys.argv[1] + '/' + name + '.bin', dtype='<u2').astype(np.int64)
+    with h5py.File(sys.argv[1] + '/' + name + '.h5', 'w') as f:  # 2-D rows of 100 when they fit exactly
+        f.create_dataset('data/ids', data=t.reshape(-1, 100) if len(t) % 100 == 0 else t)
+")
+add_test(NAME lm.h5_tokens COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "${VPD_PYTHON} to_h5.py . && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --out h5tok_bin && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --set data.train=train.h5:/data/ids --set data.eval=val.h5:/data/ids --out h5tok_h5 && ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py h5tok_bin h5tok_h5 --exact"
+         WORKING_DIRECTORY ${LM_DIR})
+set_tests_properties(lm.h5_tokens PROPERTIES FIXTURES_REQUIRED lm_tiny LABELS "lm;python" TIMEOUT 120)
