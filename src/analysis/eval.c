@@ -232,19 +232,23 @@ void vpd_eval_print(const vpd_run *r, const vpd_eval_result *res, FILE *out) {
     const bool lm = r->trainer.lm;
     fprintf(out, "evaluation of %s at step %d: %d batches, %d positions\n\n", r->dir, r->run_step, res->n_batches, res->n_rows);
     fprintf(out, "%-28s %6s %10s %12s %8s\n", "layer", "C", "L0 (g>0)", "L0 (g>thr)", "alive");
-    double tl0 = 0;
+    double tl0 = 0, tl0t = 0;
     int ta = 0;
     for (int k = 0; k < d->L; k++) {
-        fprintf(out, "%-28s %6d %10.3f %12.3f %8d\n", d->layers[k].name, d->layers[k].C, res->l0[k], res->l0_thr[k], res->alive[k]);
+        fprintf(out, "%-28s %6d %10.3f %12.3f %8d\n", d->layers[k].name, d->layers[k].C_total, res->l0[k], res->l0_thr[k],
+                res->alive[k]);
         tl0 += res->l0[k];
+        tl0t += res->l0_thr[k];
         ta += res->alive[k];
     }
+    fprintf(out, "%-28s %6d %10.3f %12.3f %8d   (L0 per %s; alive: mean g > 1e-6)\n", "total", d->C_sum_total, tl0, tl0t,
+            ta, lm ? "token" : "example");
     if (res->n_blocks > 1 && res->n_blocks < d->L) {
         fprintf(out, "\n%-28s %10s %8s\n", "block", "L0", "alive");
         for (int b = 0; b < res->n_blocks; b++)
             fprintf(out, "%-28s %10.3f %8d\n", res->block_name[b], res->block_l0[b], res->block_alive[b]);
     }
-    fprintf(out, "%-28s %10.3f %8d   (L0 per %s; alive: mean g > 1e-6)\n\n", "total", tl0, ta, lm ? "token" : "example");
+    fprintf(out, "\n");
     const char *dname = r->cfg.output_loss == VPD_OUT_KL ? "KL(target || model)" : "MSE vs target";
     if (lm) fprintf(out, "%-22s %12s %20s\n", "masks (no delta)", "CE", dname);
     else fprintf(out, "%-22s %20s\n", "masks (no delta)", dname);
