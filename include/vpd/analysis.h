@@ -18,9 +18,11 @@ typedef struct {
     vpd_trainer trainer;
     bool have_target, have_trainer;
     int run_step; /* the step the run file records */
+    bool is_checkpoint; /* opened from a checkpoint file, not run.h5 */
 } vpd_run;
 
-/* Open RUN_DIR/run.h5: its config (with optional --set overrides), target, a decomposition
+/* Open RUN_DIR/run.h5, or a checkpoint file (RUN_DIR/checkpoints/ckpt-*.h5: evaluation along
+ * the way of a long run): its config (with optional --set overrides), target, a decomposition
  * for `batch` examples (<= 0: eval_batch_size) and the trained parameters. */
 vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *const *sets, int n_sets);
 void vpd_run_close(vpd_run *r);

@@ -110,6 +110,8 @@ typedef struct {
     int n_losses;
     vpd_loss_cfg losses[VPD_MAX_LOSSES];
     vpd_output_loss output_loss;
+    bool output_loss_given; /* false: chosen from the target (param-decomp's configs leave it out:
+                               kl for language models, mse for toy models) */
     /* training */
     int steps, batch_size;
     vpd_schedule lr_components, lr_ci;
@@ -249,6 +251,9 @@ struct vpd_decomp {
     double last_total_loss;
     double im_p_current;
 };
+
+/* output_loss when the config does not name one: kl for a LlamaSimpleMLP, else mse */
+void vpd_decomp_config_default_output_loss(vpd_decomp_config *cfg, const vpd_model *target);
 
 /* Build the decomposition of `target` for this config: select layers by module_info
  * patterns (fnmatch over the target's layer names; a pattern matching nothing is an

@@ -34,10 +34,25 @@ static void resolve(char *p, size_t size, const char *run_dir) {
 
 vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *const *sets, int n_sets) {
     memset(r, 0, sizeof *r);
-    snprintf(r->dir, sizeof r->dir, "%s", run_dir);
-    snprintf(r->h5_path, sizeof r->h5_path, "%s/run.h5", run_dir);
+    /* RUN_DIR (its run.h5) or a checkpoint file RUN_DIR/checkpoints/ckpt-*.h5 (along the way) */
+    struct stat st;
+    bool file = stat(run_dir, &st) == 0 && S_ISREG(st.st_mode);
+    if (file) {
+        snprintf(r->h5_path, sizeof r->h5_path, "%s", run_dir);
+        char tmp[1100];
+        snprintf(tmp, sizeof tmp, "%s", run_dir);
+        char *dir = dirname(tmp); /* .../checkpoints */
+        snprintf(r->dir, sizeof r->dir, "%s/..", dir);
+    } else {
+        snprintf(r->dir, sizeof r->dir, "%s", run_dir);
+        snprintf(r->h5_path, sizeof r->h5_path, "%s/run.h5", run_dir);
+    }
     vpd_h5 f;
     VPD_TRY(vpd_h5_open(&f, r->h5_path, false));
+    char *fmt = NULL;
+    if (vpd_h5_has_attr(&f, "/", "format")) (void)vpd_h5_get_attr_str(&f, "/", "format", &fmt);
+    r->is_checkpoint = fmt && !strcmp(fmt, "vpd-checkpoint");
+    vpd_free(fmt);
     char *yaml = NULL;
     vpd_status s = vpd_h5_get_attr_str(&f, "/config", "yaml", &yaml);
     if (s == VPD_OK) s = vpd_config_parse(yaml, strlen(yaml), "run.h5:/config", &r->root);
@@ -50,12 +65,18 @@ vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *
         resolve(r->cfg.eval_tokens, sizeof r->cfg.eval_tokens, run_dir);
         s = vpd_model_load(&r->target, r->cfg.target_dir);
         r->have_target = s == VPD_OK;
+        if (r->have_target) vpd_decomp_config_default_output_loss(&r->cfg, &r->target);
     }
     int S = 1;
     if (s == VPD_OK && r->target.cfg.kind == VPD_MODEL_LLAMA) S = r->cfg.max_seq_len;
     int B = batch > 0 ? batch : r->cfg.eval_batch_size > 0 ? r->cfg.eval_batch_size : r->cfg.batch_size;
     if (s == VPD_OK) s = vpd_decomp_create(&r->d, &r->cfg, &r->target, B, S, 0, B, MPI_COMM_SELF);
-    for (int k = 0; s == VPD_OK && k < r->d->L; k++) {
+    if (s == VPD_OK && r->is_checkpoint) { /* flat parameter blocks, as the trainer holds them */
+        int64_t nc[1] = {(int64_t)r->d->n_comp_params}, nci[1] = {(int64_t)r->d->ci->n_params};
+        s = vpd_h5_read_real(&f, "/comp_params", r->d->comp_params, 1, nc);
+        if (s == VPD_OK) s = vpd_h5_read_real(&f, "/ci_params", r->d->ci->params, 1, nci);
+    }
+    for (int k = 0; s == VPD_OK && !r->is_checkpoint && k < r->d->L; k++) {
         vpd_layer_state *ls = &r->d->layers[k];
         if (ls->tied_to >= 0) continue; /* materialised from its source by refresh */
         char p[256];
@@ -65,7 +86,7 @@ vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *
         snprintf(p, sizeof p, "/components/%s/U", ls->name);
         if (s == VPD_OK) s = vpd_h5_read_real(&f, p, ls->comp.U, 2, su);
     }
-    for (int i = 0; s == VPD_OK && i < r->d->ci->n_tensors; i++) {
+    for (int i = 0; s == VPD_OK && !r->is_checkpoint && i < r->d->ci->n_tensors; i++) {
         vpd_tensor tv = vpd_ci_param_view(r->d->ci, i);
         char p[256];
         snprintf(p, sizeof p, "/ci_fn/%s", r->d->ci->tensors[i].name);

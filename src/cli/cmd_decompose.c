@@ -460,6 +460,7 @@ int vpd_cmd_decompose(int argc, char **argv) {
     if (s == VPD_OK) {
         s = vpd_model_load(&target, cfg.target_dir);
         have_target = s == VPD_OK;
+        if (have_target) vpd_decomp_config_default_output_loss(&cfg, &target); /* param-decomp leaves it out */
     }
     if (s == VPD_OK) {
         snprintf(cfg.out_dir, sizeof cfg.out_dir, "%s", run_dir);
@@ -502,8 +503,10 @@ int vpd_cmd_decompose(int argc, char **argv) {
     memset(&hpc, 0, sizeof hpc);
     if (s == VPD_OK) {
         size_t comp = d->n_comp_params;
-        vpd_info("target %s (%s), %d layers decomposed, C = %d in total; %zu component + %zu CI parameters",
-                 cfg.target_dir, vpd_model_kind_name(target.cfg.kind), d->L, d->C_sum, comp, d->ci->n_params);
+        vpd_info("target %s (%s), %d layers decomposed, C = %d in total; %zu component + %zu CI parameters; "
+                 "output loss %s%s",
+                 cfg.target_dir, vpd_model_kind_name(target.cfg.kind), d->L, d->C_sum_total, comp, d->ci->n_params,
+                 cfg.output_loss == VPD_OUT_KL ? "kl" : "mse", cfg.output_loss_given ? "" : " (from the target kind)");
         vpd_info("batch %d (%d per replica x %d data-parallel replicas; %d component block%s) x %d positions; "
                  "memory plan %.1f MiB per rank; run dir %s",
                  cfg.batch_size, B, dp, cp, cp > 1 ? "s" : "", S, (double)vpd_decomp_memory_bytes(d) / 1048576.0, run_dir);

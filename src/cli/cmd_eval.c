@@ -10,7 +10,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: vpd eval RUN_DIR [--batches N] [--batch B] [--pgd-steps K] [--pgd-curve] [--no-pgd]\n"
+            "usage: vpd eval RUN_DIR|CHECKPOINT.h5 [--batches N] [--batch B] [--pgd-steps K] [--pgd-curve] [--no-pgd]\n"
             "                [--set key=value ...] [--no-write]\n\n"
             "Evaluate a finished decomposition (RUN_DIR/run.h5) on evaluation data:\n"
             "  L0 (g > 0) per layer, per block and in total; alive subcomponents (mean g > 1e-6);\n"
@@ -78,7 +78,9 @@ int vpd_cmd_eval(int argc, char **argv) {
         vpd_summary sum;
         s = vpd_summarize(&r.trainer, &sum, stdout);
     }
-    if (s == VPD_OK && write) {
+    if (s == VPD_OK && write && r.is_checkpoint) {
+        printf("\n(a checkpoint: /eval is not written into it)\n");
+    } else if (s == VPD_OK && write) {
         s = vpd_eval_write(&r, &res);
         if (s == VPD_OK) printf("\nwrote /eval into %s\n", r.h5_path);
     }

@@ -295,6 +295,7 @@ static vpd_status read_method(vpd_config *m, vpd_decomp_config *c) {
     if (vpd_config_has(m, "output_loss_type")) {
         TRY(vpd_config_get_enum(m, "output_loss_type", outs, 0, &v));
         c->output_loss = (vpd_output_loss)v;
+        c->output_loss_given = true;
     }
     /* bf16 autocast: accepted; vpd computes in fp32 (VPD_METHOD.md §5) */
     bool bf16 = false;
@@ -369,6 +370,10 @@ static const char *const ignored_keys[] = {
     "dist_backend", "out_dir", "driver_path", "runtime", "runtime.*", "logging.eval_metrics", "logging.eval_metrics.*",
     "logging.slow_eval_freq", "logging.slow_eval_on_first_step", "logging.wandb_*", "checkpoint", "checkpoint.*",
     NULL};
+
+void vpd_decomp_config_default_output_loss(vpd_decomp_config *c, const vpd_model *target) {
+    if (!c->output_loss_given) c->output_loss = target->cfg.kind == VPD_MODEL_LLAMA ? VPD_OUT_KL : VPD_OUT_MSE;
+}
 
 vpd_status vpd_decomp_config_read(vpd_config *root, vpd_decomp_config *c) {
     vpd_decomp_config_defaults(c);

@@ -82,3 +82,8 @@ add_test(NAME lm.h5_tokens COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
          "${VPD_PYTHON} to_h5.py . && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --out h5tok_bin && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --set data.train=train.h5:/data/ids --set data.eval=val.h5:/data/ids --out h5tok_h5 && ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py h5tok_bin h5tok_h5 --exact"
          WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.h5_tokens PROPERTIES FIXTURES_REQUIRED lm_tiny LABELS "lm;python" TIMEOUT 120)
+# param-decomp configs name no output loss: a language-model target gets kl (as param-decomp)
+add_test(NAME lm.pd_schema_output_loss COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_4L_128.yaml --set target.model_path=model --set data.train=train.bin --set data.eval=val.bin --set data.max_seq_len=16 --set pd.steps=1 --set pd.faithfulness_warmup_steps=0 --set pd.batch_size=2 --set logging.n_eval_steps=1 --out pd_schema 2>&1 | tee pd_schema.log && grep -q 'output loss kl (from the target kind)' pd_schema.log"
+         WORKING_DIRECTORY ${LM_DIR})
+set_tests_properties(lm.pd_schema_output_loss PROPERTIES FIXTURES_REQUIRED lm_tiny LABELS "lm;cli" TIMEOUT 120)
