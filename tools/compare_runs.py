@@ -17,6 +17,9 @@ def main():
     ap.add_argument("a")
     ap.add_argument("b")
     ap.add_argument("--rtol", type=float, default=1e-4, help="max |A-B| / max|A| per tensor")
+    ap.add_argument("--atol", type=float, default=0.0,
+                    help="absolute floor: a tensor passes when max|A-B| <= rtol*max|A| + atol (tensors near zero, "
+                         "e.g. biases a few steps from their zero init)")
     ap.add_argument("--metrics-rtol", type=float, default=1e-4, help="per metric |A-B| / max(|A|, 1e-12)")
     ap.add_argument("--l0-atol", type=float, default=0.0,
                     help="absolute tolerance for L0 metrics: a count over rows flips by 1/rows when one g sits at 0")
@@ -34,9 +37,10 @@ def main():
                     print(f"{group}/{n}: shapes {x.shape} vs {y.shape}")
                     ok = False
                     continue
-                d = float(np.abs(x - y).max() / max(np.abs(x).max(), 1e-30))
+                dabs, amax = float(np.abs(x - y).max()), float(np.abs(x).max())
+                d = dabs / max(amax, 1e-30)
                 worst = max(worst, d) if group == "components" else worst
-                bad = (d != 0) if args.exact else (d > args.rtol)
+                bad = (dabs != 0) if args.exact else (dabs > args.rtol * amax + args.atol)
                 if bad:
                     ok = False
                 print(f"{group}/{n}: max rel diff {d:.3e}{'  <-- too large' if bad else ''}")

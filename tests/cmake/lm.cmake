@@ -42,7 +42,7 @@ add_test(NAME lm.decompose_2ranks COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPRO
 set_tests_properties(lm.decompose_1rank lm.decompose_2ranks PROPERTIES FIXTURES_REQUIRED lm_tiny FIXTURES_SETUP lm_runs
                      LABELS "lm;mpi" ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
 add_test(NAME lm.rank_equivalence COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py ${LM_DIR}/run_np1 ${LM_DIR}/run_np2
-         --rtol 1e-4 --metrics-rtol 5e-4 --l0-atol 0.5)
+         --rtol 1e-4 --atol 1e-5 --metrics-rtol 5e-4 --l0-atol 0.5)
 add_test(NAME lm.eval COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
          "${VPD_CLI} eval ${LM_DIR}/run_np1 --batches 1 --pgd-steps 2 && ${VPD_PYTHON} ${LM_DIR}/check_eval.py ${LM_DIR}/run_np1"
          WORKING_DIRECTORY ${LM_DIR})
@@ -56,6 +56,9 @@ foreach(c pile_llama_simple_mlp-4L pile_llama_simple_mlp-4L-spd-main pile_llama_
            WORKING_DIRECTORY ${LM_DIR})
   set_tests_properties(lm.config_${c} PROPERTIES LABELS "lm;cli" TIMEOUT 60)
 endforeach()
+# (--atol 1e-5: CI-function biases start at 0 and entries whose gradient is near zero take
+#  Adam steps of either sign, so after a dozen steps they differ by ~1e-6 absolutely between
+#  layouts while everything else agrees to ~1e-7 relative)
 # component parallelism on the language model (attention, KL, transformer CI, per-position
 # PPGD): wte is not decomposed here (an embedding's CI input would be sharded activations)
 set(LM_SETS_STR --set target.path=model --set data.train=train.bin --set data.eval=val.bin --set faithfulness_warmup_steps=2 --quiet)
@@ -69,7 +72,7 @@ add_test(NAME lm.dp2_cp2 COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 4
 set_tests_properties(lm.cp_1rank lm.dp2_cp2 PROPERTIES FIXTURES_REQUIRED lm_tiny FIXTURES_SETUP lm_cp_runs
                      LABELS "lm;mpi" ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
 add_test(NAME lm.cp_equivalence COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py ${LM_DIR}/cp_np1 ${LM_DIR}/cp_dp2cp2
-         --rtol 1e-4 --metrics-rtol 5e-4 --l0-atol 0.5)
+         --rtol 1e-4 --atol 1e-5 --metrics-rtol 5e-4 --l0-atol 0.5)
 set_tests_properties(lm.cp_equivalence PROPERTIES FIXTURES_REQUIRED lm_cp_runs LABELS "lm;mpi;python" TIMEOUT 60)
 # an HDF5 dataset as token input (int64, 2-D) gives exactly the run of the flat .bin file
 file(WRITE ${LM_DIR}/to_h5.py "import h5py, numpy as np, sys
