@@ -21,7 +21,7 @@ add_test(NAME decompose.all_losses_2ranks
          WORKING_DIRECTORY ${VPD_FIXTURES})
 add_test(NAME decompose.rank_equivalence
          COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/all_losses_np1 runs/all_losses_np2
-                 --rtol 1e-4 --metrics-rtol 1e-4 --l0-atol 0.01
+                 --rtol 1e-4 --atol 1e-6 --metrics-rtol 1e-4 --l0-atol 0.01
          WORKING_DIRECTORY ${VPD_FIXTURES})
 set_tests_properties(decompose.all_losses_1rank decompose.all_losses_2ranks PROPERTIES
                      FIXTURES_REQUIRED tms52 FIXTURES_SETUP all_losses_runs LABELS "decompose;mpi"
@@ -76,7 +76,7 @@ set_tests_properties(decompose.cp_baseline_1rank decompose.cp2 decompose.dp2_cp2
                      FIXTURES_REQUIRED tms52 FIXTURES_SETUP cp_runs LABELS "decompose;mpi"
                      ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
 add_test(NAME decompose.cp_equivalence COMMAND sh -c
-         "${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/cp_np1 runs/cp_cp2 --l0-atol 0.01 && ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/cp_np1 runs/cp_dp2cp2 --l0-atol 0.01"
+         "${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/cp_np1 runs/cp_cp2 --atol 1e-6 --l0-atol 0.01 && ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/cp_np1 runs/cp_dp2cp2 --atol 1e-6 --l0-atol 0.01"
          WORKING_DIRECTORY ${VPD_FIXTURES})
 set_tests_properties(decompose.cp_equivalence PROPERTIES FIXTURES_REQUIRED cp_runs LABELS "decompose;mpi;python" TIMEOUT 60)
 vpd_expect_failure(decompose.cp_not_divisible "C = 10 is not divisible by the component-parallel size 3"
