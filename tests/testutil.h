@@ -74,4 +74,20 @@ static inline double tu_fd_check(tu_scalar_fn f, void *ctx, real *p, const real 
     return rel;
 }
 
+/* true if the last error message contains `needle` */
+static inline bool has(const char *needle) { return strstr(vpd_last_error(), needle) != NULL; }
+
+/* expr must fail with `status` and a message containing every given string */
+#define EXPECT_FAIL(expr, status, ...)                                                                     \
+    do {                                                                                                   \
+        vpd_clear_error();                                                                                 \
+        vpd_status _s = (expr);                                                                            \
+        CHECK(_s == (status), "%s: status %s (%s), expected %s", #expr, vpd_status_name(_s), vpd_last_error(), \
+              vpd_status_name(status));                                                                    \
+        const char *_need[] = {__VA_ARGS__};                                                               \
+        for (size_t _k = 0; _k < sizeof _need / sizeof _need[0]; _k++)                                     \
+            CHECK(has(_need[_k]), "%s: message lacks '%s': %s", #expr, _need[_k], vpd_last_error());       \
+        fprintf(stderr, "  ok (expected failure): %s\n", vpd_last_error());                                \
+    } while (0)
+
 #endif

@@ -11,19 +11,6 @@
 #include "vpd/io.h"
 
 static real val(int i, int seed) { return (real)(((37 * i + 11 * seed) % 64) / 16.0 - 2.0); }
-static bool has(const char *needle) { return strstr(vpd_last_error(), needle) != NULL; }
-
-#define EXPECT_FAIL(expr, status, ...)                                                                     \
-    do {                                                                                                   \
-        vpd_clear_error();                                                                                 \
-        vpd_status _s = (expr);                                                                            \
-        CHECK(_s == (status), "%s: status %s (%s), expected %s", #expr, vpd_status_name(_s), vpd_last_error(), \
-              vpd_status_name(status));                                                                    \
-        const char *_need[] = {__VA_ARGS__};                                                               \
-        for (size_t _k = 0; _k < sizeof _need / sizeof _need[0]; _k++)                                     \
-            CHECK(has(_need[_k]), "%s: message lacks '%s': %s", #expr, _need[_k], vpd_last_error());       \
-        fprintf(stderr, "  ok (expected failure): %s\n", vpd_last_error());                                \
-    } while (0)
 
 static void write_config(const char *dir, const char *json) {
     vpd_mkdirs(dir);
