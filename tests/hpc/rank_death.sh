@@ -5,9 +5,14 @@
 source "$(dirname "$0")/common.sh"
 B=runs/hpc_death; rm -rf $B
 t0=$(date +%s)
-$MPIEXEC -n 2 "$VPD" decompose "$CFG" --out $B --quiet --set steps=300 --set checkpoint.every_steps=20 > hpc_death.log 2>&1 &
+# the ranks stall inside the checkpoint write of step 40 (test hook), so the job is certainly
+# still running when a rank is killed however fast the machine is; the last complete
+# checkpoint is then step 20
+VPD_CKPT_TEST_STALL_STEP=40 $MPIEXEC -n 2 "$VPD" decompose "$CFG" --out $B --quiet --set steps=300 \
+    --set checkpoint.every_steps=20 > hpc_death.log 2>&1 &
 pid=$!
-for i in $(seq 1 200); do ls $B/checkpoints/ckpt-00000040.h5 > /dev/null 2>&1 && break; sleep 0.05; done
+for i in $(seq 1 400); do ls $B/checkpoints/.ckpt-00000040.h5.tmp > /dev/null 2>&1 && break; sleep 0.05; done
+[ -f $B/checkpoints/.ckpt-00000040.h5.tmp ] || { kill -9 $pid; cat hpc_death.log; fail "the stalled checkpoint write of step 40 never started"; }
 victim=$(pgrep -P $pid -f "vpd decompose" | tail -n 1)
 [ -n "$victim" ] || victim=$(pgrep -f "decompose $CFG --out $B" | grep -v "^$pid$" | tail -n 1)
 echo "kill -9 rank process $victim"
