@@ -90,4 +90,13 @@ static inline bool has(const char *needle) { return strstr(vpd_last_error(), nee
         fprintf(stderr, "  ok (expected failure): %s\n", vpd_last_error());                                \
     } while (0)
 
+/* st must be an error whose message is exactly `want` */
+#define CHECK_MSG(st, want)                                                                        \
+    do {                                                                                           \
+        vpd_status _st = (st);                                                                     \
+        CHECK(_st != VPD_OK, "expected an error: %s", want);                                        \
+        CHECK(!strcmp(vpd_last_error(), want), "message\n   got  %s\n   want %s", vpd_last_error(), \
+              want);                                                                               \
+    } while (0)
+
 #endif

@@ -56,14 +56,6 @@ static vpd_config *parse(const char *text) {
     return c;
 }
 
-#define CHECK_MSG(st, want)                                                                        \
-    do {                                                                                           \
-        vpd_status _st = (st);                                                                     \
-        CHECK(_st != VPD_OK, "expected an error: %s", want);                                        \
-        CHECK(!strcmp(vpd_last_error(), want), "message\n   got  %s\n   want %s", vpd_last_error(), \
-              want);                                                                               \
-    } while (0)
-
 /* Read every key of TMS the way a reader would. */
 static void read_tms(vpd_config *c) {
     int seed, n, dims[4] = {0}, ndims = -1, C;

@@ -149,14 +149,6 @@ static vpd_config *parse(const char *text) {
     return c;
 }
 
-#define CHECK_MSG(st, want)                                                                        \
-    do {                                                                                           \
-        vpd_status _st = (st);                                                                     \
-        CHECK(_st != VPD_OK, "expected an error: %s", want);                                        \
-        CHECK(!strcmp(vpd_last_error(), want), "message\n   got  %s\n   want %s", vpd_last_error(), \
-              want);                                                                               \
-    } while (0)
-
 static void test_schedule_config(void) {
     vpd_schedule s;
     vpd_config *c = parse("lr_schedule:\n  start_val: 1e-3\n  fn_type: cosine\n  warmup_pct: 0.0\n  final_val_frac: 0.0\n");
