@@ -1,0 +1,201 @@
+/* The parallel layout and the collectives (include/vpd/comm.h). With scalapack.c, the only
+ * compilation unit that calls MPI. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "vpd/comm.h"
+
+/* the one spelling of the MPI type of `real` */
+#if VPD_REAL_IS_DOUBLE
+#define VPD_MPI_REAL MPI_DOUBLE
+#else
+#define VPD_MPI_REAL MPI_FLOAT
+#endif
+
+/* ≤ 1 Mi values per MPI call (MACHINE.md: 1–4 MiB messages are the sweet spot) */
+#define BUCKET ((size_t)1 << 20)
+
+void vpd_dist_init(int *argc, char ***argv) { MPI_Init(argc, argv); }
+
+int vpd_dist_finalize(int status) {
+    int worst = status;
+    MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    MPI_Finalize();
+    return worst;
+}
+
+double vpd_dist_wtime(void) { return MPI_Wtime(); }
+
+int vpd_comm_rank(MPI_Comm comm) {
+    int r = 0;
+    if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &r);
+    return r;
+}
+
+int vpd_comm_size(MPI_Comm comm) {
+    int n = 1;
+    if (comm != MPI_COMM_NULL) MPI_Comm_size(comm, &n);
+    return n;
+}
+
+int vpd_world_rank(void) { return vpd_comm_rank(MPI_COMM_WORLD); }
+int vpd_world_size(void) { return vpd_comm_size(MPI_COMM_WORLD); }
+MPI_Comm vpd_comm_world(void) { return MPI_COMM_WORLD; }
+MPI_Comm vpd_comm_self(void) { return MPI_COMM_SELF; }
+
+/* ---- layout ------------------------------------------------------------------------------ */
+vpd_status vpd_layout_create(vpd_layout *lay, MPI_Comm comm, int cp) {
+    memset(lay, 0, sizeof *lay);
+    lay->comm = comm;
+    lay->rank = vpd_comm_rank(comm);
+    lay->size = vpd_comm_size(comm);
+    if (cp < 1) cp = 1;
+    if (lay->size % cp != 0)
+        return vpd_error(VPD_ERR_CONFIG, "parallel.component_parallel = %d does not divide the %d MPI ranks", cp,
+                         lay->size);
+    lay->cp = cp;
+    lay->dp = lay->size / cp;
+    lay->dp_rank = lay->rank / cp;
+    lay->cp_rank = lay->rank % cp;
+    if (cp == 1) {
+        lay->dp_comm = comm;
+        lay->cp_comm = MPI_COMM_SELF;
+        return VPD_OK;
+    }
+    MPI_Comm_split(comm, lay->cp_rank, lay->dp_rank, &lay->dp_comm);
+    MPI_Comm_split(comm, lay->dp_rank, lay->cp_rank, &lay->cp_comm);
+    lay->owns = 1;
+    return VPD_OK;
+}
+
+void vpd_layout_self(vpd_layout *lay) {
+    memset(lay, 0, sizeof *lay);
+    lay->size = lay->dp = lay->cp = 1;
+    lay->comm = lay->dp_comm = lay->cp_comm = MPI_COMM_SELF;
+}
+
+void vpd_layout_free(vpd_layout *lay) {
+    if (lay->owns) {
+        MPI_Comm_free(&lay->dp_comm);
+        MPI_Comm_free(&lay->cp_comm);
+    }
+    lay->owns = 0;
+}
+
+/* ---- batch geometry -------------------------------------------------------------------------- */
+vpd_status vpd_batch_geometry(vpd_batch_geom *g, int B_global, int S, int dp, int dp_rank, const char *what) {
+    memset(g, 0, sizeof *g);
+    if (dp < 1) dp = 1;
+    if (B_global < 1 || S < 1)
+        return vpd_error(VPD_ERR_CONFIG, "%s %d x %d positions: both must be >= 1", what ? what : "batch", B_global, S);
+    if (B_global % dp != 0)
+        return vpd_error(VPD_ERR_CONFIG, "%s %d is not divisible by the %d data-parallel ranks: choose a multiple of %d",
+                         what ? what : "batch", B_global, dp, dp);
+    g->B_global = B_global;
+    g->S = S;
+    g->B = B_global / dp;
+    g->N = g->B * S;
+    g->example0 = (int64_t)dp_rank * g->B;
+    return VPD_OK;
+}
+
+/* ---- collectives ------------------------------------------------------------------------------ */
+static int trivial(MPI_Comm comm) { return comm == MPI_COMM_NULL || vpd_comm_size(comm) <= 1; }
+
+static void allreduce(void *x, size_t n, size_t elem, MPI_Datatype t, MPI_Op op, MPI_Comm comm) {
+    if (trivial(comm)) return;
+    for (size_t off = 0; off < n; off += BUCKET) {
+        size_t m = n - off < BUCKET ? n - off : BUCKET;
+        MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * elem, (int)m, t, op, comm);
+    }
+}
+
+void vpd_sum_real(real *x, size_t n, MPI_Comm comm) { allreduce(x, n, sizeof(real), VPD_MPI_REAL, MPI_SUM, comm); }
+void vpd_sum_double(double *x, size_t n, MPI_Comm comm) { allreduce(x, n, sizeof(double), MPI_DOUBLE, MPI_SUM, comm); }
+void vpd_sum_int64(int64_t *x, size_t n, MPI_Comm comm) { allreduce(x, n, sizeof(int64_t), MPI_INT64_T, MPI_SUM, comm); }
+void vpd_max_double(double *x, size_t n, MPI_Comm comm) { allreduce(x, n, sizeof(double), MPI_DOUBLE, MPI_MAX, comm); }
+void vpd_min_double(double *x, size_t n, MPI_Comm comm) { allreduce(x, n, sizeof(double), MPI_DOUBLE, MPI_MIN, comm); }
+
+void vpd_dp_mean(real *x, size_t n, MPI_Comm comm) {
+    if (trivial(comm)) return;
+    vpd_sum_real(x, n, comm);
+    vpd_scale(n, (real)(1.0 / vpd_comm_size(comm)), x);
+}
+
+int vpd_max_int(int v, MPI_Comm comm) {
+    allreduce(&v, 1, sizeof v, MPI_INT, MPI_MAX, comm);
+    return v;
+}
+
+int vpd_min_int(int v, MPI_Comm comm) {
+    allreduce(&v, 1, sizeof v, MPI_INT, MPI_MIN, comm);
+    return v;
+}
+
+vpd_status vpd_all_agree(vpd_status s, MPI_Comm comm) {
+    if (trivial(comm)) return s;
+    const int rank = vpd_comm_rank(comm);
+    const int failing = vpd_min_int(s != VPD_OK ? rank : 1 << 30, comm);
+    if (failing == 1 << 30) return VPD_OK;
+    struct {
+        int code;
+        char msg[1020];
+    } m;
+    memset(&m, 0, sizeof m);
+    if (rank == failing) {
+        m.code = (int)s;
+        snprintf(m.msg, sizeof m.msg, "%s", vpd_last_error());
+    }
+    MPI_Bcast(&m, (int)sizeof m, MPI_BYTE, failing, comm);
+    if (rank != failing) return vpd_error((vpd_status)m.code, "%s", m.msg);
+    return s;
+}
+
+void vpd_bcast(void *buf, size_t bytes, int root, MPI_Comm comm) {
+    if (trivial(comm)) return;
+    for (size_t off = 0; off < bytes; off += 4 * BUCKET) {
+        size_t m = bytes - off < 4 * BUCKET ? bytes - off : 4 * BUCKET;
+        MPI_Bcast((char *)buf + off, (int)m, MPI_BYTE, root, comm);
+    }
+}
+
+char *vpd_bcast_string(const char *s, int root, MPI_Comm comm) {
+    const int rank = vpd_comm_rank(comm);
+    long len = rank == root ? (s ? (long)strlen(s) + 1 : 0) : 0;
+    if (!trivial(comm)) MPI_Bcast(&len, 1, MPI_LONG, root, comm);
+    if (len == 0) return NULL;
+    char *out = malloc((size_t)len);
+    if (!out) {
+        /* keep the collective matched: receive into a scratch byte loop */
+        char scratch[4096];
+        for (long off = 0; off < len; off += (long)sizeof scratch) {
+            long m = len - off < (long)sizeof scratch ? len - off : (long)sizeof scratch;
+            if (rank == root) memcpy(scratch, s + off, (size_t)m);
+            if (!trivial(comm)) MPI_Bcast(scratch, (int)m, MPI_BYTE, root, comm);
+        }
+        return NULL;
+    }
+    if (rank == root) memcpy(out, s, (size_t)len);
+    vpd_bcast(out, (size_t)len, root, comm);
+    return out;
+}
+
+void vpd_gather_bytes(const void *send, size_t bytes, void *recv, int root, MPI_Comm comm) {
+    if (trivial(comm)) {
+        if (recv != send && bytes) memcpy(recv, send, bytes);
+        return;
+    }
+    MPI_Gather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, root, comm);
+}
+
+void vpd_gather_real(const real *send, size_t n, real *recv, int root, MPI_Comm comm) {
+    if (trivial(comm)) {
+        if (recv != send && n) memcpy(recv, send, n * sizeof(real));
+        return;
+    }
+    MPI_Gather(send, (int)n, VPD_MPI_REAL, recv, (int)n, VPD_MPI_REAL, root, comm);
+}
+
+void vpd_barrier(MPI_Comm comm) {
+    if (!trivial(comm)) MPI_Barrier(comm);
+}
