@@ -1,5 +1,6 @@
 /* The parallel layout and the collectives (include/vpd/comm.h). With scalapack.c, the only
  * compilation unit that calls MPI. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
