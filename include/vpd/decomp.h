@@ -329,19 +329,34 @@ typedef struct {
 double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass_opts *opts,
                        double *numel_out);
 
-/* One pass of the reconstruction family (losses.c): masks from sources (m = g + (1−g)·r
- * over d->src, m_Δ = d->srcdelta when use_delta_component), from the CI (m = g, no Δ) or
- * none (m = 1, no Δ), for the layers in `replaced` (NULL = all) with optional routing
- * [L, N]. Backward of dscale·D (dscale 0: forward only): dU, dV when param_grads and ∂/∂g
- * into d->dg_lower; when want_dsrc, ∂D/∂r into d->dsrc and ∂D/∂r_Δ into d->dsrcdelta. */
-typedef enum { SRC_SOURCES = 0, SRC_CI = 1, SRC_UNMASKED = 2 } vpd_mask_source;
-double vpd_recon_pass(vpd_decomp *d, vpd_mask_source ms, const bool *replaced, const uint8_t *route, double dscale,
-                      bool param_grads, bool want_dsrc, bool hidden_acts, double *numel_out);
+/* One pass of the reconstruction family (losses.c), described by a named spec:
+ *   vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES, .route = route,
+ *                                      .dscale = 1.0, .grad_sources = true});
+ * Masks from sources (m = g + (1−g)·r over d->src, m_Δ = d->srcdelta when
+ * use_delta_component), from the CI (m = g, no Δ) or none (m = 1, no Δ), for the layers in
+ * `replaced` (NULL = all) with optional routing [L, N]. Backward of dscale·D (dscale 0:
+ * forward only): dU, dV and ∂/∂g into d->dg_lower when param_grads; when grad_sources,
+ * ∂D/∂r into d->dsrc and ∂D/∂r_Δ into d->dsrcdelta. Returns D (hidden_acts: the sum of
+ * squared errors, its pooled count in *numel_out). Fields left out are 0 / NULL / false. */
+typedef enum { VPD_MASKS_SOURCES = 0, VPD_MASKS_CI = 1, VPD_MASKS_NONE = 2 } vpd_mask_source;
+typedef struct {
+    vpd_mask_source masks;
+    const bool *replaced;  /* [L] layers replaced by their components; NULL = all */
+    const uint8_t *route;  /* [L, N] per-row routing; NULL = every row uses components */
+    double dscale;         /* backward of dscale·D; 0 = forward only */
+    bool param_grads;      /* accumulate dU, dV and ∂/∂g */
+    bool grad_sources;     /* ∂D/∂r into d->dsrc, ∂D/∂r_Δ into d->dsrcdelta (zeroed first) */
+    bool hidden_acts;      /* D = the hidden-activations error (StochasticHiddenActsRecon) */
+    double *numel_out;     /* hidden_acts: the pooled element count (NULL: not wanted) */
+} vpd_pass_spec;
+double vpd_recon_pass(vpd_decomp *d, const vpd_pass_spec *ps);
 
 /* ---- losses ----------------------------------------------------------------------------
- * Each loss adds coeff·∂loss/∂(U, V) into the component gradient and coeff·∂loss/∂g into
- * d->dg_lower / d->dg_upper, and returns its value (before the coefficient).
- * `index` is the loss's position in cfg->losses (it names its random draws). */
+ * What each loss is lives in one table (loss_table.h). vpd_loss_evaluate runs loss `index`
+ * (its position in cfg->losses, which names its random draws) through its row: the value
+ * (before the coefficient) and, when backward, coeff·∂loss/∂(U, V) into the component
+ * gradient and coeff·∂loss/∂g into d->dg_lower / d->dg_upper — the coefficient passed once,
+ * as the gradient seed. */
 double vpd_loss_evaluate(vpd_decomp *d, int index, bool backward);
 
 /* Persistent PGD (ppgd.c) */
@@ -350,8 +365,9 @@ void vpd_ppgd_free(vpd_ppgd_state *p);
 void vpd_ppgd_set_lr(vpd_ppgd_state *p, int step, int steps);
 /* the warmup ascent steps (§5 item 5) */
 void vpd_ppgd_warmup(vpd_decomp *d, vpd_ppgd_state *p, int loss_index);
-/* the loss (§5 item 6) and, when backward, its source gradient (item 7) kept for the step */
-double vpd_ppgd_loss(vpd_decomp *d, vpd_ppgd_state *p, int loss_index, bool backward);
+/* the loss (§5 item 6) with the parameter backward seeded by dscale (= coeff) and, when
+ * backward, its source gradient (item 7) kept for the step */
+double vpd_ppgd_loss(vpd_decomp *d, vpd_ppgd_state *p, int loss_index, double dscale, bool backward);
 /* the ascent step with the gradient of the last vpd_ppgd_loss (item 9) */
 void vpd_ppgd_step(vpd_decomp *d, vpd_ppgd_state *p);
 /* flat views for checkpoints and parity: sources (raw parameterisation), adam m, v */

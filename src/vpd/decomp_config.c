@@ -18,6 +18,7 @@
 
 #include "vpd/config.h"
 #include "vpd/decomp.h"
+#include "vpd/loss_table.h"
 
 void vpd_decomp_config_defaults(vpd_decomp_config *c) {
     memset(c, 0, sizeof *c);
@@ -49,123 +50,16 @@ static vpd_status get_str(vpd_config *n, const char *path, char *dst, size_t siz
     return VPD_OK;
 }
 
-/* routing: {type: uniform_k_subset} | {type: static_probability, p} */
-static vpd_status read_routing(vpd_config *lm, vpd_loss_cfg *lc) {
-    lc->routing = VPD_ROUTING_UNIFORM_K_SUBSET;
-    vpd_config *r = vpd_config_find(lm, "routing");
-    if (!r) return VPD_OK;
-    static const char *const types[] = {"uniform_k_subset", "static_probability", NULL};
-    int t = 0;
-    TRY(vpd_config_get_enum(r, "type", types, 0, &t));
-    lc->routing = t == 0 ? VPD_ROUTING_UNIFORM_K_SUBSET : VPD_ROUTING_STATIC_PROBABILITY;
-    if (t == 1) {
-        TRY(vpd_config_require(r, "p"));
-        TRY(vpd_config_get_double(r, "p", 0.5, 0.0, 1.0, &lc->routing_p));
-    }
-    return VPD_OK;
-}
-
-/* one loss: `lm` is its mapping (classname already known) */
+/* one loss: `lm` is its mapping (classname already known); its own fields are read by its
+ * row of the loss table */
 static vpd_status read_loss(vpd_config *lm, vpd_loss_kind kind, vpd_loss_cfg *lc) {
     memset(lc, 0, sizeof *lc);
     lc->kind = kind;
     vpd_config_consume(lm, "classname");
     TRY(vpd_config_require(lm, "coeff"));
     TRY(vpd_config_get_double(lm, "coeff", 0, -1e30, 1e30, &lc->coeff));
-    switch (kind) {
-    case VPD_LOSS_IMPORTANCE_MINIMALITY:
-        if (vpd_config_has(lm, "pnorm_1") && !vpd_config_has(lm, "pnorm"))
-            TRY(vpd_config_get_double(lm, "pnorm_1", 1, 0, 1e6, &lc->pnorm));
-        else {
-            TRY(vpd_config_require(lm, "pnorm"));
-            TRY(vpd_config_get_double(lm, "pnorm", 1, 0, 1e6, &lc->pnorm));
-            vpd_config_consume(lm, "pnorm_1");
-        }
-        vpd_config_consume(lm, "pnorm_2");
-        if (!vpd_config_has(lm, "beta")) vpd_warn("ImportanceMinimalityLoss: beta not given, defaulting to 0.0 (as spd)");
-        TRY(vpd_config_get_double(lm, "beta", 0, 0, 1e30, &lc->beta));
-        TRY(vpd_config_get_double(lm, "eps", 1e-12, 0, 1e30, &lc->eps));
-        TRY(vpd_config_get_double(lm, "p_anneal_start_frac", 1.0, 0, 1, &lc->p_anneal_start_frac));
-        TRY(vpd_config_get_double(lm, "p_anneal_end_frac", 1.0, 0, 1, &lc->p_anneal_end_frac));
-        if (vpd_config_has(lm, "p_anneal_final_p") && !vpd_config_is_null(lm, "p_anneal_final_p")) {
-            lc->has_p_anneal_final_p = true;
-            TRY(vpd_config_get_double(lm, "p_anneal_final_p", 0, 0, 1e6, &lc->p_anneal_final_p));
-        }
-        if (lc->has_p_anneal_final_p && lc->p_anneal_end_frac < lc->p_anneal_start_frac)
-            return vpd_config_error(vpd_config_find(lm, "p_anneal_end_frac"),
-                                    "p_anneal_end_frac (%g) must be >= p_anneal_start_frac (%g)", lc->p_anneal_end_frac,
-                                    lc->p_anneal_start_frac);
-        break;
-    case VPD_LOSS_STOCHASTIC_RECON_SUBSET:
-    case VPD_LOSS_CI_MASKED_RECON_SUBSET:
-        TRY(read_routing(lm, lc));
-        break;
-    case VPD_LOSS_PGD_RECON:
-    case VPD_LOSS_PGD_RECON_SUBSET:
-    case VPD_LOSS_PGD_RECON_LAYERWISE: {
-        static const char *const inits[] = {"random", "ones", "zeroes", NULL};
-        static const char *const scopes[] = {"unique_per_datapoint", "shared_across_batch", NULL};
-        int v = 0;
-        TRY(vpd_config_require(lm, "init"));
-        TRY(vpd_config_get_enum(lm, "init", inits, 0, &v));
-        lc->pgd_init = (vpd_pgd_init)v;
-        TRY(vpd_config_require(lm, "step_size"));
-        TRY(vpd_config_get_double(lm, "step_size", 0.1, -1e30, 1e30, &lc->step_size));
-        TRY(vpd_config_require(lm, "n_steps"));
-        TRY(vpd_config_get_int(lm, "n_steps", 1, 0, 1000000, &lc->n_steps));
-        TRY(vpd_config_require(lm, "mask_scope"));
-        TRY(vpd_config_get_enum(lm, "mask_scope", scopes, 0, &v));
-        lc->mask_scope = (vpd_pgd_scope)v;
-        if (kind == VPD_LOSS_PGD_RECON_SUBSET) TRY(read_routing(lm, lc));
-        break;
-    }
-    case VPD_LOSS_PPGD_RECON:
-    case VPD_LOSS_PPGD_RECON_SUBSET: {
-        vpd_config *opt = vpd_config_find(lm, "optimizer");
-        if (!opt) return vpd_config_require(lm, "optimizer");
-        static const char *const opts[] = {"sign", "adam", NULL};
-        int t = 0;
-        TRY(vpd_config_require(opt, "type"));
-        TRY(vpd_config_get_enum(opt, "type", opts, 0, &t));
-        lc->ppgd_opt = (vpd_ppgd_optimizer)t;
-        TRY(vpd_schedule_from_config(opt, t == 0 ? "step_size" : "lr", &lc->ppgd_lr));
-        if (t == 1) {
-            TRY(vpd_config_get_double(opt, "beta1", 0.9, 0, 1, &lc->ppgd_beta1));
-            TRY(vpd_config_get_double(opt, "beta2", 0.999, 0, 1, &lc->ppgd_beta2));
-            TRY(vpd_config_get_double(opt, "eps", 1e-8, 0, 1, &lc->ppgd_eps));
-        }
-        /* scope: a mapping {type, n_sources} or (old configs) a bare string; old names migrate */
-        vpd_config *sc = vpd_config_find(lm, "scope");
-        if (!sc) return vpd_config_require(lm, "scope");
-        const char *type = NULL;
-        if (sc->kind == VPD_CONFIG_SCALAR) {
-            TRY(vpd_config_get_string(lm, "scope", NULL, &type));
-        } else {
-            TRY(vpd_config_require(sc, "type"));
-            TRY(vpd_config_get_string(sc, "type", NULL, &type));
-        }
-        if (!strcmp(type, "single_source") || !strcmp(type, "single_mask")) lc->ppgd_scope = VPD_PPGD_SINGLE_SOURCE;
-        else if (!strcmp(type, "broadcast_across_batch")) lc->ppgd_scope = VPD_PPGD_BROADCAST_ACROSS_BATCH;
-        else if (!strcmp(type, "repeat_across_batch") || !strcmp(type, "batch_invariant")) lc->ppgd_scope = VPD_PPGD_REPEAT_ACROSS_BATCH;
-        else if (!strcmp(type, "per_batch_per_position") || !strcmp(type, "per_batch") ||
-                 !strcmp(type, "unique_per_batch_per_token"))
-            lc->ppgd_scope = VPD_PPGD_PER_BATCH_PER_POSITION;
-        else
-            return vpd_config_error(sc, "unknown scope type '%s' (expected single_source, broadcast_across_batch, "
-                                        "repeat_across_batch or per_batch_per_position)", type);
-        if (lc->ppgd_scope == VPD_PPGD_REPEAT_ACROSS_BATCH) {
-            const char *key = vpd_config_has(sc, "n_sources") ? "n_sources" : "n_masks";
-            TRY(vpd_config_require(sc, key));
-            TRY(vpd_config_get_int(sc, key, 1, 1, 1 << 30, &lc->ppgd_n_sources));
-        }
-        TRY(vpd_config_get_bool(lm, "use_sigmoid_parameterization", false, &lc->ppgd_sigmoid));
-        TRY(vpd_config_get_int(lm, "n_warmup_steps", 0, 0, 1000000, &lc->ppgd_n_warmup_steps));
-        if (kind == VPD_LOSS_PPGD_RECON_SUBSET) TRY(read_routing(lm, lc));
-        break;
-    }
-    default: break;
-    }
-    return VPD_OK;
+    const vpd_loss_def *def = vpd_loss_def_of(kind);
+    return def->read_config ? def->read_config(lm, lc) : VPD_OK;
 }
 
 static vpd_status read_losses_list(vpd_config *seq, vpd_decomp_config *c) {

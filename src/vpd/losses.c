@@ -17,53 +17,22 @@
 #include <string.h>
 
 #include "vpd/decomp.h"
-
-static const char *const loss_names[VPD_LOSS_KIND_COUNT] = {
-    [VPD_LOSS_FAITHFULNESS] = "FaithfulnessLoss",
-    [VPD_LOSS_IMPORTANCE_MINIMALITY] = "ImportanceMinimalityLoss",
-    [VPD_LOSS_STOCHASTIC_RECON] = "StochasticReconLoss",
-    [VPD_LOSS_STOCHASTIC_RECON_LAYERWISE] = "StochasticReconLayerwiseLoss",
-    [VPD_LOSS_STOCHASTIC_RECON_SUBSET] = "StochasticReconSubsetLoss",
-    [VPD_LOSS_CI_MASKED_RECON] = "CIMaskedReconLoss",
-    [VPD_LOSS_CI_MASKED_RECON_SUBSET] = "CIMaskedReconSubsetLoss",
-    [VPD_LOSS_CI_MASKED_RECON_LAYERWISE] = "CIMaskedReconLayerwiseLoss",
-    [VPD_LOSS_UNMASKED_RECON] = "UnmaskedReconLoss",
-    [VPD_LOSS_STOCHASTIC_HIDDEN_ACTS_RECON] = "StochasticHiddenActsReconLoss",
-    [VPD_LOSS_PGD_RECON] = "PGDReconLoss",
-    [VPD_LOSS_PGD_RECON_SUBSET] = "PGDReconSubsetLoss",
-    [VPD_LOSS_PGD_RECON_LAYERWISE] = "PGDReconLayerwiseLoss",
-    [VPD_LOSS_PPGD_RECON] = "PersistentPGDReconLoss",
-    [VPD_LOSS_PPGD_RECON_SUBSET] = "PersistentPGDReconSubsetLoss",
-};
-
-const char *vpd_loss_classname(vpd_loss_kind k) { return (unsigned)k < VPD_LOSS_KIND_COUNT ? loss_names[k] : "?"; }
-
-vpd_status vpd_loss_kind_parse(const char *classname, vpd_loss_kind *out) {
-    for (int k = 0; k < VPD_LOSS_KIND_COUNT; k++)
-        if (!strcmp(classname, loss_names[k])) {
-            *out = (vpd_loss_kind)k;
-            return VPD_OK;
-        }
-    char list[1024] = "";
-    for (int k = 0; k < VPD_LOSS_KIND_COUNT; k++) {
-        strcat(list, k ? ", " : "");
-        strcat(list, loss_names[k]);
-    }
-    return vpd_error(VPD_ERR_CONFIG, "unknown loss classname '%s' (known: %s)", classname, list);
-}
+#include "vpd/loss_table.h"
 
 static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->N * (size_t)d->layers[k].c_off; }
 
 /* ---- faithfulness: Σ_l ‖Δ_l‖²_F / Σ_l numel(W_l) ----------------------------------------- */
-static double faithfulness(vpd_decomp *d, double coeff, bool backward) {
+double vpd_loss_faithfulness_eval(vpd_decomp *d, int index, double dscale, bool backward) {
+    (void)index;
+    (void)backward; /* dscale 0: value only */
     double sum = 0, numel = 0;
     for (int k = 0; k < d->L; k++) {
         sum += vpd_faithfulness_forward(&d->layers[k].comp);
         numel += (double)d->layers[k].numel_W;
     }
-    if (backward && coeff != 0)
+    if (dscale != 0)
         for (int k = 0; k < d->L; k++)
-            vpd_faithfulness_backward(d->layers[k].dV, d->layers[k].dU, &d->layers[k].comp, (real)(coeff / numel));
+            vpd_faithfulness_backward(d->layers[k].dV, d->layers[k].dU, &d->layers[k].comp, (real)(dscale / numel));
     return sum / numel;
 }
 
@@ -76,7 +45,9 @@ double vpd_im_annealed_p(const vpd_loss_cfg *lc, double frac) {
     return lc->pnorm + (lc->p_anneal_final_p - lc->pnorm) * t;
 }
 
-static double importance_minimality(vpd_decomp *d, const vpd_loss_cfg *lc, bool backward) {
+double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dscale, bool backward) {
+    (void)backward; /* dscale 0: value only */
+    const vpd_loss_cfg *lc = &d->cfg->losses[index];
     const int N = d->N;
     const double p = vpd_im_annealed_p(lc, d->cfg->steps > 0 ? (double)d->step / d->cfg->steps : 0.0);
     const double eps = lc->eps, beta = lc->beta;
@@ -100,10 +71,10 @@ static double importance_minimality(vpd_decomp *d, const vpd_loss_cfg *lc, bool 
     const double Ng = (double)N * d->dp_size;
     double loss = 0;
     for (int j = 0; j < d->C_sum; j++) loss += S[j] / Ng + beta * (S[j] / Ng) * log2(1.0 + S[j]);
-    if (backward && lc->coeff != 0) {
+    if (dscale != 0) {
         /* ∂loss/∂g = p(g+eps)^(p−1)·[1/Ng + (β/Ng)·log2(1+S_c) + β·(S_c/Ng)/((1+S_c)·ln 2)];
          * × dp_size because the trainer averages gradients over the replicas */
-        const double scale = lc->coeff * d->dp_size;
+        const double scale = dscale * d->dp_size;
         for (int k = 0; k < d->L; k++) {
             const int C = d->layers[k].C;
             const real *g = blk(d, d->g_upper, k);
@@ -125,61 +96,57 @@ static double importance_minimality(vpd_decomp *d, const vpd_loss_cfg *lc, bool 
 }
 
 /* ---- the reconstruction family --------------------------------------------------------------- */
-typedef vpd_mask_source mask_source;
-
-/* One masked pass with masks built from `ms` for the layers in `replaced` (NULL = all),
- * optional routing [L, N] (NULL = none). Backward of dscale·D: dU, dV when param_grads,
- * ∂/∂g into dg_lower, and ∂/∂r into d->dsrc / d->dsrcdelta (zeroed here) when want_dsrc. */
-double vpd_recon_pass(vpd_decomp *d, vpd_mask_source ms_kind, const bool *replaced, const uint8_t *route, double dscale,
-                      bool param_grads, bool want_dsrc, bool hidden_acts, double *numel_out) {
-    const mask_source ms = (mask_source)ms_kind;
+/* One masked pass (decomp.h vpd_pass_spec): masks from ps->masks for the replaced layers,
+ * the masked forward and the backward of dscale·D into dU, dV, dg_lower and dsrc. */
+double vpd_recon_pass(vpd_decomp *d, const vpd_pass_spec *ps) {
+    const vpd_mask_source ms = ps->masks;
     const int N = d->N, L = d->L;
-    const bool delta = d->cfg->use_delta_component && ms == SRC_SOURCES;
+    const bool delta = d->cfg->use_delta_component && ms == VPD_MASKS_SOURCES;
     vpd_pass_layer spec[VPD_MAX_MODULE_PATTERNS * 4] = {{0}};
     VPD_ASSERT(L <= (int)(sizeof spec / sizeof spec[0]), "too many layers");
-    const bool bwd = dscale != 0;
+    const bool bwd = ps->dscale != 0;
     for (int k = 0; k < L; k++) {
         vpd_pass_layer *sp = &spec[k];
         memset(sp, 0, sizeof *sp);
-        sp->replaced = replaced ? replaced[k] : true;
+        sp->replaced = ps->replaced ? ps->replaced[k] : true;
         if (!sp->replaced) continue;
         size_t nk = (size_t)N * d->layers[k].C;
         real *g = blk(d, d->g_lower, k);
-        if (ms == SRC_SOURCES) {
+        if (ms == VPD_MASKS_SOURCES) {
             real *m = blk(d, d->mask, k);
             vpd_mask_forward(m, g, blk(d, d->src, k), nk);
             sp->m = m;
-        } else if (ms == SRC_CI) {
+        } else if (ms == VPD_MASKS_CI) {
             sp->m = g;
         }
         if (delta) sp->mdelta = d->srcdelta + (size_t)k * N;
-        sp->route = route ? route + (size_t)k * N : NULL;
-        if (bwd && ms != SRC_UNMASKED) {
+        sp->route = ps->route ? ps->route + (size_t)k * N : NULL;
+        if (bwd && ms != VPD_MASKS_NONE) {
             sp->dm = blk(d, d->dmask, k);
             memset(sp->dm, 0, sizeof(real) * nk);
         }
-        if (bwd && delta && want_dsrc) {
+        if (bwd && delta && ps->grad_sources) {
             sp->dmdelta = d->dsrcdelta + (size_t)k * N;
             memset(sp->dmdelta, 0, sizeof(real) * (size_t)N);
         }
     }
-    vpd_pass_opts opts = {dscale, param_grads, hidden_acts};
-    double D = vpd_masked_pass(d, spec, &opts, numel_out);
+    vpd_pass_opts opts = {ps->dscale, ps->param_grads, ps->hidden_acts};
+    double D = vpd_masked_pass(d, spec, &opts, ps->numel_out);
     if (!bwd) return D;
     for (int k = 0; k < L; k++) {
-        if (!spec[k].replaced || ms == SRC_UNMASKED) continue;
+        if (!spec[k].replaced || ms == VPD_MASKS_NONE) continue;
         size_t nk = (size_t)N * d->layers[k].C;
         real *dg = blk(d, d->dg_lower, k);
-        if (ms == SRC_CI) {
+        if (ms == VPD_MASKS_CI) {
             vpd_axpy(nk, 1, spec[k].dm, dg);
         } else {
             real *dr = NULL;
-            if (want_dsrc) {
+            if (ps->grad_sources) {
                 dr = blk(d, d->dsrc, k);
                 memset(dr, 0, sizeof(real) * nk);
             }
             /* the gradient into g trains the CI function only when the loss is scaled in */
-            vpd_mask_backward(param_grads ? dg : NULL, dr, spec[k].dm, blk(d, d->g_lower, k), blk(d, d->src, k), nk);
+            vpd_mask_backward(ps->param_grads ? dg : NULL, dr, spec[k].dm, blk(d, d->g_lower, k), blk(d, d->src, k), nk);
         }
     }
     return D;
@@ -215,38 +182,34 @@ static void draw_routing(vpd_decomp *d, int index, int draw, uint32_t sample) {
     VPD_ASSERT(s == VPD_OK, "routing draw: %s", vpd_last_error()); /* checked when the config was read */
 }
 
-/* stochastic / CI-masked / unmasked / hidden-acts, over all layers, layerwise or routed */
-static double recon_family(vpd_decomp *d, int index, bool backward) {
-    const vpd_loss_cfg *lc = &d->cfg->losses[index];
+/* stochastic / CI-masked / unmasked / hidden-acts, over all layers, layerwise or routed: the
+ * variant is the loss's row (masks, layerwise, needs routing / hidden acts) */
+double vpd_loss_recon_eval(vpd_decomp *d, int index, double dscale, bool backward) {
+    (void)backward; /* dscale 0: value only */
+    const vpd_loss_def *def = vpd_loss_def_of(d->cfg->losses[index].kind);
     const int L = d->L;
-    mask_source ms = SRC_SOURCES;
-    bool layerwise = false, subset = false, hidden = false;
-    int samples = d->cfg->n_mask_samples;
-    switch (lc->kind) {
-    case VPD_LOSS_STOCHASTIC_RECON: break;
-    case VPD_LOSS_STOCHASTIC_RECON_LAYERWISE: layerwise = true; break;
-    case VPD_LOSS_STOCHASTIC_RECON_SUBSET: subset = true; break;
-    case VPD_LOSS_STOCHASTIC_HIDDEN_ACTS_RECON: hidden = true; break;
-    case VPD_LOSS_CI_MASKED_RECON: ms = SRC_CI; samples = 1; break;
-    case VPD_LOSS_CI_MASKED_RECON_SUBSET: ms = SRC_CI; samples = 1; subset = true; break;
-    case VPD_LOSS_CI_MASKED_RECON_LAYERWISE: ms = SRC_CI; samples = 1; layerwise = true; break;
-    case VPD_LOSS_UNMASKED_RECON: ms = SRC_UNMASKED; samples = 1; break;
-    default: VPD_ASSERT(0, "not a reconstruction loss: %d", (int)lc->kind);
-    }
+    const vpd_mask_source ms = def->masks;
+    const bool layerwise = def->layerwise, subset = def->needs & VPD_LOSS_NEEDS_ROUTING,
+               hidden = def->needs & VPD_LOSS_NEEDS_HIDDEN_ACTS;
+    const int samples = def->needs & VPD_LOSS_NEEDS_MASK_SAMPLES ? d->cfg->n_mask_samples : 1;
     const int passes_per_sample = layerwise ? L : 1;
     double hidden_numel = 0;
     if (hidden) /* pooled over samples and layers: Σ ‖·‖² / Σ numel */
         for (int k = 0; k < L; k++) hidden_numel += (double)d->N * d->layers[k].d_out;
     const double denom = hidden ? hidden_numel * samples : (double)samples * passes_per_sample;
-    const double dscale = backward ? lc->coeff / denom : 0.0;
     double total = 0;
     bool replaced[VPD_MAX_MODULE_PATTERNS * 4];
     for (int s = 0; s < samples; s++) {
-        if (ms == SRC_SOURCES) draw_stochastic(d, index, s);
+        if (ms == VPD_MASKS_SOURCES) draw_stochastic(d, index, s);
         if (subset) draw_routing(d, index, s, vpd_loss_sample(index, 2 * s + 1));
         for (int p = 0; p < passes_per_sample; p++) {
             for (int k = 0; k < L; k++) replaced[k] = !layerwise || k == p;
-            total += vpd_recon_pass(d, ms, replaced, subset ? d->route : NULL, dscale, true, false, hidden, NULL);
+            total += vpd_recon_pass(d, &(vpd_pass_spec){.masks = ms,
+                                                        .replaced = replaced,
+                                                        .route = subset ? d->route : NULL,
+                                                        .dscale = dscale / denom,
+                                                        .param_grads = true,
+                                                        .hidden_acts = hidden});
         }
     }
     return total / denom;
@@ -291,9 +254,9 @@ static void pgd_expand_shared(vpd_decomp *d, int k, const real *r_shared) {
 static inline real sgn(real x) { return (real)((x > 0) - (x < 0)); }
 
 /* PGD over the layers in `replaced`: n_steps of sign ascent on the sources, then the loss at
- * the final sources with the parameter backward (coeff·dscale). Returns D. */
+ * the final sources with the parameter backward seeded by dscale (0: value only). Returns D. */
 static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint8_t *route, double dscale,
-                      bool backward, int restart, uint32_t sample) {
+                      int restart, uint32_t sample) {
     const vpd_loss_cfg *lc = &d->cfg->losses[index];
     const int N = d->N, L = d->L;
     const bool delta = d->cfg->use_delta_component;
@@ -314,7 +277,8 @@ static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint
         if (shared) pgd_expand_shared(d, k, SH(k));
     }
     for (int it = 0; it < lc->n_steps; it++) {
-        vpd_recon_pass(d, SRC_SOURCES, replaced, route, 1.0, false, true, false, NULL);
+        vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES, .replaced = replaced, .route = route,
+                                           .dscale = 1.0, .grad_sources = true});
         if (shared) {
             memset(shared_grad, 0, sizeof(real) * n_shared);
             for (int k = 0; k < L; k++) {
@@ -363,39 +327,33 @@ static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint
 #undef SHG
     free(shared_src);
     free(shared_grad);
-    return vpd_recon_pass(d, SRC_SOURCES, replaced, route, backward ? dscale : 0.0, true, false, false, NULL);
+    return vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES, .replaced = replaced, .route = route,
+                                              .dscale = dscale, .param_grads = true});
 }
 
-static double pgd_family(vpd_decomp *d, int index, bool backward) {
-    const vpd_loss_cfg *lc = &d->cfg->losses[index];
+double vpd_loss_pgd_eval(vpd_decomp *d, int index, double dscale, bool backward) {
+    (void)backward; /* dscale 0: value only */
+    const vpd_loss_def *def = vpd_loss_def_of(d->cfg->losses[index].kind);
     const int L = d->L;
-    if (lc->kind == VPD_LOSS_PGD_RECON_LAYERWISE) {
+    if (def->layerwise) {
         bool replaced[VPD_MAX_MODULE_PATTERNS * 4];
         double total = 0;
         for (int p = 0; p < L; p++) {
             for (int k = 0; k < L; k++) replaced[k] = k == p;
-            total += pgd_run(d, index, replaced, NULL, lc->coeff / L, backward, p, vpd_loss_sample(index, p));
+            total += pgd_run(d, index, replaced, NULL, dscale / L, p, vpd_loss_sample(index, p));
         }
         return total / L;
     }
     const uint8_t *route = NULL;
-    if (lc->kind == VPD_LOSS_PGD_RECON_SUBSET) {
+    if (def->needs & VPD_LOSS_NEEDS_ROUTING) {
         draw_routing(d, index, 0, vpd_loss_sample(index, 1023)); /* once per call, held fixed */
         route = d->route;
     }
-    return pgd_run(d, index, NULL, route, lc->coeff, backward, 0, vpd_loss_sample(index, 0));
+    return pgd_run(d, index, NULL, route, dscale, 0, vpd_loss_sample(index, 0));
 }
 
+/* the dispatcher: the loss's row, the coefficient passed once as the gradient seed */
 double vpd_loss_evaluate(vpd_decomp *d, int index, bool backward) {
     const vpd_loss_cfg *lc = &d->cfg->losses[index];
-    switch (lc->kind) {
-    case VPD_LOSS_FAITHFULNESS: return faithfulness(d, lc->coeff, backward);
-    case VPD_LOSS_IMPORTANCE_MINIMALITY: return importance_minimality(d, lc, backward);
-    case VPD_LOSS_PGD_RECON:
-    case VPD_LOSS_PGD_RECON_SUBSET:
-    case VPD_LOSS_PGD_RECON_LAYERWISE: return pgd_family(d, index, backward);
-    case VPD_LOSS_PPGD_RECON:
-    case VPD_LOSS_PPGD_RECON_SUBSET: return vpd_ppgd_loss(d, d->ppgd[index], index, backward);
-    default: return recon_family(d, index, backward);
-    }
+    return vpd_loss_def_of(lc->kind)->evaluate(d, index, backward ? lc->coeff : 0.0, backward);
 }

@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "vpd/decomp.h"
+#include "vpd/loss_table.h"
 #include "vpd/io.h"
 #include "vpd/parity.h"
 
@@ -195,7 +196,7 @@ static vpd_status fx_pgd_init(void *ctx, vpd_decomp *d, int loss, int restart, r
     char path[600];
     int64_t shape[3];
     for (int k = 0; k < d->L; k++) {
-        if (lc->kind == VPD_LOSS_PGD_RECON_LAYERWISE && k != restart) continue;
+        if (vpd_loss_def_of(lc->kind)->layerwise && k != restart) continue;
         const int C = d->layers[k].C, Cs = C + (delta ? 1 : 0);
         snprintf(path, sizeof path, "losses/%s/pgd_init/%s", P->loss_name[loss], d->layers[k].name);
         if (lc->mask_scope == VPD_SCOPE_SHARED_ACROSS_BATCH) {
@@ -247,35 +248,26 @@ static vpd_status load_ppgd(parity_ctx *P, int i) {
     return VPD_OK;
 }
 
-/* every draw loss i will ask for, read once now so that errors are user errors */
+/* every draw loss i will ask for (its row's needs), read once now so that errors are user errors */
 static vpd_status validate_draws(parity_ctx *P, int i) {
     vpd_decomp *d = P->d;
-    const vpd_loss_cfg *lc = &P->cfg.losses[i];
+    const vpd_loss_def *def = vpd_loss_def_of(P->cfg.losses[i].kind);
     real shared[4096];
     real *sh = (size_t)d->C_sum + (size_t)d->L <= sizeof shared / sizeof shared[0] ? shared : NULL;
-    switch (lc->kind) {
-    case VPD_LOSS_STOCHASTIC_RECON:
-    case VPD_LOSS_STOCHASTIC_RECON_LAYERWISE:
-    case VPD_LOSS_STOCHASTIC_HIDDEN_ACTS_RECON:
-    case VPD_LOSS_STOCHASTIC_RECON_SUBSET:
+    if (def->needs & VPD_LOSS_NEEDS_MASK_SAMPLES) {
         for (int s = 0; s < P->cfg.n_mask_samples; s++) {
             VPD_TRY(fx_stochastic(P, d, i, s));
-            if (lc->kind == VPD_LOSS_STOCHASTIC_RECON_SUBSET) VPD_TRY(fx_routing(P, d, i, s));
+            if (def->needs & VPD_LOSS_NEEDS_ROUTING) VPD_TRY(fx_routing(P, d, i, s));
         }
-        return VPD_OK;
-    case VPD_LOSS_CI_MASKED_RECON_SUBSET: return fx_routing(P, d, i, 0);
-    case VPD_LOSS_PGD_RECON:
-    case VPD_LOSS_PGD_RECON_SUBSET:
-    case VPD_LOSS_PGD_RECON_LAYERWISE:
-        if (!sh) return vpd_error(VPD_ERR_SHAPE, "%s: too many subcomponents for a shared PGD source", P->path);
-        if (lc->kind == VPD_LOSS_PGD_RECON_SUBSET) VPD_TRY(fx_routing(P, d, i, 0));
-        for (int r = 0; r < (lc->kind == VPD_LOSS_PGD_RECON_LAYERWISE ? d->L : 1); r++)
-            VPD_TRY(fx_pgd_init(P, d, i, r, sh));
-        return VPD_OK;
-    case VPD_LOSS_PPGD_RECON_SUBSET: VPD_TRY(fx_routing(P, d, i, 0)); /* fall through */
-    case VPD_LOSS_PPGD_RECON: return load_ppgd(P, i);
-    default: return VPD_OK;
+    } else if (def->needs & VPD_LOSS_NEEDS_ROUTING) {
+        VPD_TRY(fx_routing(P, d, i, 0));
     }
+    if (def->needs & VPD_LOSS_NEEDS_PGD_INIT) {
+        if (!sh) return vpd_error(VPD_ERR_SHAPE, "%s: too many subcomponents for a shared PGD source", P->path);
+        for (int r = 0; r < (def->layerwise ? d->L : 1); r++) VPD_TRY(fx_pgd_init(P, d, i, r, sh));
+    }
+    if (def->persistent) VPD_TRY(load_ppgd(P, i));
+    return VPD_OK;
 }
 
 /* ---- loading ------------------------------------------------------------------------------ */
@@ -386,8 +378,8 @@ static vpd_status read_losses(parity_ctx *P) {
         if (s != VPD_OK) return vpd_error_context(s, "%s: %s@classname", P->path, obj);
         VPD_TRY(attr_double(P, obj, "coeff", 1.0, &lc->coeff));
         int v = 0;
-        switch (lc->kind) {
-        case VPD_LOSS_IMPORTANCE_MINIMALITY:
+        const unsigned fields = vpd_loss_def_of(lc->kind)->fields; /* the row's field groups, as attributes */
+        if (fields & VPD_LOSS_FIELDS_IM) {
             if (!vpd_h5_has_attr(&P->f, obj, "pnorm"))
                 return vpd_error(VPD_ERR_FORMAT, "%s: attribute 'pnorm' of '%s' not found", P->path, obj);
             VPD_TRY(attr_double(P, obj, "pnorm", 1, &lc->pnorm));
@@ -397,10 +389,8 @@ static vpd_status read_losses(parity_ctx *P) {
             VPD_TRY(attr_double(P, obj, "p_anneal_end_frac", 1, &lc->p_anneal_end_frac));
             lc->has_p_anneal_final_p = vpd_h5_has_attr(&P->f, obj, "p_anneal_final_p");
             VPD_TRY(attr_double(P, obj, "p_anneal_final_p", 0, &lc->p_anneal_final_p));
-            break;
-        case VPD_LOSS_PGD_RECON:
-        case VPD_LOSS_PGD_RECON_SUBSET:
-        case VPD_LOSS_PGD_RECON_LAYERWISE: {
+        }
+        if (fields & VPD_LOSS_FIELDS_PGD) {
             static const char *const scopes[] = {"unique_per_datapoint", "shared_across_batch", NULL};
             int64_t n = 0;
             VPD_TRY(attr_enum(P, obj, "mask_scope", scopes, 0, &v));
@@ -409,10 +399,8 @@ static vpd_status read_losses(parity_ctx *P) {
             lc->n_steps = (int)n;
             VPD_TRY(attr_double(P, obj, "step_size", 0.1, &lc->step_size));
             lc->pgd_init = VPD_PGD_INIT_RANDOM; /* the initial sources always come from the file */
-            break;
         }
-        case VPD_LOSS_PPGD_RECON:
-        case VPD_LOSS_PPGD_RECON_SUBSET: {
+        if (fields & VPD_LOSS_FIELDS_PPGD) {
             static const char *const scopes[] = {"single_source", "broadcast_across_batch", "repeat_across_batch",
                                                  "per_batch_per_position", NULL};
             int64_t n = 1, sig = 0;
@@ -423,9 +411,6 @@ static vpd_status read_losses(parity_ctx *P) {
             VPD_TRY(attr_int(P, obj, "use_sigmoid_parameterization", 0, 0, 1, &sig));
             lc->ppgd_sigmoid = sig != 0;
             lc->ppgd_lr = vpd_schedule_constant(0.0);
-            break;
-        }
-        default: break;
         }
         /* routing draws come from the file; the kind only has to be valid */
         lc->routing = VPD_ROUTING_UNIFORM_K_SUBSET;
@@ -683,7 +668,7 @@ static vpd_status evaluate(parity_ctx *P, const vpd_parity_opts *o) {
     for (int i = 0; i < P->n_loss && s == VPD_OK; i++) {
         const vpd_loss_cfg *lc = &P->cfg.losses[i];
         vpd_decomp_zero_grads(d, false);
-        if (lc->kind == VPD_LOSS_PPGD_RECON || lc->kind == VPD_LOSS_PPGD_RECON_SUBSET) s = load_ppgd(P, i);
+        if (vpd_loss_def_of(lc->kind)->persistent) s = load_ppgd(P, i);
         if (s != VPD_OK) break;
         double v = vpd_loss_evaluate(d, i, o->grad);
         if (!isfinite(v)) {

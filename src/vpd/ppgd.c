@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "vpd/decomp.h"
+#include "vpd/loss_table.h"
 
 struct vpd_ppgd_state {
     int loss_index;
@@ -181,7 +182,7 @@ static void gather_grad(vpd_ppgd_state *p, vpd_decomp *d, double inv_scale) {
 
 /* routing of PPGD forward `draw` (0: the loss, 1 + w: warmup step w) */
 static const uint8_t *route_for(vpd_decomp *d, const vpd_loss_cfg *lc, int loss_index, int draw) {
-    if (lc->kind != VPD_LOSS_PPGD_RECON_SUBSET) return NULL;
+    if (!(vpd_loss_def_of(lc->kind)->needs & VPD_LOSS_NEEDS_ROUTING)) return NULL;
     if (d->fixed) {
         vpd_status s = d->fixed->routing(d->fixed->ctx, d, loss_index, draw);
         VPD_ASSERT(s == VPD_OK, "fixed draws: %s", vpd_last_error());
@@ -219,19 +220,28 @@ void vpd_ppgd_warmup(vpd_decomp *d, vpd_ppgd_state *p, int loss_index) {
     for (int w = 0; w < p->lc->ppgd_n_warmup_steps; w++) {
         expand(p, d);
         const uint8_t *route = route_for(d, p->lc, loss_index, 1 + w);
-        vpd_recon_pass(d, SRC_SOURCES, NULL, route, 1.0, false, true, false, NULL);
+        vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES, .route = route, .dscale = 1.0, .grad_sources = true});
         gather_grad(p, d, 1.0);
         vpd_ppgd_step(d, p);
     }
 }
 
-double vpd_ppgd_loss(vpd_decomp *d, vpd_ppgd_state *p, int loss_index, bool backward) {
-    const double coeff = p->lc->coeff;
+double vpd_ppgd_loss(vpd_decomp *d, vpd_ppgd_state *p, int loss_index, double dscale, bool backward) {
     expand(p, d);
     const uint8_t *route = route_for(d, p->lc, loss_index, 0);
-    /* one backward serves both: the parameters get coeff·∂D, the sources ∂D (divide back) */
-    double dscale = backward ? (coeff != 0 ? coeff : 1.0) : 0.0;
-    double D = vpd_recon_pass(d, SRC_SOURCES, NULL, route, dscale, backward && coeff != 0, backward, false, NULL);
-    if (backward) gather_grad(p, d, 1.0 / dscale);
+    /* one backward serves both: the parameters get dscale·∂D, the sources ∂D (divide back);
+     * with dscale 0 the pass is seeded by 1 for the sources alone */
+    const double seed = backward ? (dscale != 0 ? dscale : 1.0) : 0.0;
+    double D = vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES,
+                                                  .route = route,
+                                                  .dscale = seed,
+                                                  .param_grads = backward && dscale != 0,
+                                                  .grad_sources = backward});
+    if (backward) gather_grad(p, d, 1.0 / seed);
     return D;
+}
+
+/* the row's evaluate: the loss's persistent state is d->ppgd[index] */
+double vpd_loss_ppgd_eval(vpd_decomp *d, int index, double dscale, bool backward) {
+    return vpd_ppgd_loss(d, d->ppgd[index], index, dscale, backward);
 }

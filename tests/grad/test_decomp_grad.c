@@ -143,7 +143,7 @@ static void check_decomp(const char *label, vpd_model *m, vpd_decomp_config *cfg
 typedef struct { vpd_decomp *d; } pctx;
 static double f_pass(void *c) {
     vpd_decomp *d = ((pctx *)c)->d;
-    return vpd_recon_pass(d, SRC_SOURCES, NULL, NULL, 0.0, false, false, false, NULL);
+    return vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES, .dscale = 0.0});
 }
 
 static void check_pgd_source_grad(vpd_model *m, vpd_decomp_config *cfg, int B) {
@@ -160,7 +160,7 @@ static void check_pgd_source_grad(vpd_model *m, vpd_decomp_config *cfg, int B) {
     size_t nsrc = (size_t)d->N * d->C_sum, nd = (size_t)d->L * d->N;
     for (size_t i = 0; i < nsrc; i++) d->src[i] = (real)(0.1 + 0.8 * ((double)((i * 13) % 29) / 29.0));
     for (size_t i = 0; i < nd; i++) d->srcdelta[i] = (real)(0.2 + 0.6 * ((double)((i * 7) % 11) / 11.0));
-    vpd_recon_pass(d, SRC_SOURCES, NULL, NULL, 1.0, false, true, false, NULL);
+    vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES, .dscale = 1.0, .grad_sources = true});
     real *gs = malloc(sizeof(real) * nsrc), *gd = malloc(sizeof(real) * nd);
     memcpy(gs, d->dsrc, sizeof(real) * nsrc);
     memcpy(gd, d->dsrcdelta, sizeof(real) * nd);
