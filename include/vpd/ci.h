@@ -171,6 +171,7 @@ typedef struct {
      * transformer reads it; 1 (every row its own sequence) by default. */
     int S;
     struct vpd_ci_tf *tf; /* global_shared_transformer state (ci_transformer.c), else NULL */
+    const struct vpd_ci_ops *ops; /* the row of its type in the ops table (below) */
 } vpd_ci_fn;
 
 /* Create a CI function over L layers. For global kinds the layers must be given in the
@@ -242,6 +243,52 @@ vpd_status vpd_ci_create_transformer(vpd_ci_fn **out, const vpd_ci_layer_spec *l
  * with S; an existing reservation is resized). VPD_ERR_SHAPE if S < 1 or, for the
  * transformer, S > attn_config.max_len. Kinds other than the transformer ignore S. */
 vpd_status vpd_ci_set_seq_len(vpd_ci_fn *ci, int S);
+
+/* ---- the ops table ------------------------------------------------------------------
+ * One row per vpd_ci_type (ci_fn.c), as vpd_model_ops for the models: what the kind is and
+ * the functions that create, initialise and run it. The generic entry points
+ * (vpd_ci_create_from, vpd_ci_init, vpd_ci_forward, vpd_ci_backward, vpd_ci_set_seq_len,
+ * vpd_ci_reserve) check their arguments once and call the row; nothing else looks at the
+ * type. Adding a CI kind: a vpd_ci_type value, its kernels, one row. */
+typedef struct {
+    const int *hidden;                         /* ci_config.hidden_dims (the MLP kinds) */
+    int n_hidden;
+    const vpd_ci_transformer_cfg *transformer; /* simple_transformer_ci_cfg (the transformer) */
+} vpd_ci_args;
+
+typedef struct vpd_ci_ops {
+    vpd_ci_type type;
+    const char *name;    /* ci_config.fn_type */
+    bool global;         /* one network over all layers, inputs concatenated in strcmp order */
+    bool component_acts; /* a layer's input is its component activations a = x V (mlp) */
+    bool parallel;       /* one network per component (spd ParallelLinear: W [C, in, out]) */
+    /* build the tensor table (spd names, flat offsets), params, grads and the workspace
+     * layout; errors name the config key to change */
+    vpd_status (*create)(vpd_ci_fn **out, const struct vpd_ci_ops *ops, const vpd_ci_layer_spec *layers, int L,
+                         const vpd_ci_args *args);
+    void (*init)(vpd_ci_fn *ci, uint64_t seed);
+    vpd_status (*forward)(vpd_ci_fn *ci, real *const *z, const real *const *in, int N);
+    void (*backward)(vpd_ci_fn *ci, real *const *din, const real *const *dz, const real *const *in, int N);
+    /* rows are B sequences of S positions; NULL: the kind ignores S (no workspace change) */
+    vpd_status (*set_seq_len)(vpd_ci_fn *ci, int S);
+} vpd_ci_ops;
+
+/* the row of a type, or NULL when out of range */
+const vpd_ci_ops *vpd_ci_ops_of(vpd_ci_type t);
+/* Create any kind from its arguments (the row's create): what decompositions call. */
+vpd_status vpd_ci_create_from(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_spec *layers, int L,
+                              const vpd_ci_args *args);
+
+/* ---- L0 and alive: the one counting rule -------------------------------------------------
+ * Shared by the trainer's step metrics, the summary and eval (ci_stats.c). g is one layer's
+ * block [N, C] (row-major).
+ *   vpd_ci_count_l0: *count += #{(n, c) : g[n, c] > threshold} (L0 = count / rows)
+ *   vpd_ci_sum_g:    gsum[c] += Σ_n g[n, c] (mean g = gsum / rows)
+ *   vpd_ci_count_alive: #{c : mean_g[c] > VPD_CI_ALIVE_MEAN_G}; alive[c] set when non-NULL */
+#define VPD_CI_ALIVE_MEAN_G 1e-6
+void vpd_ci_count_l0(const real *g, size_t N, int C, double threshold, double *count);
+void vpd_ci_sum_g(const real *g, size_t N, int C, double *gsum);
+int vpd_ci_count_alive(const double *mean_g, int C, bool *alive);
 
 /* Views of one named tensor in params / grads. */
 vpd_tensor vpd_ci_param_view(const vpd_ci_fn *ci, int i);

@@ -128,12 +128,14 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
         for (int k = 0; k < L; k++) {
             const int C = d->layers[k].C;
             const real *g = blk(d, d->g_lower, k);
+            /* L0, L0 above the threshold and Σ g: ci.h's counting rule (shared with the trainer
+             * and the summary); the per-component density and the histogram are eval's own */
+            vpd_ci_count_l0(g, (size_t)N, C, 0.0, &res->l0[k]);
+            vpd_ci_count_l0(g, (size_t)N, C, res->threshold, &res->l0_thr[k]);
+            vpd_ci_sum_g(g, (size_t)N, C, res->mean_g + d->layers[k].c_off);
             for (int n = 0; n < N; n++)
                 for (int c = 0; c < C; c++) {
                     double v = g[(size_t)n * C + c];
-                    res->l0[k] += v > 0;
-                    res->l0_thr[k] += v > res->threshold;
-                    res->mean_g[d->layers[k].c_off + c] += v;
                     res->density[d->layers[k].c_off + c] += v > res->threshold;
                     int bin = (int)(v * VPD_EVAL_HIST_BINS);
                     bin = bin < 0 ? 0 : bin >= VPD_EVAL_HIST_BINS ? VPD_EVAL_HIST_BINS - 1 : bin;
@@ -204,14 +206,11 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
         int b = block_of(res, d->layers[k].name);
         res->block_l0[b] += res->l0[k];
         for (int c = 0; c < d->layers[k].C; c++) {
-            double *mg = &res->mean_g[d->layers[k].c_off + c];
-            *mg /= rows;
+            res->mean_g[d->layers[k].c_off + c] /= rows;
             res->density[d->layers[k].c_off + c] /= rows;
-            if (*mg > 1e-6) {
-                res->alive[k]++;
-                res->block_alive[b]++;
-            }
         }
+        res->alive[k] = vpd_ci_count_alive(res->mean_g + d->layers[k].c_off, d->layers[k].C, NULL);
+        res->block_alive[b] += res->alive[k];
     }
     res->compute_recovered = r->trainer.lm ? compute_recovered(r, res->table[1].ce) : -1;
     return VPD_OK;

@@ -1,8 +1,9 @@
 /* The common part of the CI functions (VPD_METHOD.md §2): fn_type names, creation and
  * validation of the layer list, the table of spd-named parameter tensors laid out in
  * one flat block (and a gradient block of the same layout), the deterministic Philox
- * init, the activation workspace, and dispatch of forward/backward to the layerwise
- * (ci_layerwise.c) or global (ci_global.c) kernels. */
+ * init, the activation workspace, and the ops table (ci.h vpd_ci_ops): one row per type
+ * naming its create / init / forward / backward / set_seq_len — the layerwise kernels
+ * (ci_layerwise.c), the dense network (ci_global.c) or the transformer (ci_transformer.c). */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -10,34 +11,40 @@
 #include "vpd/ci.h"
 #include "vpd/ci_internal.h"
 
-static const char *const ci_type_names[] = {
-    "mlp", "vector_mlp", "shared_mlp", "global_shared_mlp", "global_shared_transformer",
-    "global_reverse_residual",
-};
-#define CI_N_TYPES ((int)(sizeof ci_type_names / sizeof ci_type_names[0]))
+#define CI_N_TYPES ((int)VPD_CI_GLOBAL_REVERSE_RESIDUAL + 1)
+static const vpd_ci_ops ci_ops[CI_N_TYPES]; /* the table, at the end of this file */
+
+const vpd_ci_ops *vpd_ci_ops_of(vpd_ci_type t) { return (int)t >= 0 && (int)t < CI_N_TYPES ? &ci_ops[t] : NULL; }
 
 vpd_status vpd_ci_type_parse(const char *fn_type, vpd_ci_type *out) {
     for (int i = 0; fn_type && i < CI_N_TYPES; i++)
-        if (strcmp(fn_type, ci_type_names[i]) == 0) {
+        if (strcmp(fn_type, ci_ops[i].name) == 0) {
             *out = (vpd_ci_type)i;
             return VPD_OK;
         }
-    return vpd_error(VPD_ERR_CONFIG,
-                     "ci_config.fn_type: unknown value '%s'; expected one of mlp, vector_mlp, "
-                     "shared_mlp, global_shared_mlp, global_shared_transformer, global_reverse_residual",
-                     fn_type ? fn_type : "(null)");
+    char list[256] = "";
+    for (int i = 0; i < CI_N_TYPES; i++) {
+        strcat(list, i == 0 ? "" : ", ");
+        strcat(list, ci_ops[i].name);
+    }
+    return vpd_error(VPD_ERR_CONFIG, "ci_config.fn_type: unknown value '%s'; expected one of %s",
+                     fn_type ? fn_type : "(null)", list);
 }
 
 const char *vpd_ci_type_name(vpd_ci_type t) {
-    return (int)t >= 0 && (int)t < CI_N_TYPES ? ci_type_names[t] : "?";
+    const vpd_ci_ops *o = vpd_ci_ops_of(t);
+    return o ? o->name : "?";
 }
 
 bool vpd_ci_type_is_global(vpd_ci_type t) {
-    return t == VPD_CI_GLOBAL_SHARED_MLP || t == VPD_CI_GLOBAL_SHARED_TRANSFORMER ||
-           t == VPD_CI_GLOBAL_REVERSE_RESIDUAL;
+    const vpd_ci_ops *o = vpd_ci_ops_of(t);
+    return o && o->global;
 }
 
-bool vpd_ci_type_takes_component_acts(vpd_ci_type t) { return t == VPD_CI_MLP; }
+bool vpd_ci_type_takes_component_acts(vpd_ci_type t) {
+    const vpd_ci_ops *o = vpd_ci_ops_of(t);
+    return o && o->component_acts;
+}
 
 /* FNV-1a: names a tensor's init stream by its name, so a layer's CI init does not depend
  * on which other layers are decomposed. */
@@ -46,8 +53,6 @@ static uint32_t fnv1a32(const char *s) {
     for (; *s; s++) h = (h ^ (uint8_t)*s) * 16777619u;
     return h;
 }
-
-static bool is_parallel(vpd_ci_type t) { return t == VPD_CI_MLP || t == VPD_CI_VECTOR_MLP; }
 
 /* Append the W and b of Linear k of one network to the tensor table. */
 static vpd_status add_linear(vpd_ci_fn *ci, const char *prefix, int layer, int k, int C_par,
@@ -74,34 +79,27 @@ static vpd_status add_linear(vpd_ci_fn *ci, const char *prefix, int layer, int k
     return VPD_OK;
 }
 
-vpd_status vpd_ci_create(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_spec *layers, int L,
-                         const int *hidden_dims, int n_hidden) {
-    *out = NULL;
-    if ((int)type < 0 || (int)type >= CI_N_TYPES)
-        return vpd_error(VPD_ERR_CONFIG, "ci_config.fn_type: invalid type %d", (int)type);
-    if (type == VPD_CI_GLOBAL_SHARED_TRANSFORMER) /* needs its config: ci_transformer.c */
-        return vpd_error(VPD_ERR_CONFIG,
-                         "ci_config.fn_type 'global_shared_transformer' is not implemented by "
-                         "vpd_ci_create: it needs simple_transformer_ci_cfg; call vpd_ci_create_transformer");
-    if (type == VPD_CI_GLOBAL_REVERSE_RESIDUAL)
-        return vpd_error(VPD_ERR_CONFIG,
-                         "ci_config.fn_type '%s' is not implemented in this build; use mlp, "
-                         "vector_mlp, shared_mlp or global_shared_mlp",
-                         ci_type_names[type]);
+/* create for the MLP kinds (mlp, vector_mlp, shared_mlp, global_shared_mlp) */
+static vpd_status ci_mlp_create(vpd_ci_fn **out, const vpd_ci_ops *ops, const vpd_ci_layer_spec *layers, int L,
+                                const vpd_ci_args *args) {
+    const vpd_ci_type type = ops->type;
+    const char *const tname = ops->name;
+    const int *hidden_dims = args->hidden;
+    const int n_hidden = args->n_hidden;
     if (L < 1 || !layers)
         return vpd_error(VPD_ERR_CONFIG, "CI function '%s': no decomposed layers (module_info matched nothing)",
-                         ci_type_names[type]);
+                         tname);
     if (n_hidden < 0 || n_hidden > VPD_CI_MAX_HIDDEN || (n_hidden > 0 && !hidden_dims))
         return vpd_error(VPD_ERR_CONFIG, "ci_config.hidden_dims: %d entries; expected 0..%d", n_hidden,
                          VPD_CI_MAX_HIDDEN);
-    if (n_hidden == 0 && is_parallel(type))
+    if (n_hidden == 0 && ops->parallel)
         return vpd_error(VPD_ERR_CONFIG, "ci_config.hidden_dims is empty; fn_type '%s' needs at least one hidden width",
-                         ci_type_names[type]);
+                         tname);
     for (int k = 0; k < n_hidden; k++)
         if (hidden_dims[k] < 1)
             return vpd_error(VPD_ERR_CONFIG, "ci_config.hidden_dims[%d] = %d; expected a positive width", k,
                              hidden_dims[k]);
-    bool global = vpd_ci_type_is_global(type);
+    const bool global = ops->global;
     for (int l = 0; l < L; l++) {
         const vpd_ci_layer_spec *s = &layers[l];
         if (!s->name || !s->name[0])
@@ -110,7 +108,7 @@ vpd_status vpd_ci_create(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_s
             return vpd_error(VPD_ERR_CONFIG, "CI function: layer name '%s' is longer than 95 characters", s->name);
         if (s->C < 1)
             return vpd_error(VPD_ERR_CONFIG, "module_info: layer '%s' has C = %d; expected C >= 1", s->name, s->C);
-        if (type != VPD_CI_MLP && s->d_in < 1)
+        if (!ops->component_acts && s->d_in < 1)
             return vpd_error(VPD_ERR_SHAPE, "CI function: layer '%s' has CI input width %d; expected >= 1",
                              s->name, s->d_in);
         for (int m = 0; m < l; m++)
@@ -120,12 +118,13 @@ vpd_status vpd_ci_create(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_s
             return vpd_error(VPD_ERR_CONFIG,
                              "CI function '%s': layers must be given in strcmp order of their names "
                              "(the concatenation order); '%s' comes after '%s'",
-                             ci_type_names[type], s->name, layers[l - 1].name);
+                             tname, s->name, layers[l - 1].name);
     }
 
     vpd_ci_fn *ci = vpd_calloc(sizeof *ci, "CI function");
     if (!ci) return VPD_ERR_MEM;
     ci->type = type;
+    ci->ops = ops;
     ci->L = L;
     ci->S = 1; /* vpd_ci_set_seq_len */
     ci->n_hidden = n_hidden;
@@ -143,7 +142,7 @@ vpd_status vpd_ci_create(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_s
         vpd_ci_layer *ly = &ci->layers[l];
         snprintf(ly->name, sizeof ly->name, "%s", layers[l].name);
         ly->C = layers[l].C;
-        ly->d_in = type == VPD_CI_MLP ? layers[l].C : layers[l].d_in;
+        ly->d_in = ops->component_acts ? layers[l].C : layers[l].d_in;
         /* offsets into the concatenations exist only for the global function */
         ly->in_off = global ? ci->D_total : 0;
         ly->c_off = global ? ci->C_total : 0;
@@ -169,9 +168,9 @@ vpd_status vpd_ci_create(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_s
             for (const char *p = ci->layers[n].name; *p && len < (int)sizeof prefix - 1; p++)
                 prefix[len++] = *p == '.' ? '-' : *p;
             prefix[len] = 0;
-            in_w = type == VPD_CI_MLP ? 1 : ci->layers[n].d_in;
-            out_w = is_parallel(type) ? 1 : ci->layers[n].C;
-            if (is_parallel(type)) C_par = ci->layers[n].C;
+            in_w = ops->component_acts ? 1 : ci->layers[n].d_in;
+            out_w = ops->parallel ? 1 : ci->layers[n].C;
+            if (ops->parallel) C_par = ci->layers[n].C;
         }
         for (int k = 0; k < n_lin; k++) {
             int in = k == 0 ? in_w : hidden_dims[k - 1];
@@ -217,11 +216,10 @@ void vpd_ci_free(vpd_ci_fn *ci) {
     vpd_free(ci);
 }
 
-void vpd_ci_init(vpd_ci_fn *ci, uint64_t seed) {
-    if (ci->type == VPD_CI_GLOBAL_SHARED_TRANSFORMER) { /* own init rules, ci_transformer.c */
-        ci_tf_init(ci, seed);
-        return;
-    }
+void vpd_ci_init(vpd_ci_fn *ci, uint64_t seed) { ci->ops->init(ci, seed); }
+
+/* init of the MLP kinds */
+static void ci_mlp_init(vpd_ci_fn *ci, uint64_t seed) {
     for (int i = 0; i < ci->n_tensors; i++) {
         const vpd_ci_param_info *t = &ci->tensors[i];
         real *p = ci->params + t->offset;
@@ -265,12 +263,7 @@ vpd_status vpd_ci_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, 
     VPD_ASSERT(z && in, "vpd_ci_forward: NULL z or input array");
     for (int l = 0; l < ci->L; l++)
         VPD_ASSERT(z[l] && in[l], "vpd_ci_forward: NULL z or input for layer %s", ci->layers[l].name);
-    if (ci->type == VPD_CI_GLOBAL_SHARED_MLP)
-        ci_dense_forward(ci, &ci->nets[0], ci->layers, ci->L, ci->D_total, ci->C_total, z, in, N);
-    else if (ci->type == VPD_CI_GLOBAL_SHARED_TRANSFORMER)
-        VPD_TRY(ci_tf_forward(ci, z, in, N));
-    else
-        ci_layerwise_forward(ci, z, in, N);
+    VPD_TRY(ci->ops->forward(ci, z, in, N));
     ci->N_last = N;
     return VPD_OK;
 }
@@ -280,12 +273,7 @@ vpd_status vpd_ci_backward(vpd_ci_fn *ci, real *const *din, const real *const *d
     if (N != ci->N_last)
         return vpd_error(VPD_ERR_SHAPE, "CI function: backward on %d rows after a forward on %d", N, ci->N_last);
     VPD_ASSERT(dz && in, "vpd_ci_backward: NULL dz or input array");
-    if (ci->type == VPD_CI_GLOBAL_SHARED_MLP)
-        ci_dense_backward(ci, &ci->nets[0], ci->layers, ci->L, ci->D_total, ci->C_total, din, dz, in, N);
-    else if (ci->type == VPD_CI_GLOBAL_SHARED_TRANSFORMER)
-        ci_tf_backward(ci, din, dz, in, N);
-    else
-        ci_layerwise_backward(ci, din, dz, in, N);
+    ci->ops->backward(ci, din, dz, in, N);
     return VPD_OK;
 }
 
@@ -304,3 +292,67 @@ int vpd_ci_find_tensor(const vpd_ci_fn *ci, const char *name) {
         if (strcmp(ci->tensors[i].name, name) == 0) return i;
     return -1;
 }
+
+vpd_status vpd_ci_set_seq_len(vpd_ci_fn *ci, int S) {
+    if (S < 1) return vpd_error(VPD_ERR_SHAPE, "CI function: sequence length %d; expected >= 1", S);
+    if (ci->ops->set_seq_len) return ci->ops->set_seq_len(ci, S);
+    ci->S = S; /* only recorded: this kind treats every row on its own */
+    return VPD_OK;
+}
+
+/* ---- the ops table ---------------------------------------------------------------------- */
+
+vpd_status vpd_ci_create_from(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_spec *layers, int L,
+                              const vpd_ci_args *args) {
+    *out = NULL;
+    const vpd_ci_ops *ops = vpd_ci_ops_of(type);
+    if (!ops) return vpd_error(VPD_ERR_CONFIG, "ci_config.fn_type: invalid type %d", (int)type);
+    static const vpd_ci_args none = {0};
+    return ops->create(out, ops, layers, L, args ? args : &none);
+}
+
+vpd_status vpd_ci_create(vpd_ci_fn **out, vpd_ci_type type, const vpd_ci_layer_spec *layers, int L,
+                         const int *hidden_dims, int n_hidden) {
+    return vpd_ci_create_from(out, type, layers, L, &(vpd_ci_args){.hidden = hidden_dims, .n_hidden = n_hidden});
+}
+
+static vpd_status ci_tf_create(vpd_ci_fn **out, const vpd_ci_ops *ops, const vpd_ci_layer_spec *layers, int L,
+                               const vpd_ci_args *args) {
+    if (!args->transformer) /* needs its config */
+        return vpd_error(VPD_ERR_CONFIG,
+                         "ci_config.fn_type '%s' is not implemented by vpd_ci_create: it needs "
+                         "simple_transformer_ci_cfg; call vpd_ci_create_transformer", ops->name);
+    return vpd_ci_create_transformer(out, layers, L, args->transformer);
+}
+
+static vpd_status ci_unavailable_create(vpd_ci_fn **out, const vpd_ci_ops *ops, const vpd_ci_layer_spec *layers, int L,
+                                        const vpd_ci_args *args) {
+    (void)out, (void)layers, (void)L, (void)args;
+    return vpd_error(VPD_ERR_CONFIG,
+                     "ci_config.fn_type '%s' is not implemented in this build; use mlp, "
+                     "vector_mlp, shared_mlp or global_shared_mlp", ops->name);
+}
+
+/* global_shared_mlp: one dense network over the concatenation of every layer's input */
+static vpd_status ci_global_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N) {
+    ci_dense_forward(ci, &ci->nets[0], ci->layers, ci->L, ci->D_total, ci->C_total, z, in, N);
+    return VPD_OK;
+}
+static void ci_global_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, const real *const *in, int N) {
+    ci_dense_backward(ci, &ci->nets[0], ci->layers, ci->L, ci->D_total, ci->C_total, din, dz, in, N);
+}
+
+static const vpd_ci_ops ci_ops[CI_N_TYPES] = {
+    /* type, fn_type, global, component_acts, parallel, create, init, forward, backward, set_seq_len */
+    {VPD_CI_MLP, "mlp", false, true, true, ci_mlp_create, ci_mlp_init, ci_parallel_forward, ci_parallel_backward, NULL},
+    {VPD_CI_VECTOR_MLP, "vector_mlp", false, false, true, ci_mlp_create, ci_mlp_init, ci_parallel_forward,
+     ci_parallel_backward, NULL},
+    {VPD_CI_SHARED_MLP, "shared_mlp", false, false, false, ci_mlp_create, ci_mlp_init, ci_shared_forward,
+     ci_shared_backward, NULL},
+    {VPD_CI_GLOBAL_SHARED_MLP, "global_shared_mlp", true, false, false, ci_mlp_create, ci_mlp_init, ci_global_forward,
+     ci_global_backward, NULL},
+    {VPD_CI_GLOBAL_SHARED_TRANSFORMER, "global_shared_transformer", true, false, false, ci_tf_create, ci_tf_init,
+     ci_tf_forward, ci_tf_backward, ci_tf_set_seq_len},
+    {VPD_CI_GLOBAL_REVERSE_RESIDUAL, "global_reverse_residual", true, false, false, ci_unavailable_create, NULL, NULL,
+     NULL, NULL},
+};

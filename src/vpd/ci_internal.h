@@ -29,10 +29,12 @@ static inline real *ci_scratch(const vpd_ci_fn *ci, int which) {
     return ci->ws + (ci->ws_row + (size_t)which * ci->ws_scratch) * (size_t)ci->N_reserved;
 }
 
-/* ci_layerwise.c: mlp, vector_mlp, shared_mlp over all layers */
-void ci_layerwise_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N);
-void ci_layerwise_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz,
-                           const real *const *in, int N);
+/* ci_layerwise.c: one network per layer, over all layers — per component (mlp, vector_mlp:
+ * ParallelLinear) or one dense network per layer (shared_mlp) */
+vpd_status ci_parallel_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N);
+void ci_parallel_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, const real *const *in, int N);
+vpd_status ci_shared_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N);
+void ci_shared_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, const real *const *in, int N);
 
 /* ci_global.c: a dense MLP whose input is the concatenation of nblk blocks (block i:
  * x[i] [N, blk[i].d_in], rows blk[i].in_off.. of the first W) and whose output is split
@@ -44,11 +46,12 @@ void ci_dense_backward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer 
                        int in_total, int out_total, real *const *dx, const real *const *dz,
                        const real *const *x, int N);
 
-/* ci_transformer.c: global_shared_transformer (hooked into ci_fn.c by type) */
+/* ci_transformer.c: global_shared_transformer (its row of the ops table in ci_fn.c) */
 void ci_tf_init(vpd_ci_fn *ci, uint64_t seed);
 vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N);
 void ci_tf_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz,
                     const real *const *in, int N);
+vpd_status ci_tf_set_seq_len(vpd_ci_fn *ci, int S);
 
 
 /* y[N, w] += b[w] on every row; db[w] += Σ_rows dy[N, w] (the bias of every CI Linear) */

@@ -198,25 +198,29 @@ static void parallel_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, c
     }
 }
 
-void ci_layerwise_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N) {
+vpd_status ci_parallel_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N) {
+    for (int l = 0; l < ci->L; l++) parallel_forward(ci, l, z[l], in[l], N);
+    return VPD_OK;
+}
+
+void ci_parallel_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, const real *const *in, int N) {
     for (int l = 0; l < ci->L; l++) {
-        if (ci->type == VPD_CI_SHARED_MLP)
-            ci_dense_forward(ci, &ci->nets[l], &ci->layers[l], 1, ci->layers[l].d_in, ci->layers[l].C, &z[l],
-                             &in[l], N);
-        else
-            parallel_forward(ci, l, z[l], in[l], N);
+        if (!dz[l]) continue; /* no loss reached this layer's z */
+        parallel_backward(ci, l, din ? din[l] : NULL, dz[l], in[l], N);
     }
 }
 
-void ci_layerwise_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz,
-                           const real *const *in, int N) {
+vpd_status ci_shared_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, int N) {
+    for (int l = 0; l < ci->L; l++)
+        ci_dense_forward(ci, &ci->nets[l], &ci->layers[l], 1, ci->layers[l].d_in, ci->layers[l].C, &z[l], &in[l], N);
+    return VPD_OK;
+}
+
+void ci_shared_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, const real *const *in, int N) {
     for (int l = 0; l < ci->L; l++) {
         if (!dz[l]) continue; /* no loss reached this layer's z */
         real *dx = din ? din[l] : NULL;
-        if (ci->type == VPD_CI_SHARED_MLP)
-            ci_dense_backward(ci, &ci->nets[l], &ci->layers[l], 1, ci->layers[l].d_in, ci->layers[l].C, &dx, &dz[l],
-                              &in[l], N);
-        else
-            parallel_backward(ci, l, dx, dz[l], in[l], N);
+        ci_dense_backward(ci, &ci->nets[l], &ci->layers[l], 1, ci->layers[l].d_in, ci->layers[l].C, &dx, &dz[l],
+                          &in[l], N);
     }
 }

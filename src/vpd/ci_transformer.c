@@ -173,6 +173,7 @@ vpd_status vpd_ci_create_transformer(vpd_ci_fn **out, const vpd_ci_layer_spec *l
     vpd_ci_fn *ci = vpd_calloc(sizeof *ci, "CI function");
     if (!ci) return VPD_ERR_MEM;
     ci->type = VPD_CI_GLOBAL_SHARED_TRANSFORMER;
+    ci->ops = vpd_ci_ops_of(ci->type);
     ci->L = L;
     ci->S = 1;
     int per_blk = 4 + 2 * (nh + 1);
@@ -238,16 +239,15 @@ vpd_status vpd_ci_create_transformer(vpd_ci_fn **out, const vpd_ci_layer_spec *l
     return VPD_OK;
 }
 
-vpd_status vpd_ci_set_seq_len(vpd_ci_fn *ci, int S) {
-    if (S < 1) return vpd_error(VPD_ERR_SHAPE, "CI function: sequence length %d; expected >= 1", S);
-    if (ci->tf && S > ci->tf->cfg.max_len)
+/* the row's set_seq_len (vpd_ci_set_seq_len checked S >= 1) */
+vpd_status ci_tf_set_seq_len(vpd_ci_fn *ci, int S) {
+    if (S > ci->tf->cfg.max_len)
         return vpd_error(VPD_ERR_SHAPE,
                          "CI function global_shared_transformer: sequence length %d exceeds "
                          "simple_transformer_ci_cfg.attn_config.max_len = %d",
                          S, ci->tf->cfg.max_len);
     if (S == ci->S) return VPD_OK;
     ci->S = S;
-    if (!ci->tf) return VPD_OK;
     tf_layout(ci);
     /* the per-row size changed (attention probabilities are H·S per row): re-reserve */
     int N = ci->N_reserved;

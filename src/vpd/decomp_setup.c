@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vpd/decomp.h"
+#include "vpd/loss_table.h"
 #include "vpd/dist.h"
 #include "vpd/nn.h"
 
@@ -90,12 +91,6 @@ static vpd_status select_layers(vpd_decomp *d) {
     return VPD_OK;
 }
 
-static bool has_loss(const vpd_decomp_config *cfg, vpd_loss_kind k) {
-    for (int i = 0; i < cfg->n_losses; i++)
-        if (cfg->losses[i].kind == k) return true;
-    return false;
-}
-
 static vpd_status allocate(vpd_decomp *d) {
     const int N = d->N, L = d->L, CS = d->C_sum;
     /* component parameters: V then U for every untied layer */
@@ -136,7 +131,7 @@ static vpd_status allocate(vpd_decomp *d) {
         ls->comp.shared_terms = d->cp_rank == 0; /* one rank of the group adds bias, Δx, routed-out rows */
     }
     /* per-step buffers, one block */
-    bool hidden = has_loss(d->cfg, VPD_LOSS_STOCHASTIC_HIDDEN_ACTS_RECON);
+    bool hidden = vpd_loss_any_needs(d->cfg, VPD_LOSS_NEEDS_HIDDEN_ACTS);
     bool kl = d->cfg->output_loss == VPD_OUT_KL;
     int vocab = kl ? vpd_model_out_dim(d->target) : 0;
     size_t work = 0;
@@ -215,10 +210,10 @@ static vpd_status create_ci(vpd_decomp *d) {
         sp[k].C = d->layers[k].C_total; /* the CI function is replicated over the component group */
         sp[k].d_in = ci_input_is_acts(d, k) ? d->layers[k].C : d->layers[k].d_in;
     }
-    if (d->cfg->ci_type == VPD_CI_GLOBAL_SHARED_TRANSFORMER)
-        VPD_TRY(vpd_ci_create_transformer(&d->ci, sp, d->L, &d->cfg->ci_transformer));
-    else
-        VPD_TRY(vpd_ci_create(&d->ci, d->cfg->ci_type, sp, d->L, d->cfg->ci_hidden, d->cfg->ci_n_hidden));
+    VPD_TRY(vpd_ci_create_from(&d->ci, d->cfg->ci_type, sp, d->L,
+                               &(vpd_ci_args){.hidden = d->cfg->ci_hidden,
+                                              .n_hidden = d->cfg->ci_n_hidden,
+                                              .transformer = &d->cfg->ci_transformer}));
     vpd_ci_init(d->ci, d->cfg->seed);
     VPD_TRY(vpd_ci_set_seq_len(d->ci, d->S)); /* the transformer attends over positions */
     return vpd_ci_reserve(d->ci, d->N);
@@ -299,8 +294,7 @@ vpd_status vpd_decomp_create_grid(vpd_decomp **out, const vpd_decomp_config *cfg
         }
     }
     for (int i = 0; i < cfg->n_losses; i++) {
-        vpd_loss_kind kk = cfg->losses[i].kind;
-        if (kk == VPD_LOSS_PPGD_RECON || kk == VPD_LOSS_PPGD_RECON_SUBSET) {
+        if (vpd_loss_def_of(cfg->losses[i].kind)->persistent) {
             s = vpd_ppgd_create(&d->ppgd[i], d, i);
             if (s != VPD_OK) {
                 vpd_decomp_free(d);

@@ -131,15 +131,10 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
         VPD_TRY(vpd_trainer_load_batch(t, VPD_DATA_EVAL, (uint64_t)bi));
         vpd_decomp_target_forward(d);
         VPD_TRY(vpd_decomp_ci_forward(d));
-        for (int k = 0; k < L; k++) {
-            const int C = d->layers[k].C;
+        for (int k = 0; k < L; k++) { /* L0 (g > 0) and Σ g: ci.h's counting rule */
             const real *g = d->g_lower + (size_t)N * d->layers[k].c_off;
-            for (int n = 0; n < N; n++)
-                for (int c = 0; c < C; c++) {
-                    real v = g[(size_t)n * C + c];
-                    cnt[k] += v > 0;
-                    gsum[d->layers[k].c_off + c] += v;
-                }
+            vpd_ci_count_l0(g, (size_t)N, d->layers[k].C, 0.0, &cnt[k]);
+            vpd_ci_sum_g(g, (size_t)N, d->layers[k].C, gsum + d->layers[k].c_off);
         }
     }
     double rows = (double)N * n_batches;
@@ -151,10 +146,9 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
     }
     for (int k = 0; k < L; k++) {
         s->l0[k] = cnt[k] / rows;
-        for (int c = 0; c < d->layers[k].C; c++) {
-            alive_flag[d->layers[k].c_off + c] = gsum[d->layers[k].c_off + c] / rows > 1e-6;
-            s->alive[k] += alive_flag[d->layers[k].c_off + c];
-        }
+        double *mean_g = gsum + d->layers[k].c_off;
+        for (int c = 0; c < d->layers[k].C; c++) mean_g[c] /= rows;
+        s->alive[k] = vpd_ci_count_alive(mean_g, d->layers[k].C, alive_flag + d->layers[k].c_off);
         s->mmcs[k] = -1;
     }
     if (d->cp_size > 1) {

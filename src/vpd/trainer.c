@@ -9,6 +9,7 @@
 
 #include "vpd/data.h"
 #include "vpd/decomp.h"
+#include "vpd/loss_table.h"
 #include "vpd/trainer.h"
 
 static MPI_Datatype mpi_real(void) { return VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT; }
@@ -90,15 +91,51 @@ vpd_status vpd_trainer_load_batch(vpd_trainer *t, uint32_t stream, uint64_t inde
 }
 
 
-/* L0 per layer: mean over rows of #{c : g_c > thr}, averaged over replicas */
+/* L0 per layer: mean over rows of #{c : g_c > thr} (ci.h vpd_ci_count_l0), averaged over replicas */
 static void layer_l0(const vpd_decomp *d, double thr, double *out) {
     for (int k = 0; k < d->L; k++) {
-        const int C = d->layers[k].C;
-        const real *g = d->g_lower + (size_t)d->N * d->layers[k].c_off;
-        size_t cnt = 0;
-        for (size_t i = 0; i < (size_t)d->N * C; i++) cnt += g[i] > thr;
-        out[k] = (double)cnt / d->N;
+        double cnt = 0;
+        vpd_ci_count_l0(d->g_lower + (size_t)d->N * d->layers[k].c_off, (size_t)d->N, d->layers[k].C, thr, &cnt);
+        out[k] = cnt / d->N;
     }
+}
+
+/* The step's loss values and L0 over component blocks and replicas: each loss by its row of
+ * the loss table (over_blocks, over_replicas), L0 summed over blocks and averaged over
+ * replicas (one message). Returns Σ coeff·value of the reduced values. */
+static double reduce_metrics(vpd_decomp *d, vpd_step_metrics *sm) {
+    const vpd_decomp_config *cfg = d->cfg;
+    if (d->cp_size > 1) {
+        for (int i = 0; i < cfg->n_losses; i++) {
+            const vpd_loss_reduce r = vpd_loss_def_of(cfg->losses[i].kind)->over_blocks;
+            if (r == VPD_REDUCE_SUM || r == VPD_REDUCE_MEAN) vpd_cp_sum_double(d, &sm->losses[i], 1);
+            if (r == VPD_REDUCE_MEAN) sm->losses[i] /= d->cp_size;
+        }
+        vpd_cp_sum_double(d, sm->l0, (size_t)d->L);
+        vpd_cp_sum_double(d, sm->l0_thr, (size_t)d->L);
+    }
+    double buf[2 * VPD_MAX_LOSSES + 4 * VPD_MAX_MODULE_PATTERNS * 4];
+    int n = 0;
+    for (int i = 0; i < cfg->n_losses; i++) buf[n++] = sm->losses[i];
+    for (int k = 0; k < d->L; k++) buf[n++] = sm->l0[k];
+    for (int k = 0; k < d->L; k++) buf[n++] = sm->l0_thr[k];
+    if (d->dp_size > 1) {
+        MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, d->dp_comm);
+        for (int j = 0; j < n; j++) {
+            const bool sum = j < cfg->n_losses && vpd_loss_def_of(cfg->losses[j].kind)->over_replicas == VPD_REDUCE_SUM;
+            if (!sum) buf[j] /= d->dp_size;
+        }
+    }
+    n = 0;
+    double total = 0;
+    for (int i = 0; i < cfg->n_losses; i++) {
+        const double v = buf[n++];
+        if (vpd_loss_def_of(cfg->losses[i].kind)->over_replicas != VPD_REDUCE_SAME) sm->losses[i] = v;
+        total += cfg->losses[i].coeff * sm->losses[i];
+    }
+    for (int k = 0; k < d->L; k++) sm->l0[k] = buf[n++];
+    for (int k = 0; k < d->L; k++) sm->l0_thr[k] = buf[n++];
+    return total;
 }
 
 /* Faithfulness warmup (§1): AdamW on U, V only, minimising the faithfulness loss. */
@@ -186,31 +223,7 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     sm->grad_norm_ci = vpd_grad_norm(&rf, 1);
     layer_l0(d, 0.0, sm->l0);
     layer_l0(d, cfg->ci_alive_threshold, sm->l0_thr);
-    if (d->cp_size > 1) { /* per-component sums: importance minimality and L0 add over blocks */
-        for (int i = 0; i < cfg->n_losses; i++)
-            if (cfg->losses[i].kind == VPD_LOSS_IMPORTANCE_MINIMALITY) vpd_cp_sum_double(d, &sm->losses[i], 1);
-        vpd_cp_sum_double(d, sm->l0, (size_t)d->L);
-        vpd_cp_sum_double(d, sm->l0_thr, (size_t)d->L);
-    }
-    {
-        double buf[2 * VPD_MAX_LOSSES + 4 * VPD_MAX_MODULE_PATTERNS * 4];
-        int n = 0;
-        for (int i = 0; i < cfg->n_losses; i++) buf[n++] = sm->losses[i];
-        for (int k = 0; k < d->L; k++) buf[n++] = sm->l0[k];
-        for (int k = 0; k < d->L; k++) buf[n++] = sm->l0_thr[k];
-        if (d->dp_size > 1) {
-            MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, d->dp_comm);
-            for (int j = 0; j < n; j++) buf[j] /= d->dp_size;
-        }
-        n = 0;
-        total = 0;
-        for (int i = 0; i < cfg->n_losses; i++) {
-            sm->losses[i] = buf[n++];
-            total += cfg->losses[i].coeff * sm->losses[i];
-        }
-        for (int k = 0; k < d->L; k++) sm->l0[k] = buf[n++];
-        for (int k = 0; k < d->L; k++) sm->l0_thr[k] = buf[n++];
-    }
+    total = reduce_metrics(d, sm);
     sm->total = total;
     sm->im_p = d->im_p_current;
     for (int i = 0; i < cfg->n_losses; i++)
