@@ -110,9 +110,7 @@ static int info_provenance(const char *text, bool json) {
 }
 
 int vpd_cmd_info(int argc, char **argv) {
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank != 0) return 0;
+    if (vpd_world_rank() != 0) return 0;
     if (vpd_cli_wants_help(argc, argv) || argc < 2) {
         fprintf(argc < 2 ? stderr : stdout,
                 "usage: vpd info RUN_DIR|CHECKPOINT.h5 [--json]\n\n"

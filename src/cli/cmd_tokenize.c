@@ -175,8 +175,7 @@ static vpd_status decode_file(const vpd_tokenizer *t, const char *path, int widt
 }
 
 int vpd_cmd_tokenize(int argc, char **argv) {
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const int rank = vpd_world_rank();
     if (vpd_cli_wants_help(argc, argv)) {
         if (rank == 0) fputs(tokenize_usage, stdout);
         return 0;
