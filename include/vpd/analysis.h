@@ -5,18 +5,16 @@
 #ifndef VPD_ANALYSIS_H
 #define VPD_ANALYSIS_H
 
+#include "vpd/job.h"
 #include "vpd/trainer.h"
 
 struct vpd_config;
 
 typedef struct {
     char dir[1024], h5_path[1100];
-    struct vpd_config *root;
-    vpd_decomp_config cfg;
-    vpd_model target;
-    vpd_decomp *d;
-    vpd_trainer trainer;
-    bool have_target, have_trainer;
+    vpd_job job;               /* the assembly: job.cfg, job.target, job.trainer */
+    struct vpd_config *root;   /* = job.root */
+    vpd_decomp *d;             /* = job.d */
     int run_step; /* the step the run file records */
     bool is_checkpoint; /* opened from a checkpoint file, not run.h5 */
 } vpd_run;

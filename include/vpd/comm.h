@@ -80,6 +80,7 @@ void vpd_sum_int64(int64_t *x, size_t n, MPI_Comm comm);
 void vpd_max_double(double *x, size_t n, MPI_Comm comm);
 void vpd_min_double(double *x, size_t n, MPI_Comm comm);
 int vpd_max_int(int v, MPI_Comm comm);
+void vpd_max_ints(int *x, size_t n, MPI_Comm comm);
 int vpd_min_int(int v, MPI_Comm comm);
 /* every rank returns the same status; when some rank failed, the lowest failing rank's
  * code and message (vpd_last_error) are those of every rank */

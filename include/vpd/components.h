@@ -17,6 +17,7 @@
 #define VPD_COMPONENTS_H
 
 #include "vpd/core.h"
+#include "vpd/dist.h"
 
 /* ---- one layer's components ---------------------------------------------------------
  * Non-owning: V and U point into the caller's flat parameter block, W and b into the
@@ -50,6 +51,9 @@ vpd_status vpd_components_setup(vpd_components *c, const char *name, int d_in, i
  * index in the FULL layer (V: i·C_total + c0 + c, U: (c0 + c)·d_out + j), so a component
  * shard draws exactly its block of the single-process initialisation. */
 void vpd_components_init(vpd_components *c, uint64_t seed, int layer);
+
+/* the shard as src/dist/ sees it (V, U, W, sizes; no copy) */
+vpd_shard_view vpd_components_shard(const vpd_components *c);
 
 /* c->delta = W − (VU)ᵀ (embedding W − VU), one vpd_gemm. Call after every change of U, V. */
 void vpd_components_delta(vpd_components *c);

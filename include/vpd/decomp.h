@@ -20,6 +20,7 @@
 #include <mpi.h>
 
 #include "vpd/ci.h"
+#include "vpd/comm.h"
 #include "vpd/components.h"
 #include "vpd/core.h"
 #include "vpd/models.h"
@@ -258,22 +259,18 @@ void vpd_decomp_config_default_output_loss(vpd_decomp_config *cfg, const vpd_mod
 /* Build the decomposition of `target` for this config: select layers by module_info
  * patterns (fnmatch over the target's layer names; a pattern matching nothing is an
  * error), sort them by strcmp, tie TMS's linear2 to linear1, create the CI function,
- * allocate every buffer for the local batch (B examples of S positions starting at global
- * example `example0`), and initialise parameters from cfg->seed. */
-vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target,
-                             int B, int S, int64_t example0, int B_global, MPI_Comm dp_comm);
-/* The same with component parallelism: every layer's C is split into cp_size contiguous
- * blocks, this rank holding block cp_rank of cp_comm (C must be divisible; VPD_ERR_CONFIG
- * naming the layer otherwise). Masked layer outputs, input gradients and Δ are summed over
- * cp_comm; the CI function is replicated in the group (its gradient summed over it). */
-vpd_status vpd_decomp_create_grid(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, int B, int S,
-                                  int64_t example0, int B_global, MPI_Comm dp_comm, MPI_Comm cp_comm);
-/* Split MPI_COMM_WORLD into the dp × cp grid (rank r: dp rank r / cp, cp rank r % cp).
- * VPD_ERR_CONFIG when cp does not divide the world size. */
-vpd_status vpd_decomp_grid_comms(int cp, MPI_Comm *dp_comm, MPI_Comm *cp_comm);
-/* sum over the component-parallel group (no-op for cp = 1) */
-void vpd_cp_sum(const vpd_decomp *d, real *x, size_t n);
-void vpd_cp_sum_double(const vpd_decomp *d, double *x, size_t n);
+ * allocate every buffer for the local batch (geom: B examples of S positions starting at
+ * global example example0, of B_global), and initialise parameters from cfg->seed.
+ * Component parallelism comes from the layout (comm.h): every layer's C is split into
+ * lay->cp contiguous blocks, this rank holding block lay->cp_rank (C must be divisible;
+ * VPD_ERR_CONFIG naming the layer otherwise). Masked layer outputs, input gradients and Δ
+ * are summed over lay->cp_comm; the CI function is replicated in the group (its gradient
+ * summed over it); gradients are averaged over lay->dp_comm. The layout must outlive d. */
+vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, const vpd_layout *lay,
+                             const vpd_batch_geom *geom);
+/* The same on one process with the whole batch (B examples of S positions from example 0):
+ * tests, parity, analysis. */
+vpd_status vpd_decomp_create_local(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, int B, int S);
 void vpd_decomp_free(vpd_decomp *d);
 /* Bytes of every buffer of the decomposition (the memory plan printed at start-up). */
 size_t vpd_decomp_memory_bytes(const vpd_decomp *d);

@@ -18,13 +18,14 @@
 
 #include <mpi.h>
 
-#include "vpd/components.h"
+#include "vpd/comm.h"
 #include "vpd/core.h"
 
 /* ---- 2-D process grid ------------------------------------------------------------------
- * World rank r has dp_rank = r / cp and cp_rank = r % cp: the shards of one replica are
- * neighbouring ranks (they talk every layer), replicas talk once per step. */
+ * The BLACS contexts over the dp × cp layout of comm.h (vpd_layout: world rank r has
+ * dp_rank = r / cp and cp_rank = r % cp); the fields below repeat the layout's. */
 typedef struct {
+    vpd_layout lay;
     int world_rank, world_size;
     int dp, cp;               /* world_size = dp · cp */
     int dp_rank, cp_rank;
@@ -68,15 +69,29 @@ void vpd_bcmat_fill(vpd_bcmat *A, double (*f)(void *ctx, int i, int j), void *ct
 void vpd_bcmat_gather(const vpd_bcmat *A, real *out, bool colmajor, MPI_Comm comm);
 
 /* ---- component geometry ------------------------------------------------------------------
- * c: this rank's shard (c->C = C_total / cp, c->c0 = cp_rank · c->C, c->W replicated).
+ * A plain view of one layer's component shard (no dependency on vpd/: vpd_shard_view_shard
+ * in components.h makes one from a vpd_shard_view):
+ *   V [d_in, C] and U [C, d_out] row-major: subcomponents [c0, c0 + C) of the layer's C_total
+ *   W the replicated target weight: linear [d_out, d_in], embedding [vocab = d_in, d = d_out] */
+typedef struct {
+    int d_in, d_out;
+    int C;             /* subcomponents held by this rank */
+    int c0, C_total;   /* the shard is [c0, c0 + C) of C_total */
+    bool embedding;
+    real *V;           /* [d_in, C] */
+    real *U;           /* [C, d_out] */
+    const real *W;     /* linear [d_out, d_in]; embedding [vocab, d] */
+} vpd_shard_view;
+
+/* c: this rank's shard (c->C = C_total / cp, c->c0 = cp_rank · c->C, c->W replicated).
  * VPD_ERR_CONFIG if the shard does not match the grid (C_total not divisible by cp, wrong c0). */
-vpd_status vpd_dist_check_shard(const vpd_components *c, const vpd_grid *g);
+vpd_status vpd_dist_check_shard(const vpd_shard_view *c, const vpd_grid *g);
 /* Δ = T − UᵀVᵀ (logical [d_out, d_in], see the top) into a new 2-D matrix on g->ctx2d:
  * two redistributions of the shards (p?gemr2d) and one P?GEMM. */
-vpd_status vpd_dist_delta(vpd_bcmat *D, const vpd_components *c, const vpd_grid *g);
+vpd_status vpd_dist_delta(vpd_bcmat *D, const vpd_shard_view *c, const vpd_grid *g);
 /* G_V = VᵀV and G_U = UUᵀ ([C_total, C_total], 2-D). cosine: divide entry (a, b) by
  * ‖v_a‖‖v_b‖ (‖u_a‖‖u_b‖), a zero norm counting as 1. Either output may be NULL. */
-vpd_status vpd_dist_gram(vpd_bcmat *GV, vpd_bcmat *GU, const vpd_components *c, const vpd_grid *g,
+vpd_status vpd_dist_gram(vpd_bcmat *GV, vpd_bcmat *GU, const vpd_shard_view *c, const vpd_grid *g,
                          bool cosine);
 
 /* ---- SVD initialisation (init: svd) ----------------------------------------------------------
@@ -84,13 +99,12 @@ vpd_status vpd_dist_gram(vpd_bcmat *GV, vpd_bcmat *GU, const vpd_components *c, 
  * (σ_i > max(d_in, d_out) · eps · σ_1), component a < k gets
  *     V[:, a] = √σ_a Q[:, a],   U[a, :] = √σ_a P[:, a]ᵀ,
  * so (VU)ᵀ = T exactly when C_total ≥ rank. Components a ≥ k (nothing left to explain)
- * keep vpd_components_init's draw times rest_scale on both V and U (their product is
+ * keep vpd_shard_view_init's draw times rest_scale on both V and U (their product is
  * rest_scale² of the random init): small, so the reconstruction starts faithful, but not
  * zero, since a component with V = U = 0 has zero gradient for ever.
  * Each rank writes only its shard c->V, c->U. sigma (optional, min(d_in, d_out) values,
  * replicated) and rank_out (optional) report the spectrum. Refreshes nothing: call
- * vpd_components_delta afterwards. */
-vpd_status vpd_dist_svd_init(vpd_components *c, const vpd_grid *g, uint64_t seed, int layer, double rest_scale,
-                             real *sigma, int *rank_out);
+ * vpd_shard_view_delta afterwards. */
+vpd_status vpd_dist_svd_init(const vpd_shard_view *c, const vpd_grid *g, double rest_scale, real *sigma, int *rank_out);
 
 #endif

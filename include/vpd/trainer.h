@@ -41,9 +41,6 @@ vpd_status vpd_faithfulness_warmup(vpd_decomp *d);
 /* One iteration (step d->step); advances d->step. */
 vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm);
 
-/* mean of x over the replicas of comm, in ≤ 1 Mi-value buckets */
-void vpd_allreduce_mean(real *x, size_t n, MPI_Comm comm, int size);
-
 /* ---- run loop (run.c) ------------------------------------------------------------------ */
 typedef struct {
     const char *run_dir;   /* metrics.jsonl goes here (rank 0) */

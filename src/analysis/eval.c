@@ -35,8 +35,8 @@ static double masked_eval(vpd_run *r, const real *mask, double *ce) {
     vpd_pass_opts o = {0.0, false, false};
     double D = vpd_masked_pass(d, spec, &o, NULL);
     *ce = NAN;
-    if (r->trainer.lm && d->q_probs)
-        *ce = cross_entropy_forward(d->q_probs, d->out, r->trainer.tok_targets, d->N, vpd_model_out_dim(d->target));
+    if (r->job.trainer.lm && d->q_probs)
+        *ce = cross_entropy_forward(d->q_probs, d->out, r->job.trainer.tok_targets, d->N, vpd_model_out_dim(d->target));
     return D;
 }
 
@@ -57,7 +57,7 @@ static int block_of(vpd_eval_result *res, const char *name) {
 
 static double compute_recovered(const vpd_run *r, double ce) {
     char path[1200];
-    snprintf(path, sizeof path, "%s/training.jsonl", r->cfg.target_dir);
+    snprintf(path, sizeof path, "%s/training.jsonl", r->job.cfg.target_dir);
     FILE *f = fopen(path, "r");
     if (!f || !isfinite(ce)) {
         if (f) fclose(f);
@@ -89,7 +89,7 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
     vpd_decomp *d = r->d;
     const int L = d->L, N = d->N, CS = d->C_sum;
     memset(res, 0, sizeof *res);
-    res->threshold = r->cfg.ci_alive_threshold;
+    res->threshold = r->job.cfg.ci_alive_threshold;
     res->l0 = calloc((size_t)L, sizeof(double));
     res->l0_thr = calloc((size_t)L, sizeof(double));
     res->alive = calloc((size_t)L, sizeof(int));
@@ -107,9 +107,9 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
     /* the adversarial readout runs as an extra PGDRecon loss appended to the config */
     int adv_index = -1;
     if (o->n_pgd > 0) {
-        if (r->cfg.n_losses >= VPD_MAX_LOSSES) return vpd_error(VPD_ERR_CONFIG, "too many losses to add the PGD readout");
-        adv_index = r->cfg.n_losses++;
-        vpd_loss_cfg *lc = &r->cfg.losses[adv_index];
+        if (r->job.cfg.n_losses >= VPD_MAX_LOSSES) return vpd_error(VPD_ERR_CONFIG, "too many losses to add the PGD readout");
+        adv_index = r->job.cfg.n_losses++;
+        vpd_loss_cfg *lc = &r->job.cfg.losses[adv_index];
         memset(lc, 0, sizeof *lc);
         lc->kind = VPD_LOSS_PGD_RECON;
         lc->coeff = 1;
@@ -122,7 +122,7 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
     const int V = vpd_model_out_dim(d->target);
     for (int bi = 0; bi < o->n_batches; bi++) {
         d->step = bi; /* names this batch's random draws */
-        VPD_TRY(vpd_trainer_load_batch(&r->trainer, VPD_DATA_EVAL, (uint64_t)bi));
+        VPD_TRY(vpd_trainer_load_batch(&r->job.trainer, VPD_DATA_EVAL, (uint64_t)bi));
         vpd_decomp_target_forward(d);
         VPD_TRY(vpd_decomp_ci_forward(d));
         for (int k = 0; k < L; k++) {
@@ -145,8 +145,8 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
         double D, ce;
         /* target */
         res->table[0].D += 0;
-        if (r->trainer.lm && d->q_probs)
-            res->table[0].ce += cross_entropy_forward(d->q_probs, d->target_out, r->trainer.tok_targets, N, V);
+        if (r->job.trainer.lm && d->q_probs)
+            res->table[0].ce += cross_entropy_forward(d->q_probs, d->target_out, r->job.trainer.tok_targets, N, V);
         /* CI masks */
         D = masked_eval(r, d->g_lower, &ce);
         res->table[1].D += D; res->table[1].ce += ce;
@@ -178,15 +178,15 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
         res->table[8].D += D; res->table[8].ce += ce;
         /* adversarial */
         for (int a = 0; a < o->n_pgd; a++) {
-            r->cfg.losses[adv_index].n_steps = o->pgd_steps[a];
+            r->job.cfg.losses[adv_index].n_steps = o->pgd_steps[a];
             res->adv_steps[a] = o->pgd_steps[a];
             res->adv_D[a] += vpd_loss_evaluate(d, adv_index, false);
             double c2 = NAN;
-            if (r->trainer.lm && d->q_probs) c2 = cross_entropy_forward(d->q_probs, d->out, r->trainer.tok_targets, N, V);
+            if (r->job.trainer.lm && d->q_probs) c2 = cross_entropy_forward(d->q_probs, d->out, r->job.trainer.tok_targets, N, V);
             res->adv_ce[a] += c2;
         }
     }
-    if (adv_index >= 0) r->cfg.n_losses--;
+    if (adv_index >= 0) r->job.cfg.n_losses--;
     d->step = r->run_step;
     vpd_free(mask);
     const double rows = (double)N * o->n_batches;
@@ -194,11 +194,11 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
     res->n_rows = (int)rows;
     for (int i = 0; i < n_rows_tab; i++) {
         res->table[i].D /= o->n_batches;
-        res->table[i].ce = r->trainer.lm ? res->table[i].ce / o->n_batches : NAN;
+        res->table[i].ce = r->job.trainer.lm ? res->table[i].ce / o->n_batches : NAN;
     }
     for (int a = 0; a < res->n_adv; a++) {
         res->adv_D[a] /= o->n_batches;
-        res->adv_ce[a] = r->trainer.lm ? res->adv_ce[a] / o->n_batches : NAN;
+        res->adv_ce[a] = r->job.trainer.lm ? res->adv_ce[a] / o->n_batches : NAN;
     }
     for (int k = 0; k < L; k++) {
         res->l0[k] /= rows;
@@ -212,7 +212,7 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
         res->alive[k] = vpd_ci_count_alive(res->mean_g + d->layers[k].c_off, d->layers[k].C, NULL);
         res->block_alive[b] += res->alive[k];
     }
-    res->compute_recovered = r->trainer.lm ? compute_recovered(r, res->table[1].ce) : -1;
+    res->compute_recovered = r->job.trainer.lm ? compute_recovered(r, res->table[1].ce) : -1;
     return VPD_OK;
 }
 
@@ -228,7 +228,7 @@ void vpd_eval_result_free(vpd_eval_result *res) {
 
 void vpd_eval_print(const vpd_run *r, const vpd_eval_result *res, FILE *out) {
     const vpd_decomp *d = r->d;
-    const bool lm = r->trainer.lm;
+    const bool lm = r->job.trainer.lm;
     fprintf(out, "evaluation of %s at step %d: %d batches, %d positions\n\n", r->dir, r->run_step, res->n_batches, res->n_rows);
     fprintf(out, "%-28s %6s %10s %12s %8s\n", "layer", "C", "L0 (g>0)", "L0 (g>thr)", "alive");
     double tl0 = 0, tl0t = 0;
@@ -248,7 +248,7 @@ void vpd_eval_print(const vpd_run *r, const vpd_eval_result *res, FILE *out) {
             fprintf(out, "%-28s %10.3f %8d\n", res->block_name[b], res->block_l0[b], res->block_alive[b]);
     }
     fprintf(out, "\n");
-    const char *dname = r->cfg.output_loss == VPD_OUT_KL ? "KL(target || model)" : "MSE vs target";
+    const char *dname = r->job.cfg.output_loss == VPD_OUT_KL ? "KL(target || model)" : "MSE vs target";
     if (lm) fprintf(out, "%-22s %12s %20s\n", "masks (no delta)", "CE", dname);
     else fprintf(out, "%-22s %20s\n", "masks (no delta)", dname);
     for (int i = 0; i < res->n_table; i++) {
@@ -264,7 +264,7 @@ void vpd_eval_print(const vpd_run *r, const vpd_eval_result *res, FILE *out) {
     }
     if (res->n_adv) fprintf(out, "(adversarial: PGD from random sources, step size %g, one source shared across the batch%s)\n",
                             res->adv_step_size,
-                            r->cfg.use_delta_component ? ", with the delta component as spd's PGDReconLoss" : "");
+                            r->job.cfg.use_delta_component ? ", with the delta component as spd's PGDReconLoss" : "");
     if (res->compute_recovered >= 0)
         fprintf(out, "pretraining compute recovered (CI masks): %.1f%% of the target's training\n", 100 * res->compute_recovered);
 }

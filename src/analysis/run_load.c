@@ -11,26 +11,7 @@
 #include "vpd/analysis.h"
 #include "vpd/config.h"
 #include "vpd/io.h"
-
-static bool exists(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0;
-}
-
-/* run paths in the config are relative to where the run was started; also try the run
- * directory's parent and grandparent (runs/<name> under the project) */
-static void resolve(char *p, size_t size, const char *run_dir) {
-    if (!p[0] || p[0] == '/' || exists(p)) return;
-    const char *ups[] = {"..", "../..", NULL};
-    for (int i = 0; ups[i]; i++) {
-        char alt[2300];
-        snprintf(alt, sizeof alt, "%s/%s/%s", run_dir, ups[i], p);
-        if (strlen(alt) < size && exists(alt)) {
-            memcpy(p, alt, strlen(alt) + 1);
-            return;
-        }
-    }
-}
+#include "vpd/job.h"
 
 vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *const *sets, int n_sets) {
     memset(r, 0, sizeof *r);
@@ -55,22 +36,22 @@ vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *
     vpd_free(fmt);
     char *yaml = NULL;
     vpd_status s = vpd_h5_get_attr_str(&f, "/config", "yaml", &yaml);
-    if (s == VPD_OK) s = vpd_config_parse(yaml, strlen(yaml), "run.h5:/config", &r->root);
+    /* the assembly of every command (job.h) on one process with the analysis batch; run
+     * paths in the config are relative to where the run was started: also try the run
+     * directory's parent and grandparent (runs/<name> under the project) */
+    char up1[1200], up2[1200];
+    snprintf(up1, sizeof up1, "%s/..", run_dir);
+    snprintf(up2, sizeof up2, "%s/../..", run_dir);
+    const char *ups[] = {up1, up2};
+    const vpd_job_opts jo = {.config_text = yaml, .config_name = "run.h5:/config", .sets = sets, .n_sets = n_sets,
+                             .search_dirs = ups, .n_search_dirs = 2, .local = true, .batch = batch,
+                             .eval_batch = true};
+    if (s == VPD_OK) s = vpd_job_open(&r->job, &jo);
     vpd_free(yaml);
-    for (int i = 0; s == VPD_OK && i < n_sets; i++) s = vpd_config_set(r->root, sets[i]);
-    if (s == VPD_OK) s = vpd_decomp_config_read(r->root, &r->cfg);
     if (s == VPD_OK) {
-        resolve(r->cfg.target_dir, sizeof r->cfg.target_dir, run_dir);
-        resolve(r->cfg.train_tokens, sizeof r->cfg.train_tokens, run_dir);
-        resolve(r->cfg.eval_tokens, sizeof r->cfg.eval_tokens, run_dir);
-        s = vpd_model_load(&r->target, r->cfg.target_dir);
-        r->have_target = s == VPD_OK;
-        if (r->have_target) vpd_decomp_config_default_output_loss(&r->cfg, &r->target);
+        r->root = r->job.root;
+        r->d = r->job.d;
     }
-    int S = 1;
-    if (s == VPD_OK && r->target.cfg.kind == VPD_MODEL_LLAMA) S = r->cfg.max_seq_len;
-    int B = batch > 0 ? batch : r->cfg.eval_batch_size > 0 ? r->cfg.eval_batch_size : r->cfg.batch_size;
-    if (s == VPD_OK) s = vpd_decomp_create(&r->d, &r->cfg, &r->target, B, S, 0, B, MPI_COMM_SELF);
     if (s == VPD_OK && r->is_checkpoint) { /* flat parameter blocks, as the trainer holds them */
         int64_t nc[1] = {(int64_t)r->d->n_comp_params}, nci[1] = {(int64_t)r->d->ci->n_params};
         s = vpd_h5_read_real(&f, "/comp_params", r->d->comp_params, 1, nc);
@@ -99,8 +80,6 @@ vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *
         r->d->step = (int)step;
         r->run_step = (int)step;
         vpd_decomp_refresh(r->d);
-        s = vpd_trainer_init(&r->trainer, r->d);
-        r->have_trainer = s == VPD_OK;
     }
     if (s != VPD_OK) {
         vpd_error_context(s, "opening run %s", run_dir);
@@ -110,9 +89,6 @@ vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *
 }
 
 void vpd_run_close(vpd_run *r) {
-    if (r->have_trainer) vpd_trainer_free(&r->trainer);
-    vpd_decomp_free(r->d);
-    if (r->have_target) vpd_model_free(&r->target);
-    vpd_config_free(r->root);
+    vpd_job_close(&r->job);
     memset(r, 0, sizeof *r);
 }

@@ -17,17 +17,13 @@
  * GFLOP/s, its % of peak (116 GFLOP/s per core × the cores in use = ranks × threads),
  * and the PyTorch step time divided by ours (> 1: vpd is faster). */
 #define _GNU_SOURCE
-#include <mpi.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/commands.h"
-#include "vpd/config.h"
-#include "vpd/io.h"
-#include "vpd/trainer.h"
+#include "vpd/job.h"
 
 /* from src/core/blas.c (bench-only instrumentation, not part of include/vpd/core.h) */
 double vpd_blas_flops(void);
@@ -74,70 +70,51 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-static bool is_dir(const char *p) {
-    struct stat st;
-    return stat(p, &st) == 0 && S_ISDIR(st.st_mode);
+/* a long schedule so no timed step is the last (which skips the update) */
+static void bench_schedule(vpd_decomp_config *cfg, void *ctx) {
+    (void)ctx;
+    cfg->steps = 1 << 30;
+    cfg->faithfulness_warmup_steps = 0;
 }
 
 /* one benchmark at each thread count; prints its rows on rank 0 */
 static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char *model_dir, int steps, int warmup,
                            const int *threads, int n_threads) {
-    int rank = 0, world = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    const int rank = vpd_world_rank(), world = vpd_world_size();
+    const MPI_Comm comm = vpd_comm_world();
     char path[1200], mdir[1200];
     snprintf(path, sizeof path, "%s/%s.yaml", cfg_dir, bc->name);
     snprintf(mdir, sizeof mdir, "%s/%s", model_dir, bc->name);
-
-    vpd_config *root = NULL;
-    vpd_decomp_config cfg;
-    vpd_model target;
-    memset(&target, 0, sizeof target);
-    vpd_decomp *d = NULL;
-    vpd_trainer tr;
-    memset(&tr, 0, sizeof tr);
-    bool have_target = false, have_trainer = false;
+    /* the target is models/<name> if present, else random of the same sizes */
+    const vpd_job_opts jo = {.config_path = path, .target_dir = mdir, .random_target = &bc->mc, .adjust = bench_schedule};
+    vpd_job job;
     double *times = NULL;
-    vpd_status s = vpd_config_load(path, &root);
-    if (s == VPD_OK) s = vpd_decomp_config_read(root, &cfg);
-    if (s == VPD_OK && cfg.batch_size % world != 0)
-        s = vpd_error(VPD_ERR_CONFIG, "%s: batch_size %d is not divisible by the %d ranks", path, cfg.batch_size, world);
-    bool random_target = !is_dir(mdir);
-    if (s == VPD_OK) {
-        if (!random_target) s = vpd_model_load(&target, mdir);
-        else if ((s = vpd_model_create(&target, &bc->mc)) == VPD_OK) vpd_model_init_params(&target, 0);
-        have_target = s == VPD_OK;
-    }
-    /* a long schedule so no timed step is the last (which skips the update) */
-    cfg.steps = 1 << 30;
-    cfg.faithfulness_warmup_steps = 0;
-    int B = cfg.batch_size / world;
-    if (s == VPD_OK) s = vpd_decomp_create(&d, &cfg, &target, B, 1, (int64_t)rank * B, cfg.batch_size, MPI_COMM_WORLD);
-    if (s == VPD_OK) {
-        s = vpd_trainer_init(&tr, d);
-        have_trainer = true;
-    }
+    vpd_status s = vpd_job_open(&job, &jo);
+    const vpd_decomp *d = job.d;
+    vpd_trainer *tr = &job.trainer;
+    const int B = job.geom.B;
+    const bool random_target = job.random_target;
     if (s == VPD_OK && !(times = malloc(sizeof(double) * (size_t)steps))) s = vpd_error(VPD_ERR_MEM, "bench timings");
     if (s == VPD_OK && rank == 0)
-        printf("%-11s batch %d (%d/rank), C = %d, target %s\n", bc->name, cfg.batch_size, B, d->C_sum,
+        printf("%-11s batch %d (%d/rank), C = %d, target %s\n", bc->name, job.cfg.batch_size, B, d->C_sum,
                random_target ? "random (models dir missing; same sizes)" : mdir);
     for (int ti = 0; s == VPD_OK && ti < n_threads; ti++) {
         vpd_blas_set_threads(threads[ti]);
         vpd_step_metrics sm;
-        for (int i = 0; s == VPD_OK && i < warmup; i++) s = vpd_trainer_step(&tr, &sm);
+        for (int i = 0; s == VPD_OK && i < warmup; i++) s = vpd_trainer_step(tr, &sm);
         double flops = 0;
         for (int i = 0; s == VPD_OK && i < steps; i++) {
             vpd_blas_flops_reset();
-            MPI_Barrier(MPI_COMM_WORLD);
+            vpd_barrier(comm);
             double t0 = vpd_wtime();
-            s = vpd_trainer_step(&tr, &sm);
+            s = vpd_trainer_step(tr, &sm);
             double dt = vpd_wtime() - t0;
-            MPI_Allreduce(MPI_IN_PLACE, &dt, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+            vpd_max_double(&dt, 1, comm);
             times[i] = dt;
             flops = vpd_blas_flops();
         }
         if (s != VPD_OK) break;
-        MPI_Allreduce(MPI_IN_PLACE, &flops, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD); /* all ranks' products */
+        vpd_sum_double(&flops, 1, comm); /* all ranks' products */
         qsort(times, (size_t)steps, sizeof(double), cmp_double);
         double med = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
         double gf = flops / med / 1e9;
@@ -153,17 +130,12 @@ static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char
         }
     }
     free(times);
-    if (have_trainer) vpd_trainer_free(&tr);
-    vpd_decomp_free(d);
-    if (have_target) vpd_model_free(&target);
-    vpd_config_free(root);
+    vpd_job_close(&job);
     return s;
 }
 
 int vpd_cmd_bench(int argc, char **argv) {
-    int rank = 0, world = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    const int rank = vpd_world_rank();
     if (vpd_cli_wants_help(argc, argv)) {
         if (rank == 0) usage(stdout);
         return 0;

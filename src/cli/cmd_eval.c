@@ -61,7 +61,7 @@ int vpd_cmd_eval(int argc, char **argv) {
     if (s != VPD_OK) return vpd_cli_fail("eval", s);
     vpd_eval_opts o;
     memset(&o, 0, sizeof o);
-    o.n_batches = batches > 0 ? batches : (r.cfg.n_eval_steps < 10 ? r.cfg.n_eval_steps : 10);
+    o.n_batches = batches > 0 ? batches : (r.job.cfg.n_eval_steps < 10 ? r.job.cfg.n_eval_steps : 10);
     o.pgd_step_size = 0.1;
     if (!no_pgd) {
         if (curve) {
@@ -74,9 +74,9 @@ int vpd_cmd_eval(int argc, char **argv) {
     vpd_eval_result res;
     s = vpd_evaluate(&r, &o, &res);
     if (s == VPD_OK) vpd_eval_print(&r, &res, stdout);
-    if (s == VPD_OK && !r.trainer.lm) { /* toy targets: the ground-truth comparison */
+    if (s == VPD_OK && !r.job.trainer.lm) { /* toy targets: the ground-truth comparison */
         vpd_summary sum;
-        s = vpd_summarize(&r.trainer, &sum, stdout);
+        s = vpd_summarize(&r.job.trainer, &sum, stdout);
     }
     if (s == VPD_OK && write && r.is_checkpoint) {
         printf("\n(a checkpoint: /eval is not written into it)\n");

@@ -231,14 +231,10 @@ done:
 
 int vpd_cmd_forward(int argc, char **argv) {
     if (vpd_cli_wants_help(argc, argv)) {
-        int rank = 0;
-        MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-        if (rank == 0) fputs(forward_usage, stdout);
+        if (vpd_world_rank() == 0) fputs(forward_usage, stdout);
         return 0;
     }
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank != 0) return 0; /* serial command: rank 0 does the work */
+    if (vpd_world_rank() != 0) return 0; /* serial command: rank 0 does the work */
     forward_args a;
     vpd_status s = parse_args(&a, argc, argv);
     if (s != VPD_OK) {

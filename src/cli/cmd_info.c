@@ -109,10 +109,65 @@ static int info_provenance(const char *text, bool json) {
     return 0;
 }
 
+/* RUN_DIR's checkpoints (from its config's checkpoint.dir, else RUN_DIR/checkpoints) */
+static void info_checkpoints(const char *target) {
+    char path[1300];
+    struct stat st;
+    /* checkpoints: from the run's config (checkpoint.dir), else RUN_DIR/checkpoints */
+    vpd_ckpt_opts o;
+    memset(&o, 0, sizeof o);
+    snprintf(o.dir, sizeof o.dir, "%s/checkpoints", target);
+    vpd_config *root = NULL;
+    snprintf(path, sizeof path, "%s/config.yaml", target);
+    if (vpd_config_load(path, &root) == VPD_OK) vpd_ckpt_opts_read(root, target, &o);
+    vpd_config_free(root);
+    vpd_clear_error();
+    printf("checkpoints in %s:\n", o.dir);
+    DIR *dp = opendir(o.dir);
+    struct dirent *e;
+    int n = 0;
+    while (dp && (e = readdir(dp))) {
+        if (strncmp(e->d_name, "ckpt-", 5) && strncmp(e->d_name, ".ckpt-", 6)) continue;
+        char p[1600];
+        snprintf(p, sizeof p, "%s/%s", o.dir, e->d_name);
+        if (stat(p, &st) != 0) continue;
+        char tb[32];
+        strftime(tb, sizeof tb, "%Y-%m-%d %H:%M:%S", localtime(&st.st_mtime));
+        printf("  %-24s %10.2f MiB  %s%s\n", e->d_name, (double)st.st_size / 1048576.0, tb,
+               e->d_name[0] == '.' ? "  (unfinished write)" : "");
+        n++;
+    }
+    if (dp) closedir(dp);
+    if (!n) printf("  (none)\n");
+    char latest[1300];
+    int step = -1;
+    if (vpd_checkpoint_latest(o.dir, latest, sizeof latest, &step) == VPD_OK)
+        printf("  newest complete: %s (resume at step %d)\n", latest, step);
+    vpd_clear_error();
+}
+
+/* progress: metrics.jsonl records and the last step */
+static void info_metrics(const char *target) {
+    char path[1300];
+    snprintf(path, sizeof path, "%s/metrics.jsonl", target);
+    FILE *mf = fopen(path, "r");
+    if (mf) {
+        char *line = NULL;
+        size_t cap = 0;
+        int records = 0, last = -1;
+        while (getline(&line, &cap, mf) > 0) {
+            int s;
+            if (sscanf(line, "{\"step\": %d", &s) == 1) last = s;
+            records++;
+        }
+        free(line);
+        fclose(mf);
+        printf("metrics.jsonl: %d records, last step %d\n", records, last);
+    }
+}
+
 int vpd_cmd_info(int argc, char **argv) {
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank != 0) return 0;
+    if (vpd_world_rank() != 0) return 0;
     if (vpd_cli_wants_help(argc, argv) || argc < 2) {
         fprintf(argc < 2 ? stderr : stdout,
                 "usage: vpd info RUN_DIR|CHECKPOINT.h5 [--json]\n\n"
@@ -169,53 +224,8 @@ int vpd_cmd_info(int argc, char **argv) {
     else printf("(no provenance.json: a run made before vpd recorded provenance)\n");
     free(prov);
 
-    /* checkpoints: from the run's config (checkpoint.dir), else RUN_DIR/checkpoints */
-    vpd_ckpt_opts o;
-    memset(&o, 0, sizeof o);
-    snprintf(o.dir, sizeof o.dir, "%s/checkpoints", target);
-    vpd_config *root = NULL;
-    snprintf(path, sizeof path, "%s/config.yaml", target);
-    if (vpd_config_load(path, &root) == VPD_OK) vpd_ckpt_opts_read(root, target, &o);
-    vpd_config_free(root);
-    vpd_clear_error();
-    printf("checkpoints in %s:\n", o.dir);
-    DIR *dp = opendir(o.dir);
-    struct dirent *e;
-    int n = 0;
-    while (dp && (e = readdir(dp))) {
-        if (strncmp(e->d_name, "ckpt-", 5) && strncmp(e->d_name, ".ckpt-", 6)) continue;
-        char p[1600];
-        snprintf(p, sizeof p, "%s/%s", o.dir, e->d_name);
-        if (stat(p, &st) != 0) continue;
-        char tb[32];
-        strftime(tb, sizeof tb, "%Y-%m-%d %H:%M:%S", localtime(&st.st_mtime));
-        printf("  %-24s %10.2f MiB  %s%s\n", e->d_name, (double)st.st_size / 1048576.0, tb,
-               e->d_name[0] == '.' ? "  (unfinished write)" : "");
-        n++;
-    }
-    if (dp) closedir(dp);
-    if (!n) printf("  (none)\n");
-    char latest[1300];
-    int step = -1;
-    if (vpd_checkpoint_latest(o.dir, latest, sizeof latest, &step) == VPD_OK)
-        printf("  newest complete: %s (resume at step %d)\n", latest, step);
-    vpd_clear_error();
-
-    snprintf(path, sizeof path, "%s/metrics.jsonl", target);
-    FILE *mf = fopen(path, "r");
-    if (mf) {
-        char *line = NULL;
-        size_t cap = 0;
-        int records = 0, last = -1;
-        while (getline(&line, &cap, mf) > 0) {
-            int s;
-            if (sscanf(line, "{\"step\": %d", &s) == 1) last = s;
-            records++;
-        }
-        free(line);
-        fclose(mf);
-        printf("metrics.jsonl: %d records, last step %d\n", records, last);
-    }
+    info_checkpoints(target);
+    info_metrics(target);
     snprintf(path, sizeof path, "%s/run.h5", target);
     printf("run.h5: %s\n", stat(path, &st) == 0 ? "present (run finished)" : "absent (run not finished)");
     return rc;

@@ -40,9 +40,7 @@ static bool find_tool(const char *name, char *out, size_t size) {
 }
 
 static int run_tool(const char *cmd, const char *script, int argc, char **argv) {
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    if (rank != 0) return 0;
+    if (vpd_world_rank() != 0) return 0;
     char path[PATH_MAX + 64];
     if (!find_tool(script, path, sizeof path)) {
         fprintf(stderr, "vpd %s: cannot find tools/%s (set VPD_TOOLS_DIR to the repository's tools/ directory)\n", cmd,

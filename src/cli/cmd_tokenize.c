@@ -174,9 +174,41 @@ static vpd_status decode_file(const vpd_tokenizer *t, const char *path, int widt
     return st;
 }
 
+/* --print TEXT, --decode FILE or IN.txt... --out tokens.bin with the tokenizer at tok_path */
+static vpd_status tokenize_with(const char *tok_path, const char *dtype, const char *print, const char *decode, char **in,
+                                int n_in, const char *out) {
+    vpd_status st;
+    vpd_tokenizer *t;
+    st = vpd_tokenizer_load(&t, tok_path);
+    if (st != VPD_OK) return st;
+    int width = vpd_tokenizer_vocab_size(t) <= 65536 ? 2 : 4;
+    if (dtype) st = vpd_tokens_dtype_parse(dtype, "--dtype", &width);
+    if (st == VPD_OK && width == 2 && vpd_tokenizer_vocab_size(t) > 65536)
+        st = vpd_error(VPD_ERR_ARG, "--dtype uint16: %s has %d ids, more than uint16 holds", tok_path,
+                       vpd_tokenizer_vocab_size(t));
+    if (st == VPD_OK) {
+        if (print) {
+            vpd_ids ids = {0};
+            st = vpd_tokenizer_encode(t, print, strlen(print), &ids);
+            if (st == VPD_OK) {
+                printf("%zu tokens\n", ids.n);
+                for (size_t i = 0; i < ids.n; i++) print_token(t, ids.ids[i]);
+            }
+            vpd_ids_free(&ids);
+        } else if (decode) {
+            st = decode_file(t, decode, width);
+        } else if (out && n_in) {
+            st = encode_files(t, in, n_in, out, width);
+        } else {
+            st = vpd_error(VPD_ERR_ARG, "nothing to do: give IN.txt... --out tokens.bin, --print TEXT or --decode FILE");
+        }
+    }
+    vpd_tokenizer_free(t);
+    return st;
+}
+
 int vpd_cmd_tokenize(int argc, char **argv) {
-    int rank = 0;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    const int rank = vpd_world_rank();
     if (vpd_cli_wants_help(argc, argv)) {
         if (rank == 0) fputs(tokenize_usage, stdout);
         return 0;
@@ -250,31 +282,6 @@ int vpd_cmd_tokenize(int argc, char **argv) {
         vpd_error(VPD_ERR_ARG, "--tokenizer T.json is required (or --train)");
         return vpd_cli_fail("tokenize", VPD_ERR_ARG);
     }
-    vpd_tokenizer *t;
-    st = vpd_tokenizer_load(&t, tok_path);
-    if (st != VPD_OK) return vpd_cli_fail("tokenize", st);
-    int width = vpd_tokenizer_vocab_size(t) <= 65536 ? 2 : 4;
-    if (dtype) st = vpd_tokens_dtype_parse(dtype, "--dtype", &width);
-    if (st == VPD_OK && width == 2 && vpd_tokenizer_vocab_size(t) > 65536)
-        st = vpd_error(VPD_ERR_ARG, "--dtype uint16: %s has %d ids, more than uint16 holds", tok_path,
-                       vpd_tokenizer_vocab_size(t));
-    if (st == VPD_OK) {
-        if (print) {
-            vpd_ids ids = {0};
-            st = vpd_tokenizer_encode(t, print, strlen(print), &ids);
-            if (st == VPD_OK) {
-                printf("%zu tokens\n", ids.n);
-                for (size_t i = 0; i < ids.n; i++) print_token(t, ids.ids[i]);
-            }
-            vpd_ids_free(&ids);
-        } else if (decode) {
-            st = decode_file(t, decode, width);
-        } else if (out && n_in) {
-            st = encode_files(t, in, n_in, out, width);
-        } else {
-            st = vpd_error(VPD_ERR_ARG, "nothing to do: give IN.txt... --out tokens.bin, --print TEXT or --decode FILE");
-        }
-    }
-    vpd_tokenizer_free(t);
+    st = tokenize_with(tok_path, dtype, print, decode, in, n_in, out);
     return st == VPD_OK ? 0 : vpd_cli_fail("tokenize", st);
 }

@@ -3,6 +3,8 @@
 #ifndef VPD_CLI_COMMANDS_H
 #define VPD_CLI_COMMANDS_H
 
+#include "vpd/comm.h" /* ranks and collectives: the CLI calls no MPI function itself */
+
 int vpd_cmd_forward(int argc, char **argv);
 int vpd_cmd_pretrain(int argc, char **argv);
 int vpd_cmd_decompose(int argc, char **argv);

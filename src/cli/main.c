@@ -51,10 +51,8 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-    MPI_Init(&argc, &argv);
-    int rank = 0, world = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
+    vpd_dist_init(&argc, &argv);
+    const int rank = vpd_world_rank(), world = vpd_world_size();
     vpd_log_set_rank(rank, world);
 
     int status = 0;
@@ -81,8 +79,5 @@ int main(int argc, char **argv) {
         }
     }
     /* a failure on any rank fails every rank (no rank waits forever on the others) */
-    int worst = 0;
-    MPI_Allreduce(&status, &worst, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
-    MPI_Finalize();
-    return worst;
+    return vpd_dist_finalize(status);
 }

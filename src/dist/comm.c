@@ -128,6 +128,8 @@ int vpd_max_int(int v, MPI_Comm comm) {
     return v;
 }
 
+void vpd_max_ints(int *x, size_t n, MPI_Comm comm) { allreduce(x, n, sizeof(int), MPI_INT, MPI_MAX, comm); }
+
 int vpd_min_int(int v, MPI_Comm comm) {
     allreduce(&v, 1, sizeof v, MPI_INT, MPI_MIN, comm);
     return v;

@@ -60,7 +60,6 @@ void pdgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, d
 #define REAL_EPS FLT_EPSILON
 #endif
 
-static MPI_Datatype mpi_real(void) { return VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT; }
 static const int ONE = 1, ZERO = 0;
 
 /* ---- grid --------------------------------------------------------------------------- */
@@ -68,18 +67,19 @@ vpd_status vpd_grid_create(vpd_grid *g, MPI_Comm world, int cp, int nb) {
     memset(g, 0, sizeof *g);
     g->dp_comm = g->cp_comm = MPI_COMM_NULL;
     g->ctx2d = g->ctx_col = g->ctx_row = -1;
-    MPI_Comm_rank(world, &g->world_rank);
-    MPI_Comm_size(world, &g->world_size);
-    if (cp < 1 || g->world_size % cp != 0)
+    if (cp < 1)
         return vpd_error(VPD_ERR_CONFIG, "parallel.component_parallel = %d must be >= 1 and divide the %d MPI ranks",
-                         cp, g->world_size);
-    g->cp = cp;
-    g->dp = g->world_size / cp;
-    g->dp_rank = g->world_rank / cp;
-    g->cp_rank = g->world_rank % cp;
+                         cp, vpd_comm_size(world));
+    VPD_TRY(vpd_layout_create(&g->lay, world, cp)); /* the one dp × cp split */
+    g->world_rank = g->lay.rank;
+    g->world_size = g->lay.size;
+    g->cp = g->lay.cp;
+    g->dp = g->lay.dp;
+    g->dp_rank = g->lay.dp_rank;
+    g->cp_rank = g->lay.cp_rank;
+    g->dp_comm = g->lay.dp_comm;
+    g->cp_comm = g->lay.cp_comm;
     g->nb = nb > 0 ? nb : 64;
-    MPI_Comm_split(world, g->cp_rank, g->dp_rank, &g->dp_comm);
-    MPI_Comm_split(world, g->dp_rank, g->cp_rank, &g->cp_comm);
     /* near-square 2-D grid: the largest divisor of cp not above √cp rows */
     int pr = 1;
     for (int d = 1; d * d <= cp; d++)
@@ -108,8 +108,7 @@ void vpd_grid_free(vpd_grid *g) {
     if (g->ctx2d >= 0) Cblacs_gridexit(g->ctx2d);
     if (g->ctx_col >= 0) Cblacs_gridexit(g->ctx_col);
     if (g->ctx_row >= 0) Cblacs_gridexit(g->ctx_row);
-    if (g->dp_comm != MPI_COMM_NULL) MPI_Comm_free(&g->dp_comm);
-    if (g->cp_comm != MPI_COMM_NULL) MPI_Comm_free(&g->cp_comm);
+    vpd_layout_free(&g->lay);
     memset(g, 0, sizeof *g);
     g->ctx2d = g->ctx_col = g->ctx_row = -1;
     g->dp_comm = g->cp_comm = MPI_COMM_NULL;
@@ -168,16 +167,12 @@ void vpd_bcmat_gather(const vpd_bcmat *A, real *out, bool colmajor, MPI_Comm com
             out[colmajor ? j * A->m + i : i * A->n + j] = A->a[(size_t)lj * lld + li];
         }
     }
-    /* every element has exactly one owner, so a sum is a gather; chunks keep counts < 2^31 */
-    const size_t chunk = (size_t)1 << 28;
-    for (size_t off = 0; off < total; off += chunk) {
-        size_t cnt = total - off < chunk ? total - off : chunk;
-        MPI_Allreduce(MPI_IN_PLACE, out + off, (int)cnt, mpi_real(), MPI_SUM, comm);
-    }
+    /* every element has exactly one owner, so a sum is a gather (bucketed in comm.c) */
+    vpd_sum_real(out, total, comm);
 }
 
 /* ---- shards ------------------------------------------------------------------------------ */
-vpd_status vpd_dist_check_shard(const vpd_components *c, const vpd_grid *g) {
+vpd_status vpd_dist_check_shard(const vpd_shard_view *c, const vpd_grid *g) {
     if (c->C_total % g->cp != 0)
         return vpd_error(VPD_ERR_CONFIG, "a layer with C = %d subcomponents cannot be split over component_parallel = %d ranks (C must be divisible by it)",
                          c->C_total, g->cp);
@@ -189,7 +184,7 @@ vpd_status vpd_dist_check_shard(const vpd_components *c, const vpd_grid *g) {
 }
 
 /* The shard as ScaLAPACK sees it: rows c0:c1 of Vᵀ [C, d_in] and columns c0:c1 of Uᵀ [d_out, C]. */
-static vpd_status shard_descs(vpd_bcmat *Vt, vpd_bcmat *Ut, const vpd_components *c, const vpd_grid *g) {
+static vpd_status shard_descs(vpd_bcmat *Vt, vpd_bcmat *Ut, const vpd_shard_view *c, const vpd_grid *g) {
     VPD_TRY(vpd_dist_check_shard(c, g));
     VPD_TRY(vpd_bcmat_create(Vt, g->ctx_col, c->C_total, c->d_in, c->C, c->d_in, c->V, "V shard"));
     VPD_TRY(vpd_bcmat_create(Ut, g->ctx_row, c->d_out, c->C_total, c->d_out, c->C, c->U, "U shard"));
@@ -199,7 +194,7 @@ static vpd_status shard_descs(vpd_bcmat *Vt, vpd_bcmat *Ut, const vpd_components
 }
 
 /* Vᵀ and Uᵀ on the 2-D grid */
-static vpd_status shards_to_2d(vpd_bcmat *Vt2, vpd_bcmat *Ut2, const vpd_components *c, const vpd_grid *g) {
+static vpd_status shards_to_2d(vpd_bcmat *Vt2, vpd_bcmat *Ut2, const vpd_shard_view *c, const vpd_grid *g) {
     vpd_bcmat Vt, Ut;
     VPD_TRY(shard_descs(&Vt, &Ut, c, g));
     VPD_TRY(vpd_bcmat_create(Vt2, g->ctx2d, c->C_total, c->d_in, g->nb, g->nb, NULL, "V^T (2-D)"));
@@ -211,11 +206,11 @@ static vpd_status shards_to_2d(vpd_bcmat *Vt2, vpd_bcmat *Ut2, const vpd_compone
 
 /* T = (VU)ᵀ [d_out, d_in] from the replicated target */
 static double target_at(void *ctx, int i, int j) {
-    const vpd_components *c = ctx;
+    const vpd_shard_view *c = ctx;
     return c->embedding ? (double)c->W[(size_t)j * c->d_out + i] : (double)c->W[(size_t)i * c->d_in + j];
 }
 
-vpd_status vpd_dist_delta(vpd_bcmat *D, const vpd_components *c, const vpd_grid *g) {
+vpd_status vpd_dist_delta(vpd_bcmat *D, const vpd_shard_view *c, const vpd_grid *g) {
     vpd_bcmat Vt2, Ut2;
     memset(D, 0, sizeof *D);
     vpd_status s = shards_to_2d(&Vt2, &Ut2, c, g);
@@ -232,7 +227,7 @@ vpd_status vpd_dist_delta(vpd_bcmat *D, const vpd_components *c, const vpd_grid 
 }
 
 /* ‖v_a‖ (rows = false: columns of V [d_in, C]) or ‖u_a‖ (rows of U [C, d_out]) for all C_total */
-static void shard_norms(double *out, const vpd_components *c, const vpd_grid *g, bool of_u) {
+static void shard_norms(double *out, const vpd_shard_view *c, const vpd_grid *g, bool of_u) {
     double *mine = out + c->c0;
     for (int a = 0; a < c->C; a++) {
         double s = 0;
@@ -254,7 +249,7 @@ static void scale_by_norms(vpd_bcmat *G, const double *nrm) {
     }
 }
 
-vpd_status vpd_dist_gram(vpd_bcmat *GV, vpd_bcmat *GU, const vpd_components *c, const vpd_grid *g, bool cosine) {
+vpd_status vpd_dist_gram(vpd_bcmat *GV, vpd_bcmat *GU, const vpd_shard_view *c, const vpd_grid *g, bool cosine) {
     vpd_bcmat Vt2, Ut2;
     if (GV) memset(GV, 0, sizeof *GV);
     if (GU) memset(GU, 0, sizeof *GU);
@@ -295,8 +290,7 @@ vpd_status vpd_dist_gram(vpd_bcmat *GV, vpd_bcmat *GU, const vpd_components *c, 
 }
 
 /* ---- SVD initialisation ---------------------------------------------------------------- */
-vpd_status vpd_dist_svd_init(vpd_components *c, const vpd_grid *g, uint64_t seed, int layer, double rest_scale,
-                             real *sigma, int *rank_out) {
+vpd_status vpd_dist_svd_init(const vpd_shard_view *c, const vpd_grid *g, double rest_scale, real *sigma, int *rank_out) {
     VPD_TRY(vpd_dist_check_shard(c, g));
     const int m = c->d_out, n = c->d_in, mn = m < n ? m : n;
     vpd_bcmat T, P, Qt, Vt, Ut;
@@ -313,7 +307,7 @@ vpd_status vpd_dist_svd_init(vpd_components *c, const vpd_grid *g, uint64_t seed
     }
     int info = 0;
     if (st == VPD_OK) {
-        vpd_bcmat_fill(&T, target_at, c);
+        vpd_bcmat_fill(&T, target_at, (void *)c);
         real wq = 0;
         int lwork = -1;
         P_GESVD("V", "V", &m, &n, T.a, &ONE, &ONE, T.desc, s, P.a, &ONE, &ONE, P.desc, Qt.a, &ONE, &ONE, Qt.desc, &wq,
@@ -336,8 +330,7 @@ vpd_status vpd_dist_svd_init(vpd_components *c, const vpd_grid *g, uint64_t seed
         const int k = rank < c->C_total ? rank : c->C_total;
         if (sigma) memcpy(sigma, s, sizeof(real) * (size_t)mn);
         if (rank_out) *rank_out = rank;
-        /* everything random and scaled down first, then the top-k components overwritten */
-        vpd_components_init(c, seed, layer);
+        /* the caller's random draw scaled down first, then the top-k components overwritten */
         vpd_scale((size_t)c->d_in * c->C, (real)rest_scale, c->V);
         vpd_scale((size_t)c->C * c->d_out, (real)rest_scale, c->U);
         st = shard_descs(&Vt, &Ut, c, g);

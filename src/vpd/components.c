@@ -41,6 +41,12 @@ vpd_status vpd_components_setup(vpd_components *c, const char *name, int d_in, i
     return VPD_OK;
 }
 
+vpd_shard_view vpd_components_shard(const vpd_components *c) {
+    vpd_shard_view v = {.d_in = c->d_in, .d_out = c->d_out, .C = c->C, .c0 = c->c0, .C_total = c->C_total,
+                        .embedding = c->embedding, .V = c->V, .U = c->U, .W = c->W};
+    return v;
+}
+
 void vpd_components_init(vpd_components *c, uint64_t seed, int layer) {
     const int d_in = c->d_in, d_out = c->d_out, C = c->C;
     const uint64_t Ct = (uint64_t)c->C_total, c0 = (uint64_t)c->c0;

@@ -219,49 +219,25 @@ static vpd_status create_ci(vpd_decomp *d) {
     return vpd_ci_reserve(d->ci, d->N);
 }
 
-vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, int B, int S,
-                             int64_t example0, int B_global, MPI_Comm dp_comm) {
-    return vpd_decomp_create_grid(out, cfg, target, B, S, example0, B_global, dp_comm, MPI_COMM_SELF);
-}
-
-vpd_status vpd_decomp_grid_comms(int cp, MPI_Comm *dp_comm, MPI_Comm *cp_comm) {
-    int rank = 0, world = 1;
-    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-    MPI_Comm_size(MPI_COMM_WORLD, &world);
-    if (cp < 1 || world % cp != 0)
-        return vpd_error(VPD_ERR_CONFIG, "parallel.component_parallel = %d does not divide the %d MPI ranks", cp, world);
-    /* rank r: data-parallel replica r / cp, component block r % cp */
-    MPI_Comm_split(MPI_COMM_WORLD, rank % cp, rank / cp, dp_comm);
-    MPI_Comm_split(MPI_COMM_WORLD, rank / cp, rank % cp, cp_comm);
-    return VPD_OK;
-}
-
-void vpd_cp_sum(const vpd_decomp *d, real *x, size_t n) {
-    if (d->cp_size > 1) MPI_Allreduce(MPI_IN_PLACE, x, (int)n, VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT, MPI_SUM, d->cp_comm);
-}
-
-void vpd_cp_sum_double(const vpd_decomp *d, double *x, size_t n) {
-    if (d->cp_size > 1) MPI_Allreduce(MPI_IN_PLACE, x, (int)n, MPI_DOUBLE, MPI_SUM, d->cp_comm);
-}
-
-vpd_status vpd_decomp_create_grid(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, int B, int S,
-                                  int64_t example0, int B_global, MPI_Comm dp_comm, MPI_Comm cp_comm) {
+vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, const vpd_layout *lay,
+                             const vpd_batch_geom *geom) {
     *out = NULL;
     vpd_decomp *d = calloc(1, sizeof *d);
     if (!d) return vpd_error(VPD_ERR_MEM, "decomposition state");
+    const int B = geom->B, S = geom->S;
     d->cfg = cfg;
     d->target = target;
     d->B = B;
     d->S = S;
-    d->N = B * S;
-    d->example0 = example0;
-    d->B_global = B_global;
-    d->dp_comm = dp_comm;
-    MPI_Comm_size(dp_comm, &d->dp_size);
-    MPI_Comm_rank(dp_comm, &d->dp_rank);
-    d->cp_comm = cp_comm;
-    MPI_Comm_size(cp_comm, &d->cp_size);
-    MPI_Comm_rank(cp_comm, &d->cp_rank);
+    d->N = geom->N;
+    d->example0 = geom->example0;
+    d->B_global = geom->B_global;
+    d->dp_comm = lay->dp_comm;
+    d->dp_size = lay->dp;
+    d->dp_rank = lay->dp_rank;
+    d->cp_comm = lay->cp_comm;
+    d->cp_size = lay->cp;
+    d->cp_rank = lay->cp_rank;
     d->out_numel = (int)vpd_model_out_size(target, B, S);
     vpd_status s = vpd_model_reserve(target, B, S);
     if (s == VPD_OK) s = select_layers(d);
@@ -277,12 +253,13 @@ vpd_status vpd_decomp_create_grid(vpd_decomp **out, const vpd_decomp_config *cfg
         /* the ScaLAPACK grid over the same dp × cp layout (src/dist): each rank gets its block
          * of the top singular triplets; the rest keeps the random draw, scaled down */
         vpd_grid g;
-        MPI_Comm world = d->cp_size > 1 ? MPI_COMM_WORLD : dp_comm;
-        s = vpd_grid_create(&g, world, d->cp_size, 0);
+        s = vpd_grid_create(&g, lay->comm, d->cp_size, 0);
         for (int k = 0; s == VPD_OK && k < d->L; k++) {
             if (d->layers[k].tied_to >= 0) continue;
             int rank = 0;
-            s = vpd_dist_svd_init(&d->layers[k].comp, &g, cfg->seed, k, cfg->svd_rest_scale, NULL, &rank);
+            /* the random draw above stays for the components the SVD leaves out (scaled down) */
+            const vpd_shard_view view = vpd_components_shard(&d->layers[k].comp);
+            s = vpd_dist_svd_init(&view, &g, cfg->svd_rest_scale, NULL, &rank);
             if (s == VPD_OK)
                 vpd_info("init svd: layer %s: rank %d of %d subcomponents from singular triplets", d->layers[k].name,
                          rank < d->layers[k].C_total ? rank : d->layers[k].C_total, d->layers[k].C_total);
@@ -307,6 +284,15 @@ vpd_status vpd_decomp_create_grid(vpd_decomp **out, const vpd_decomp_config *cfg
     d->input.S = S;
     *out = d;
     return VPD_OK;
+}
+
+vpd_status vpd_decomp_create_local(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, int B, int S) {
+    *out = NULL;
+    vpd_layout lay; /* owns nothing: d keeps only the (SELF) handles */
+    vpd_layout_self(&lay);
+    vpd_batch_geom geom;
+    VPD_TRY(vpd_batch_geometry(&geom, B, S, 1, 0, "batch"));
+    return vpd_decomp_create(out, cfg, target, &lay, &geom);
 }
 
 void vpd_decomp_free(vpd_decomp *d) {
@@ -351,7 +337,7 @@ void vpd_decomp_refresh(vpd_decomp *d) {
             real *D = ls->comp.delta;
             const real *W = ls->comp.W;
             for (size_t i = 0; i < n; i++) D[i] -= W[i];
-            vpd_cp_sum(d, D, n);
+            vpd_sum_real(D, n, d->cp_comm);
             for (size_t i = 0; i < n; i++) D[i] += W[i];
         }
     }

@@ -67,7 +67,7 @@ double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dsca
                 Sk[c] += v == 0 ? pow0 : p == 1.0 ? v + eps : p == 2.0 ? (v + eps) * (v + eps) : pow(v + eps, p);
             }
     }
-    if (d->dp_size > 1) MPI_Allreduce(MPI_IN_PLACE, S, d->C_sum, MPI_DOUBLE, MPI_SUM, d->dp_comm);
+    vpd_sum_double(S, (size_t)d->C_sum, d->dp_comm);
     const double Ng = (double)N * d->dp_size;
     double loss = 0;
     for (int j = 0; j < d->C_sum; j++) loss += S[j] / Ng + beta * (S[j] / Ng) * log2(1.0 + S[j]);
@@ -290,11 +290,7 @@ static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint
                 if (delta)
                     for (int n = 0; n < N; n++) SHG(k)[C] += d->dsrcdelta[(size_t)k * N + n];
             }
-            if (d->dp_size > 1) {
-                MPI_Allreduce(MPI_IN_PLACE, shared_grad, (int)n_shared, VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT,
-                              MPI_SUM, d->dp_comm);
-                vpd_scale(n_shared, (real)(1.0 / d->dp_size), shared_grad);
-            }
+            vpd_dp_mean(shared_grad, n_shared, d->dp_comm);
             for (int k = 0; k < L; k++) {
                 if (replaced && !replaced[k]) continue;
                 const int Cs = d->layers[k].C + (delta ? 1 : 0);

@@ -80,7 +80,7 @@ static void pass_forward(vpd_hook *h, int l, const real *x, const int32_t *tok, 
     const vpd_pass_layer *sp = &ph->spec[k];
     real *a = d->a + (size_t)N * (size_t)ls->c_off;
     vpd_components_forward(y, a, &ls->comp, x, tok, sp->m, sp->mdelta, sp->route, N, d->work);
-    vpd_cp_sum(d, y, (size_t)N * (size_t)ls->d_out); /* the component blocks' partial outputs */
+    vpd_sum_real(y, (size_t)N * (size_t)ls->d_out, d->cp_comm); /* the component blocks' partial outputs */
     if (ph->opts->hidden_acts) {
         size_t n = (size_t)N * (size_t)ls->d_out;
         double s = 0;
@@ -111,7 +111,7 @@ static void pass_backward(vpd_hook *h, int l, const real *x, const int32_t *tok,
         real *yy = d->tmp_layer;
         vpd_components_forward(yy, d->a + (size_t)N * (size_t)ls->c_off, &ls->comp, x, tok, sp->m, sp->mdelta,
                                sp->route, N, d->work);
-        vpd_cp_sum(d, yy, n);
+        vpd_sum_real(yy, n, d->cp_comm);
         real s = (real)(2.0 * ph->opts->dscale);
         for (size_t i = 0; i < n; i++) yy[i] = dy[i] + s * (yy[i] - ls->y_target[i]);
         dy_eff = yy;
@@ -133,10 +133,10 @@ static void pass_backward(vpd_hook *h, int l, const real *x, const int32_t *tok,
     vpd_components_backward(pdx, pg ? ls->dV : NULL, pg ? ls->dU : NULL, sp->dm, sp->dmdelta, dy_eff, a, &ls->comp, x,
                             tok, sp->m, sp->mdelta, sp->route, N, d->work);
     if (dx) {
-        vpd_cp_sum(d, pdx, (size_t)N * (size_t)ls->d_in);
+        vpd_sum_real(pdx, (size_t)N * (size_t)ls->d_in, d->cp_comm);
         vpd_axpy((size_t)N * (size_t)ls->d_in, 1, pdx, dx);
     }
-    if (sp->dmdelta) vpd_cp_sum(d, sp->dmdelta, (size_t)N); /* zero on every rank but the shared one */
+    if (sp->dmdelta) vpd_sum_real(sp->dmdelta, (size_t)N, d->cp_comm); /* zero on every rank but the shared one */
 }
 
 static double output_loss_forward_backward(vpd_decomp *d, double dscale) {

@@ -714,7 +714,7 @@ vpd_status vpd_parity_run(const vpd_parity_opts *o) {
     if (s == VPD_OK) s = read_layers(P, layer_names, &L);
     if (s == VPD_OK) {
         P->cfg.batch_size = P->B;
-        s = vpd_decomp_create(&P->d, &P->cfg, &P->model, P->B, P->S, 0, P->B, MPI_COMM_SELF);
+        s = vpd_decomp_create_local(&P->d, &P->cfg, &P->model, P->B, P->S);
         if (s != VPD_OK) s = vpd_error_context(s, "%s", P->path);
     }
     if (s == VPD_OK) {

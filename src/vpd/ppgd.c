@@ -175,8 +175,7 @@ static void gather_grad(vpd_ppgd_state *p, vpd_decomp *d, double inv_scale) {
     if (p->per_rank && d->dp_size > 1) inv_scale /= d->dp_size;
     if (inv_scale != 1.0) vpd_scale(p->n, (real)inv_scale, p->grad);
     if (!p->per_rank && d->dp_size > 1) {
-        MPI_Allreduce(MPI_IN_PLACE, p->grad, (int)p->n, VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT, MPI_SUM, d->dp_comm);
-        vpd_scale(p->n, (real)(1.0 / d->dp_size), p->grad);
+        vpd_dp_mean(p->grad, p->n, d->dp_comm);
     }
 }
 

@@ -75,7 +75,7 @@ static vpd_status hpc_boundary(vpd_decomp *d, const vpd_run_opts *opts, vpd_run_
     if (ck && ck->every_steps > 0 && d->step % ck->every_steps == 0) flags[1] = 1;
     if (ck && vpd_log_rank() == 0 && ck->every_minutes > 0 && vpd_wtime() - *t_last_ckpt >= 60.0 * ck->every_minutes)
         flags[1] = 1;
-    if (d->dp_size > 1) MPI_Allreduce(MPI_IN_PLACE, flags, 2, MPI_INT, MPI_MAX, d->dp_comm);
+    vpd_max_ints(flags, 2, d->dp_comm);
     if (!flags[0] && !flags[1]) return VPD_OK;
     vpd_ckpt_opts fallback;
     if (!ck) { /* no checkpoint section: a signal still checkpoints into RUN_DIR/checkpoints */
@@ -154,7 +154,7 @@ vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_ru
     }
     /* every rank must learn about rank 0's failure, or the others would wait in the loop */
     int bad = s != VPD_OK;
-    MPI_Allreduce(MPI_IN_PLACE, &bad, 1, MPI_INT, MPI_MAX, d->dp_comm);
+    bad = vpd_max_int(bad, d->dp_comm);
     if (bad) return s != VPD_OK ? s : vpd_error(VPD_ERR_IO, "rank 0 could not open metrics.jsonl");
     if (hpc) {
         vpd_signals_install();

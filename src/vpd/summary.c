@@ -138,10 +138,10 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
         }
     }
     double rows = (double)N * n_batches;
-    vpd_cp_sum_double(d, cnt, (size_t)L); /* L0 adds over the component blocks */
+    vpd_sum_double(cnt, (size_t)L, d->cp_comm); /* L0 adds over the component blocks */
     if (d->dp_size > 1) {
-        MPI_Allreduce(MPI_IN_PLACE, gsum, d->C_sum, MPI_DOUBLE, MPI_SUM, d->dp_comm);
-        MPI_Allreduce(MPI_IN_PLACE, cnt, L, MPI_DOUBLE, MPI_SUM, d->dp_comm);
+        vpd_sum_double(gsum, (size_t)d->C_sum, d->dp_comm);
+        vpd_sum_double(cnt, (size_t)L, d->dp_comm);
         rows *= d->dp_size;
     }
     for (int k = 0; k < L; k++) {
@@ -154,7 +154,7 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
     if (d->cp_size > 1) {
         double al[VPD_MAX_MODULE_PATTERNS * 4];
         for (int k = 0; k < L; k++) al[k] = s->alive[k];
-        vpd_cp_sum_double(d, al, (size_t)L);
+        vpd_sum_double(al, (size_t)L, d->cp_comm);
         for (int k = 0; k < L; k++) s->alive[k] = (int)al[k];
     }
     free(gsum);

@@ -12,20 +12,6 @@
 #include "vpd/loss_table.h"
 #include "vpd/trainer.h"
 
-static MPI_Datatype mpi_real(void) { return VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT; }
-
-/* Average a flat gradient over the data-parallel replicas, in buckets of ≤ 1 Mi values
- * (one call per bucket, never per tensor; MACHINE.md: 1–4 MiB is the sweet spot). */
-void vpd_allreduce_mean(real *x, size_t n, MPI_Comm comm, int size) {
-    if (size <= 1) return;
-    const size_t bucket = (size_t)1 << 20;
-    for (size_t off = 0; off < n; off += bucket) {
-        size_t m = n - off < bucket ? n - off : bucket;
-        MPI_Allreduce(MPI_IN_PLACE, x + off, (int)m, mpi_real(), MPI_SUM, comm);
-    }
-    vpd_scale(n, (real)(1.0 / size), x);
-}
-
 vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d) {
     memset(t, 0, sizeof *t);
     t->d = d;
@@ -108,11 +94,11 @@ static double reduce_metrics(vpd_decomp *d, vpd_step_metrics *sm) {
     if (d->cp_size > 1) {
         for (int i = 0; i < cfg->n_losses; i++) {
             const vpd_loss_reduce r = vpd_loss_def_of(cfg->losses[i].kind)->over_blocks;
-            if (r == VPD_REDUCE_SUM || r == VPD_REDUCE_MEAN) vpd_cp_sum_double(d, &sm->losses[i], 1);
+            if (r == VPD_REDUCE_SUM || r == VPD_REDUCE_MEAN) vpd_sum_double(&sm->losses[i], 1, d->cp_comm);
             if (r == VPD_REDUCE_MEAN) sm->losses[i] /= d->cp_size;
         }
-        vpd_cp_sum_double(d, sm->l0, (size_t)d->L);
-        vpd_cp_sum_double(d, sm->l0_thr, (size_t)d->L);
+        vpd_sum_double(sm->l0, (size_t)d->L, d->cp_comm);
+        vpd_sum_double(sm->l0_thr, (size_t)d->L, d->cp_comm);
     }
     double buf[2 * VPD_MAX_LOSSES + 4 * VPD_MAX_MODULE_PATTERNS * 4];
     int n = 0;
@@ -120,7 +106,7 @@ static double reduce_metrics(vpd_decomp *d, vpd_step_metrics *sm) {
     for (int k = 0; k < d->L; k++) buf[n++] = sm->l0[k];
     for (int k = 0; k < d->L; k++) buf[n++] = sm->l0_thr[k];
     if (d->dp_size > 1) {
-        MPI_Allreduce(MPI_IN_PLACE, buf, n, MPI_DOUBLE, MPI_SUM, d->dp_comm);
+        vpd_sum_double(buf, (size_t)n, d->dp_comm);
         for (int j = 0; j < n; j++) {
             const bool sum = j < cfg->n_losses && vpd_loss_def_of(cfg->losses[j].kind)->over_replicas == VPD_REDUCE_SUM;
             if (!sum) buf[j] /= d->dp_size;
@@ -160,7 +146,7 @@ vpd_status vpd_faithfulness_warmup(vpd_decomp *d) {
         if (s == 0) first = sum / numel;
         last = sum / numel;
         vpd_decomp_fold_tied_grads(d);
-        vpd_allreduce_mean(d->comp_grads, d->n_comp_params, d->dp_comm, d->dp_size);
+        vpd_dp_mean(d->comp_grads, d->n_comp_params, d->dp_comm);
         vpd_adamw_step(&a, d->comp_params, d->comp_grads, cfg->faithfulness_warmup_lr);
         vpd_decomp_refresh(d);
     }
@@ -207,9 +193,9 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     /* --- 8. backward into the CI function; gradients averaged over replicas --- */
     VPD_TRY(vpd_decomp_ci_backward(d));
     vpd_decomp_fold_tied_grads(d);
-    vpd_allreduce_mean(d->comp_grads, d->n_comp_params, d->dp_comm, d->dp_size);
-    vpd_cp_sum(d, d->ci->grads, d->ci->n_params); /* each component block's share of the CI gradient */
-    vpd_allreduce_mean(d->ci->grads, d->ci->n_params, d->dp_comm, d->dp_size);
+    vpd_dp_mean(d->comp_grads, d->n_comp_params, d->dp_comm);
+    vpd_sum_real(d->ci->grads, d->ci->n_params, d->cp_comm); /* each component block's share of the CI gradient */
+    vpd_dp_mean(d->ci->grads, d->ci->n_params, d->dp_comm);
 
     /* --- 9. PPGD ascent --- */
     for (int i = 0; i < cfg->n_losses; i++)
@@ -218,7 +204,7 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     /* --- 10. metrics (gradient norms before clipping), reduced over replicas --- */
     vpd_grad_range rc = {d->comp_grads, d->n_comp_params}, rf = {d->ci->grads, d->ci->n_params};
     double comp_sq = vpd_grad_sumsq(&rc, 1); /* over all component blocks of the group */
-    vpd_cp_sum_double(d, &comp_sq, 1);
+    vpd_sum_double(&comp_sq, 1, d->cp_comm);
     sm->grad_norm_components = sqrt(comp_sq);
     sm->grad_norm_ci = vpd_grad_norm(&rf, 1);
     layer_l0(d, 0.0, sm->l0);

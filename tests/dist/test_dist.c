@@ -9,6 +9,7 @@
 #include <mpi.h>
 
 #include "testutil.h"
+#include "vpd/components.h"
 #include "vpd/dist.h"
 
 void sgesvd_(const char *jobu, const char *jobvt, const int *m, const int *n, float *a, const int *lda, float *s,
@@ -74,10 +75,11 @@ static void run_case(const layer_case *lc, const vpd_grid *g, int layer) {
     sh.c0 = g->cp_rank * Cb;
     sh.C_total = C;
     vpd_components_init(&sh, 5, layer);
+    const vpd_shard_view shv = vpd_components_shard(&sh);
 
     /* --- Δ --- */
     vpd_bcmat D;
-    CHECK(vpd_dist_delta(&D, &sh, g) == VPD_OK, "%s: vpd_dist_delta: %s", lc->name, vpd_last_error());
+    CHECK(vpd_dist_delta(&D, &shv, g) == VPD_OK, "%s: vpd_dist_delta: %s", lc->name, vpd_last_error());
     real *Dg = alloc_r(nW);
     vpd_bcmat_gather(&D, Dg, lc->embedding, g->cp_comm); /* back into W's layout */
     double e = tu_max_rel_err(Dg, delta, nW, 1e-30);
@@ -98,7 +100,7 @@ static void run_case(const layer_case *lc, const vpd_grid *g, int layer) {
             free(nv), free(nu);
         }
         vpd_bcmat GV, GU;
-        CHECK(vpd_dist_gram(&GV, &GU, &sh, g, cosine) == VPD_OK, "%s: gram: %s", lc->name, vpd_last_error());
+        CHECK(vpd_dist_gram(&GV, &GU, &shv, g, cosine) == VPD_OK, "%s: gram: %s", lc->name, vpd_last_error());
         vpd_bcmat_gather(&GV, G, false, g->cp_comm);
         double ev = tu_max_rel_err(G, GVr, (size_t)C * C, 1e-30);
         vpd_bcmat_gather(&GU, G, false, g->cp_comm);
@@ -125,7 +127,8 @@ static void run_case(const layer_case *lc, const vpd_grid *g, int layer) {
     real *sig = alloc_r(mn);
     int rank = -1;
     const double rest = 0.1;
-    vpd_status st = vpd_dist_svd_init(&sh, g, 5, layer, rest, sig, &rank);
+    vpd_components_init(&sh, 5, layer); /* the random draw svd init keeps for the rest */
+    vpd_status st = vpd_dist_svd_init(&shv, g, rest, sig, &rank);
     CHECK(st == VPD_OK, "%s: svd init: %s", lc->name, vpd_last_error());
     double es = tu_max_rel_err(sig, s, mn, 1e-30);
     if (es > worst_sigma) worst_sigma = es;
@@ -209,7 +212,8 @@ int main(int argc, char **argv) {
             vpd_components_setup(&bad, "bad", 3, 3, 1, false, Vb, Ub, Wb, NULL, NULL);
             bad.C_total = cp + 1;
             bad.c0 = g.cp_rank;
-            vpd_status st = vpd_dist_check_shard(&bad, &g);
+            const vpd_shard_view badv = vpd_components_shard(&bad);
+            vpd_status st = vpd_dist_check_shard(&badv, &g);
             CHECK(st == VPD_ERR_CONFIG && strstr(vpd_last_error(), "divisible"), "C %% cp error: %s", vpd_last_error());
         }
         vpd_grid_free(&g);

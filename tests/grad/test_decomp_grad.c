@@ -89,7 +89,7 @@ static void add_all_losses(vpd_decomp_config *c) {
 static void check_decomp(const char *label, vpd_model *m, vpd_decomp_config *cfg, int B, int S, double tol) {
     fprintf(stderr, "%s\n", label);
     vpd_decomp *d = NULL;
-    vpd_status s = vpd_decomp_create(&d, cfg, m, B, S, 0, B, MPI_COMM_SELF);
+    vpd_status s = vpd_decomp_create_local(&d, cfg, m, B, S);
     CHECK(s == VPD_OK, "%s: create: %s", label, vpd_last_error());
     if (s != VPD_OK) return;
     d->step = 3;
@@ -148,7 +148,7 @@ static double f_pass(void *c) {
 
 static void check_pgd_source_grad(vpd_model *m, vpd_decomp_config *cfg, int B) {
     vpd_decomp *d = NULL;
-    CHECK(vpd_decomp_create(&d, cfg, m, B, 1, 0, B, MPI_COMM_SELF) == VPD_OK, "create: %s", vpd_last_error());
+    CHECK(vpd_decomp_create_local(&d, cfg, m, B, 1) == VPD_OK, "create: %s", vpd_last_error());
     if (!d) return;
     real *x = malloc(sizeof(real) * (size_t)B * m->cfg.n_features);
     tu_fill(x, (size_t)B * m->cfg.n_features, 21, 1.0);
