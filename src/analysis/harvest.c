@@ -139,7 +139,8 @@ typedef struct {
     real *unorm;    /* [ΣC] ‖U_c‖ */
     real *A;        /* [ΣC·N] a_c, layer-major blocks like d->g_lower */
     int64_t *n_pos, *n_fire, *n_fire_next, *gsum_hi, *gsum_lo, *ghist, *ahist, *qcount;
-    double *aexp, *amin, *amax;
+    double *aexp, *arange, *amin, *amax; /* arange = 2^aexp */
+    uint64_t *gacc; /* [ΣC] this batch's fixed-point sum of g */
     int64_t n_rows, n_rows_next; /* positions harvested, positions with a next token */
     hv_list top, quant;
     /* LM token tables [ΣC, V] and counts [V] */
@@ -257,12 +258,15 @@ static vpd_status hv_setup(hv *h) {
     h->aexp = malloc(sizeof(double) * CS);
     h->amin = malloc(sizeof(double) * CS);
     h->amax = malloc(sizeof(double) * CS);
+    h->arange = malloc(sizeof(double) * CS);
+    h->gacc = malloc(sizeof(uint64_t) * CS);
     h->firing = malloc(sizeof(int32_t) * CS);
     if (!h->unorm || !h->A || !h->next || !h->valid || !h->n_pos || !h->n_fire || !h->n_fire_next || !h->gsum_hi ||
-        !h->gsum_lo || !h->ghist || !h->ahist || !h->qcount || !h->aexp || !h->amin || !h->amax || !h->firing)
+        !h->gsum_lo || !h->ghist || !h->ahist || !h->qcount || !h->aexp || !h->amin || !h->amax || !h->firing || !h->arange || !h->gacc)
         return vpd_error(VPD_ERR_MEM, "harvest statistics");
     for (int i = 0; i < CS; i++) {
         h->aexp[i] = A_EXP_MIN;
+        h->arange[i] = ldexp(1.0, A_EXP_MIN);
         h->amin[i] = INFINITY;
         h->amax[i] = -INFINITY;
     }
@@ -297,7 +301,7 @@ static void hv_free(hv *h) {
     vpd_free(h->unorm);
     vpd_free(h->A);
     void *p[] = {h->next, h->valid, h->n_pos, h->n_fire, h->n_fire_next, h->gsum_hi, h->gsum_lo, h->ghist, h->ahist,
-                 h->qcount, h->aexp, h->amin, h->amax, h->firing, h->tin, h->tnext, h->cnt_in, h->cnt_next, h->fcount,
+                 h->qcount, h->aexp, h->arange, h->gacc, h->amin, h->amax, h->firing, h->tin, h->tnext, h->cnt_in, h->cnt_next, h->fcount,
                  h->feat, h->co};
     for (size_t i = 0; i < sizeof p / sizeof p[0]; i++) free(p[i]);
 }
@@ -392,30 +396,30 @@ static void batch_stats(hv *h, int64_t b) {
             for (int f = 0; f < h->F; f++) h->feat[f] += d->x_batch[(size_t)n * h->F + f] != 0;
         }
     }
+    /* row-major over each layer's [N, C] block (contiguous); per-subcomponent state in arrays */
+    memset(h->gacc, 0, sizeof(uint64_t) * CS);
     for (int k = 0; k < h->L; k++) {
         const vpd_layer_state *ls = &d->layers[k];
-        const int C = ls->C;
+        const int C = ls->C, off = ls->c_off;
         const real *g = blk(h, d->g_lower, k), *A = blk(h, h->A, k);
-        for (int c = 0; c < C; c++) {
-            const int gi = ls->c_off + c;
-            uint64_t gacc = 0;
-            int64_t *gh = h->ghist + (size_t)gi * NB, *ah = h->ahist + (size_t)gi * NB;
-            double R = ldexp(1.0, (int)h->aexp[gi]);
-            vpd_rng rng = vpd_rng_make(d->cfg->seed, VPD_RNG_EVAL, (uint32_t)gi, 0x48525653u);
-            for (int n = 0; n < N; n++) {
-                if (!h->valid[n]) continue;
-                const double gv = g[(size_t)n * C + c], av = A[(size_t)n * C + c];
+        for (int n = 0; n < N; n++) {
+            if (!h->valid[n]) continue;
+            const real *gr = g + (size_t)n * C, *ar = A + (size_t)n * C;
+            for (int c = 0; c < C; c++) {
+                const int gi = off + c;
+                const double gv = gr[c], av = ar[c];
                 h->n_pos[gi] += gv > 0;
-                gacc += (uint64_t)llround(gv * 4294967296.0);
+                h->gacc[gi] += (uint64_t)llround(gv * 4294967296.0);
                 int bin = (int)(gv * NB);
-                gh[bin < 0 ? 0 : bin >= NB ? NB - 1 : bin]++;
-                if (fabs(av) > R) {
+                h->ghist[(size_t)gi * NB + (bin < 0 ? 0 : bin >= NB ? NB - 1 : bin)]++;
+                int64_t *ah = h->ahist + (size_t)gi * NB;
+                if (fabs(av) > h->arange[gi]) {
                     int e = exp_for(av);
                     for (int i = (int)h->aexp[gi]; i < e; i++) ahist_fold(ah);
                     h->aexp[gi] = e;
-                    R = ldexp(1.0, e);
+                    h->arange[gi] = ldexp(1.0, e);
                 }
-                ah[ahist_bin(av, R)]++;
+                ah[ahist_bin(av, h->arange[gi])]++;
                 if (av < h->amin[gi]) h->amin[gi] = av;
                 if (av > h->amax[gi]) h->amax[gi] = av;
                 if (!(gv > VPD_HARVEST_FIRE)) continue;
@@ -431,6 +435,7 @@ static void batch_stats(hv *h, int64_t b) {
                 int q = (int)((gv - VPD_HARVEST_FIRE) / ((1.0 - VPD_HARVEST_FIRE) / NQ));
                 q = q < 0 ? 0 : q >= NQ ? NQ - 1 : q;
                 h->qcount[(size_t)gi * NQ + q]++;
+                vpd_rng rng = vpd_rng_make(d->cfg->seed, VPD_RNG_EVAL, (uint32_t)gi, 0x48525653u);
                 rec.key = vpd_rng_u32(&rng, (uint64_t)pos);
                 slot = list_slot(&h->quant, gi * NQ + q, &rec);
                 if (slot >= 0) {
@@ -447,9 +452,11 @@ static void batch_stats(hv *h, int64_t b) {
                     for (int f = 0; f < h->F; f++) h->fcount[(size_t)gi * h->F + f] += d->x_batch[(size_t)n * h->F + f] != 0;
                 }
             }
-            h->gsum_hi[gi] += (int64_t)(gacc >> 32);
-            h->gsum_lo[gi] += (int64_t)(gacc & 0xffffffffu);
         }
+    }
+    for (int gi = 0; gi < CS; gi++) {
+        h->gsum_hi[gi] += (int64_t)(h->gacc[gi] >> 32);
+        h->gsum_lo[gi] += (int64_t)(h->gacc[gi] & 0xffffffffu);
     }
     if (h->co) { /* co-firing: upper triangle by global index, symmetrised at the end */
         for (int n = 0; n < N; n++) {
