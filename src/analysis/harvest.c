@@ -143,7 +143,7 @@ typedef struct {
     uint64_t *gacc; /* [ΣC] this batch's fixed-point sum of g */
     int64_t n_rows, n_rows_next; /* positions harvested, positions with a next token */
     hv_list top, quant;
-    /* LM token tables [ΣC, V] and counts [V] */
+    /* LM token tables [V, ΣC] (token-major: one position's firing subcomponents are neighbours) and counts [V] */
     uint32_t *tin, *tnext;
     int64_t *cnt_in, *cnt_next;
     /* toy per-feature table [ΣC, F] and feature counts [F] */
@@ -151,6 +151,7 @@ typedef struct {
     /* co-firing [ΣC, ΣC] */
     uint32_t *co;
     int32_t *firing; /* [ΣC] scratch: one row's firing subcomponents */
+    double t_model, t_stats; /* seconds in the target + CI forward, in the statistics (rank 0) */
 } hv;
 
 static inline real *blk(const hv *h, real *buf, int k) { return buf + (size_t)h->N * h->d->layers[k].c_off; }
@@ -176,6 +177,12 @@ static int exp_for(double a) {
     double m = frexp(fabs(a), &ex);
     int e = m == 0.5 ? ex - 1 : ex;
     return e < A_EXP_MIN ? A_EXP_MIN : e;
+}
+
+static double cpu_seconds(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + 1e-6 * (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static double peak_rss_mib(void) {
@@ -443,10 +450,10 @@ static void batch_stats(hv *h, int64_t b) {
                     fill_payload(h, list_pay(&h->quant, gi * NQ + q, slot), k, n, c);
                 }
                 if (h->lm) {
-                    if (h->tin) h->tin[(size_t)gi * h->V + d->tok_in[n]]++;
+                    if (h->tin) h->tin[(size_t)d->tok_in[n] * CS + gi]++;
                     if (h->next[n] >= 0) {
                         h->n_fire_next[gi]++;
-                        if (h->tnext) h->tnext[(size_t)gi * h->V + h->next[n]]++;
+                        if (h->tnext) h->tnext[(size_t)h->next[n] * CS + gi]++;
                     }
                 } else {
                     for (int f = 0; f < h->F; f++) h->fcount[(size_t)gi * h->F + f] += d->x_batch[(size_t)n * h->F + f] != 0;
@@ -711,7 +718,9 @@ static void token_tables(hv *h, hv_out *out, int k, const uint32_t *tab, const i
     }
     for (int c0 = 0; c0 < C; c0 += chunk) {
         int nc = C - c0 < chunk ? C - c0 : chunk;
-        reduce_rows(h, tab, ls->c_off + c0, nc, V, buf);
+        for (int t = 0; t < V; t++) /* the chunk's columns of the [V, ΣC] table, as rows [nc, V] */
+            for (int i = 0; i < nc; i++) buf[(size_t)i * V + t] = tab[(size_t)t * h->CS + ls->c_off + c0 + i];
+        vpd_sum_int64(buf, (size_t)nc * V, h->comm);
         if (h->rank != 0) continue;
         for (int i = 0; i < nc; i++) {
             const int c = c0 + i;
@@ -921,6 +930,7 @@ done:
 static vpd_status hv_finish(hv *h, const char *out_path, double t0) {
     vpd_decomp *d = h->d;
     const int CS = h->CS;
+    const double t_merge = vpd_wtime();
     /* global sums: every rank gets them (needed for the tables' denominators) */
     int64_t rows[2] = {h->n_rows, h->n_rows_next};
     vpd_sum_int64(rows, 2, h->comm);
@@ -1126,9 +1136,11 @@ static vpd_status hv_finish(hv *h, const char *out_path, double t0) {
     double rss = peak_rss_mib(), rss_max = rss;
     vpd_max_double(&rss_max, 1, h->comm);
     if (s == VPD_OK)
-        vpd_info("harvest: %lld %s in %.2f s: %.0f %s/s on %d rank%s; peak RSS %.1f MiB (rank 0), %.1f MiB (max over ranks)",
+        vpd_info("harvest: %lld %s in %.2f s: %.0f %s/s on %d rank%s; peak RSS %.1f MiB (rank 0), %.1f MiB (max over ranks); "
+                 "rank 0: model + CI %.2f s, statistics %.2f s, merge + write %.2f s, CPU time %.2f s",
                  (long long)rows[0], h->lm ? "tokens" : "examples", seconds, rows[0] / (seconds > 0 ? seconds : 1e-9),
-                 h->lm ? "tokens" : "examples", h->size, h->size > 1 ? "s" : "", rss, rss_max);
+                 h->lm ? "tokens" : "examples", h->size, h->size > 1 ? "s" : "", rss, rss_max, h->t_model, h->t_stats,
+                 vpd_wtime() - t_merge, cpu_seconds());
     return s;
 }
 #undef W
@@ -1160,12 +1172,16 @@ vpd_status vpd_harvest(vpd_run *r, const vpd_harvest_opts *o, const char *out_pa
         s = load_batch(&h, b);
         if (s != VPD_OK) break;
         h.d->step = (int)b; /* names the batch's random draws (binomial CI input) */
+        double ta = vpd_wtime();
         vpd_decomp_target_forward(h.d);
         s = vpd_decomp_ci_forward(h.d);
         if (s != VPD_OK) break;
         activations(&h);
+        double tb = vpd_wtime();
         batch_stats(&h, b);
         double now = vpd_wtime();
+        h.t_model += tb - ta;
+        h.t_stats += now - tb;
         if (o->progress && h.rank == 0 && (now - last > 2 || b + 1 == h.b1)) {
             fprintf(stderr, "harvest: batch %lld/%lld on rank 0, %.0f positions/s%s", (long long)(b - h.b0 + 1),
                     (long long)(h.b1 - h.b0), h.n_rows / (now - t0), isatty(2) ? "   \r" : "\n");
