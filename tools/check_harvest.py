@@ -74,6 +74,55 @@ def load_safetensors(path):
     return out
 
 
+def target_path(cfg, run_dir):
+    t = cfg.get("target", {})
+    p = t.get("path") or t.get("model_path") or cfg.get("pretrained_model_path")
+    for cand in (p, os.path.join(run_dir, p), os.path.join(run_dir, "..", p), os.path.join(run_dir, "..", "..", p)):
+        if os.path.isdir(cand):
+            return cand
+    fail(f"cannot find the target directory {p}")
+
+
+def gelu_erf(x):
+    from math import erf
+    return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+
+
+def check_toy_ci(run, cfg, W, name, L, U, Vm, unorm):
+    """layerwise `mlp` CI functions of toy targets: recompute g and a_c of every recorded example
+    from its input features, the target's weights and run.h5's components and CI parameters"""
+    ci = cfg.get("ci_config", {})
+    if ci.get("fn_type") != "mlp" or len(ci.get("hidden_dims", [])) != 1:
+        return 0
+    if name == "linear1":
+        lin = lambda x: x
+    elif name == "linear2":
+        W1 = W["linear1.weight"].astype(np.float64)
+        lin = lambda x: x @ W1.T
+    else:
+        return 0
+    pre = "ci_fn._ci_fns." + name + ".layers."
+    W0, b0 = run["ci_fn"][pre + "0.W"][()], run["ci_fn"][pre + "0.b"][()]
+    W2, b2 = run["ci_fn"][pre + "2.W"][()], run["ci_fn"][pre + "2.b"][()]
+    n_checked = 0
+    for grp in ("top", "quantiles"):
+        x = L[grp + "/x"][()].reshape(L.attrs["C"], -1, W["linear1.weight"].shape[1]).astype(np.float64)
+        pos = L[grp + "/position"][()].reshape(L.attrs["C"], -1)
+        g_rec = L[grp + "/g"][()].reshape(L.attrs["C"], -1)
+        a_rec = L[grp + "/a"][()].reshape(L.attrs["C"], -1)
+        for c in range(L.attrs["C"]):
+            ok = pos[c] >= 0
+            if not ok.any():
+                continue
+            s = lin(x[c][ok]) @ Vm[:, c].astype(np.float64)
+            h = gelu_erf(s[:, None] * W0[c, 0][None, :] + b0[c][None, :])
+            g = np.clip(h @ W2[c, :, 0] + b2[c, 0], 0, 1)
+            if not np.allclose(g, g_rec[c][ok], atol=2e-5) or not np.allclose(unorm[c] * s, a_rec[c][ok], rtol=1e-4, atol=1e-5):
+                fail(f"{name}[{c}] {grp}: recomputed g / a_c of the recorded examples differ (g {g[:3]} vs {g_rec[c][ok][:3]})")
+            n_checked += int(ok.sum())
+    return n_checked
+
+
 def rope_rotate_k(k, delta, base):
     """rotate a key vector [.., dh] by angle -delta*theta_i (half-split pairs)"""
     dh = k.shape[-1]
@@ -95,13 +144,12 @@ def check(run_dir):
     layers = at["layers"].split("\n")
     thr = float(at["fire_threshold"])
     n_checked_ctx = 0
+    tpath = target_path(cfg, run_dir)
+    W = load_safetensors(os.path.join(tpath, "model.safetensors"))
+    mcfg = json.load(open(os.path.join(tpath, "config.json")))
+    n_ci_checked = 0
     if lm:
         toks = np.fromfile(at["tokens"], dtype="<u2" if at["vocab_size"] <= 65535 else "<u4")
-        tpath = cfg["target"]["path"] if "target" in cfg else cfg["pretrained_model_path"]
-        if not os.path.isabs(tpath):
-            tpath = os.path.join(run_dir, tpath)
-        W = load_safetensors(os.path.join(tpath, "model.safetensors"))
-        mcfg = json.load(open(os.path.join(tpath, "config.json")))
         V_tot = int(at["vocab_size"])
         if hf["token_count"][()].sum() != P:
             fail("token_count does not sum to the positions")
@@ -241,6 +289,7 @@ def check(run_dir):
                     if (k[c][ok] > np.minimum(allfire[off + c], allfire[j[c][ok]])).any():
                         fail(f"{name}[{c}]: a co-firing count above a firing count")
         if not lm:
+            n_ci_checked += check_toy_ci(run, cfg, W, name, L, U, Vm, unorm)
             fc, feat = L["features/count"][()], hf["feature_count"][()]
             if not np.allclose(L["features/precision"][()], fc / np.maximum(cf[:, None], 1), rtol=1e-5):
                 fail(f"{name}: feature precision != count / firing count")
@@ -269,7 +318,8 @@ def check(run_dir):
             prev = np.where(mx > 0, (I[1] - other) / np.where(mx > 0, mx, 1), 0)
             if not np.allclose(A["prev_token_score"][()], prev, atol=1e-4):
                 fail(f"attention {b}: previous-token score differs from numpy")
-    print(f"harvest.h5 of {run_dir}: {len(layers)} layers, {P} positions, {n_checked_ctx} contexts checked: ok")
+    print(f"harvest.h5 of {run_dir}: {len(layers)} layers, {P} positions, {n_checked_ctx} contexts checked, "
+          f"g and a_c of {n_ci_checked} toy examples recomputed: ok")
 
 
 NQ = 10
