@@ -322,13 +322,115 @@ def check(run_dir):
           f"g and a_c of {n_ci_checked} toy examples recomputed: ok")
 
 
+def recompute_lm(run_dir):
+    """Language models, independently of vpd's C code: run the target (tools/reference_vpd.py)
+    and the global_shared_transformer CI function (tests/ci_transformer/make_ref.py, spd's
+    module re-implemented in PyTorch) in float64 on the harvested windows, from run.h5 and the
+    token file; compare count_pos, count_fire, mean_g and the top lists with the file. Float32
+    (vpd) against float64 moves positions near the thresholds, hence the tolerances."""
+    import importlib.util
+    import torch
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    import reference_vpd as RV
+    spec = importlib.util.spec_from_file_location("ci_ref", os.path.join(here, "..", "tests", "ci_transformer", "make_ref.py"))
+    CR = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(CR)
+    hf = h5py.File(os.path.join(run_dir, "harvest.h5"), "r")
+    run = h5py.File(os.path.join(run_dir, "run.h5"), "r")
+    cfg = yaml.safe_load(run["config"].attrs["yaml"])
+    pd = cfg.get("pd", cfg)
+    ci = pd["ci_config"]
+    if ci.get("fn_type") != "global_shared_transformer" or pd.get("sampling", "continuous") != "continuous":
+        print("recompute: only global_shared_transformer CI with continuous sampling is implemented here; skipped")
+        return
+    tc = ci["simple_transformer_ci_cfg"]
+    ac = tc["attn_config"]
+    tpath = target_path(cfg, run_dir)
+    mcfg = json.load(open(os.path.join(tpath, "config.json")))
+    p = {k: torch.tensor(v.astype(np.float64)) for k, v in load_safetensors(os.path.join(tpath, "model.safetensors")).items()}
+    at = hf.attrs
+    S, nw = int(at["seq_len"]), int(at["windows"])
+    toks = np.fromfile(at["tokens"], dtype="<u2" if at["vocab_size"] <= 65535 else "<u4")[: nw * S].astype(np.int64)
+    names = at["layers"].split("\n")
+    comp = {n: (torch.tensor(run["components"][n]["V"][()].astype(np.float64)),
+                torch.tensor(run["components"][n]["U"][()].astype(np.float64))) for n in names}
+    layers = [(n, comp[n][0].shape[0] if n != "wte" else comp[n][0].shape[1], comp[n][1].shape[0]) for n in names]
+    # the CI function's input for an embedding layer is V[token, :] (its width is C)
+    m = CR.GlobalSharedTransformerCiFn(layers, tc["d_model"], tc["n_blocks"], ac["n_heads"], tc["mlp_hidden_dim"],
+                                       ac["max_len"], ac["rope_base"]).double()
+    sd = {k[len("ci_fn._global_ci_fn."):]: torch.tensor(v[()].astype(np.float64)) for k, v in run["ci_fn"].items()}
+    res = m.load_state_dict(sd, strict=False)
+    if res.unexpected_keys or any("inv_freq" not in k for k in res.missing_keys):
+        fail(f"CI parameters do not match the reference module: {res.unexpected_keys} {res.missing_keys}")
+    tl = RV.target_layers("llama", p, mcfg)
+    C = {n: comp[n][1].shape[0] for n in names}
+    cnt_pos = {n: np.zeros(C[n], np.int64) for n in names}
+    cnt_fire = {n: np.zeros(C[n], np.int64) for n in names}
+    gsum = {n: np.zeros(C[n]) for n in names}
+    gmax = {n: np.full(C[n], -1.0) for n in names}
+    gat = {}  # (layer, position) -> g row, for the recorded top positions
+    want_pos = {n: set(hf["layers"][n]["top/position"][()].reshape(-1).tolist()) - {-1} for n in names}
+    B = 16
+    with torch.no_grad():
+        for w0 in range(0, nw, B):
+            tok = torch.tensor(toks[w0 * S:(min(nw, w0 + B)) * S].reshape(-1, S))
+            acts = {}
+
+            def layer(n, x):
+                W, b, emb = tl[n]
+                if n in comp:
+                    acts[n] = comp[n][0][x] if emb else x
+                y = W[x] if emb else x @ W.T
+                return y if b is None else y + b
+            RV.model_forward("llama", p, mcfg, tok, layer)
+            z = m({n: acts[n] for n in names})
+            for n in names:
+                g = z[n].clamp(0, 1).reshape(-1, C[n]).numpy()
+                cnt_pos[n] += (g > 0).sum(0)
+                cnt_fire[n] += (g > 0.1).sum(0)
+                gsum[n] += g.sum(0)
+                gmax[n] = np.maximum(gmax[n], g.max(0))
+                base = w0 * S
+                for q in want_pos[n]:
+                    if base <= q < base + g.shape[0]:
+                        gat[(n, q)] = g[q - base]
+    P = nw * S
+    worst = 0.0
+    for n in names:
+        L = hf["layers"][n]
+        d_pos = np.abs(L["count_pos"][()] - cnt_pos[n]).max() / P
+        d_fire = np.abs(L["count_fire"][()] - cnt_fire[n]).max() / P
+        d_mean = np.abs(L["mean_g"][()] - gsum[n] / P).max()
+        worst = max(worst, d_pos, d_fire, d_mean)
+        if d_pos > 0.01 or d_fire > 0.01 or d_mean > 2e-3:
+            fail(f"{n}: densities / mean g differ from the PyTorch recomputation (count_pos {d_pos:.4f}, "
+                 f"count_fire {d_fire:.4f} of P, mean_g {d_mean:.2e})")
+        tn, tg, tpos = L["top/n"][()], L["top/g"][()], L["top/position"][()]
+        for c in range(C[n]):
+            if tn[c] == 0:
+                continue
+            if abs(tg[c, 0] - gmax[n][c]) > 2e-3:
+                fail(f"{n}[{c}]: top g {tg[c, 0]} but the recomputed maximum over the positions is {gmax[n][c]}")
+            for j in range(tn[c]):
+                gr = gat[(n, int(tpos[c, j]))][c]
+                if abs(gr - tg[c, j]) > 2e-3:
+                    fail(f"{n}[{c}]: top example at position {tpos[c, j]}: g {tg[c, j]} recorded, {gr} recomputed")
+    print(f"recomputed in PyTorch (float64): {len(names)} layers, {P} positions; densities, mean g and every top example "
+          f"agree (largest difference {worst:.2e})")
+
+
 NQ = 10
 np.seterr(divide="ignore", invalid="ignore")
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir")
     ap.add_argument("--compare")
+    ap.add_argument("--recompute", action="store_true", help="LM: recompute g with PyTorch (tools/reference_vpd.py)")
     args = ap.parse_args()
+    if args.recompute:
+        recompute_lm(args.run_dir)
+        sys.exit(0)
     if args.compare:
         compare(os.path.join(args.run_dir, "harvest.h5"), args.compare)
     else:
