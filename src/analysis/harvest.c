@@ -228,6 +228,17 @@ static vpd_status hv_setup(hv *h) {
     }
     h->b0 = h->nb * h->rank / h->size;
     h->b1 = h->nb * (h->rank + 1) / h->size;
+    if (h->lm) { /* every id of this rank's shard against the vocabulary, before any work */
+        int64_t t0 = h->b0 * h->B * h->S, t1 = h->b1 * h->B * h->S + 1;
+        if (t1 > h->n_windows * h->S + 1) t1 = h->n_windows * h->S + 1;
+        if (t1 > h->tp->n_tokens) t1 = h->tp->n_tokens;
+        for (int64_t i = t0; i < t1; i++) {
+            uint32_t id = h->tp->width == 2 ? ((const uint16_t *)h->tp->map)[i] : ((const uint32_t *)h->tp->map)[i];
+            if (id >= (uint32_t)h->V)
+                return vpd_error(VPD_ERR_VALUE, "%s: token %lld has id %u >= the target's vocabulary size %d: the file does "
+                                 "not match this target's tokenizer", h->tp->path, (long long)i, id, h->V);
+        }
+    }
     const int CS = h->CS, N = h->N;
     /* dense tables: check the memory before allocating */
     double lim = h->o->max_dense_mib;
