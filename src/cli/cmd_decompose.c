@@ -455,8 +455,6 @@ int vpd_cmd_decompose(int argc, char **argv) {
     }
     if (s == VPD_OK && cfg.batch_size % dp != 0)
         s = vpd_error(VPD_ERR_CONFIG, "batch_size %d is not divisible by the %d data-parallel ranks", cfg.batch_size, dp);
-    if (s == VPD_OK && cp > 1 && resume)
-        s = vpd_error(VPD_ERR_CONFIG, "resuming a run with component_parallel > 1 is not supported yet");
     if (s == VPD_OK) {
         s = vpd_model_load(&target, cfg.target_dir);
         have_target = s == VPD_OK;
