@@ -20,7 +20,7 @@
  * shape that differs from the file's is an error naming the dataset and both shapes.
  *
  * Attributes ride along: {object path, name, int | double | string} with a mode for reads —
- *   LOAD   the file's value is stored in the attribute (read it back with vpd_table_attr_int)
+ *   LOAD   the file's value is stored in the attribute (read it back with vpd_table_get_attr)
  *   CHECK  the file's value must equal the table's (an error names both and the hint)
  *   INFO   written for readers, ignored on read (an absent one is fine)
  * Attribute values must be the same on every rank.

@@ -131,13 +131,15 @@ static vpd_status read_header(vpd_h5 *f, int *step) {
 vpd_status vpd_ckpt_read_table(const char *path, vpd_tensor_table *t, int *step) {
     MPI_Comm comm = t->comm;
     vpd_h5 f;
-    /* the serial open first: its messages say whether the file is missing or not HDF5 */
-    vpd_status s = vpd_h5_open(&f, path, false);
-    if (s == VPD_OK) {
+    /* rank 0 checks the header serially (its messages say whether the file is missing, not
+     * HDF5, not a checkpoint or of another version) and tells the others the step */
+    vpd_status s = VPD_OK;
+    if (vpd_comm_rank(comm) == 0 && (s = vpd_h5_open(&f, path, false)) == VPD_OK) {
         s = read_header(&f, step);
         vpd_h5_close(&f);
     }
     VPD_TRY(vpd_all_agree(s, comm));
+    vpd_bcast(step, sizeof *step, 0, comm);
     VPD_TRY(vpd_all_agree(vpd_h5_open_mpi(&f, path, false, comm), comm));
     s = vpd_table_read_h5(&f, t);
     vpd_status c = vpd_h5_close(&f);

@@ -473,9 +473,9 @@ vpd_status vpd_table_save(const char *path, const vpd_tensor_table *t) {
 
 vpd_status vpd_table_load(const char *path, vpd_tensor_table *t) {
     vpd_h5 f;
-    /* the serial open first: its messages say whether the file is missing or not HDF5 */
-    vpd_status s = vpd_h5_open(&f, path, false);
-    if (s == VPD_OK) vpd_h5_close(&f);
+    /* rank 0 opens it serially first: its messages say whether the file is missing or not HDF5 */
+    vpd_status s = VPD_OK;
+    if (vpd_comm_rank(t->comm) == 0 && (s = vpd_h5_open(&f, path, false)) == VPD_OK) vpd_h5_close(&f);
     VPD_TRY(vpd_all_agree(s, t->comm));
     VPD_TRY(vpd_all_agree(vpd_h5_open_mpi(&f, path, false, t->comm), t->comm));
     s = vpd_table_read_h5(&f, t);
