@@ -161,6 +161,7 @@ const vpd_table_attr *vpd_table_get_attr(const vpd_tensor_table *t, const char *
 
 /* ---- HDF5 -------------------------------------------------------------------------------------- */
 typedef struct {
+    vpd_h5 *f;
     hid_t file, dxpl, dxpl_coll; /* independent / collective transfers */
     int nerr;
     vpd_status code;
@@ -328,25 +329,7 @@ static void shape_text(char *buf, size_t n, int ndim, const hsize_t *dims) {
 }
 
 static void read_row(tt_io *io, const vpd_table_row *r) {
-    htri_t ex = H5Lexists(io->file, r->name, H5P_DEFAULT);
-    if (ex <= 0 && strchr(r->name + 1, '/')) { /* H5Lexists fails when a parent group is missing */
-        H5Eclear2(H5E_DEFAULT);
-        ex = 0;
-        char buf[VPD_TABLE_NAME_MAX];
-        snprintf(buf, sizeof buf, "%s", r->name);
-        bool all = true;
-        for (char *p = buf + 1; all; p++) {
-            if (*p == '/' || *p == '\0') {
-                char c = *p;
-                *p = '\0';
-                all = H5Lexists(io->file, buf, H5P_DEFAULT) > 0;
-                *p = c;
-                if (c == '\0') break;
-            }
-        }
-        ex = all;
-    }
-    if (ex <= 0) {
+    if (!vpd_h5_exists(io->f, r->name)) {
         tt_fail(io, VPD_ERR_FORMAT, "missing dataset '%s'", r->name);
         return;
     }
@@ -443,6 +426,7 @@ static vpd_status finish(tt_io *io, const vpd_tensor_table *t) {
 
 static void tt_open(tt_io *io, vpd_h5 *f) {
     memset(io, 0, sizeof *io);
+    io->f = f;
     io->file = (hid_t)f->id;
     io->path = f->path;
     io->dxpl = H5Pcreate(H5P_DATASET_XFER);
