@@ -70,7 +70,8 @@ typedef struct {
 /* create (truncating) / open an existing file with the default (serial) driver */
 vpd_status vpd_h5_create(vpd_h5 *f, const char *path);
 vpd_status vpd_h5_open(vpd_h5 *f, const char *path, bool writable);
-/* Collective over comm: the MPI-IO driver. create=true truncates. Every rank of comm calls it. */
+/* Collective over comm: the MPI-IO driver. create=true truncates, false opens read-only.
+ * Every rank of comm calls it. */
 vpd_status vpd_h5_open_mpi(vpd_h5 *f, const char *path, bool create, MPI_Comm comm);
 vpd_status vpd_h5_close(vpd_h5 *f);
 /* true if every component of the path ("/a/b/c" or "a/b/c") exists (group or dataset) */

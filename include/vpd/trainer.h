@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "vpd/checkpoint.h"
 #include "vpd/data.h"
 #include "vpd/decomp.h"
 
@@ -51,6 +52,25 @@ typedef struct {
 vpd_status vpd_run_training(vpd_trainer *t, const vpd_run_opts *opts);
 /* one JSON object (no newline) for a step's metrics */
 void vpd_metrics_json(FILE *f, const vpd_decomp *d, const vpd_step_metrics *sm);
+
+/* ---- the run loop with checkpoints and signals (run.c) ------------------------------------ */
+typedef struct {
+    const vpd_ckpt_opts *ckpt;   /* NULL: no periodic checkpoints (signals still stop) */
+    bool resumed;                /* skip the faithfulness warmup; keep metrics before d->step */
+    const char *config_yaml;     /* stored in each checkpoint */
+    const char *provenance_json;
+    int stop_at_step;            /* > 0: behave as if signalled once d->step reaches it (tests, time boxing) */
+    int stopped_by_signal;       /* out: the signal that stopped the run after a checkpoint
+                                    (SIGUSR1 for stop_at_step), or 0 */
+    int checkpoints_written;     /* out */
+    double checkpoint_seconds;   /* out: total write time */
+} vpd_run_hpc;
+
+/* vpd_run_training with checkpoints every N steps / M minutes, on SIGTERM/SIGUSR1 (all ranks
+ * of the dp × cp grid agree at the step boundary, checkpoint (vpd_checkpoint_write), return
+ * VPD_OK with hpc->stopped_by_signal set), and resume (no warmup; metrics.jsonl keeps the
+ * records of earlier steps and appends). */
+vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_run_hpc *hpc);
 
 /* ---- summary (summary.c) ---------------------------------------------------------------- */
 typedef struct {

@@ -209,8 +209,8 @@ static vpd_status hv_setup(hv *h) {
             VPD_TRY(vpd_tokens_open(&h->tok, h->o->tokens_path, width, h->V));
             h->own_tok = true;
             h->tp = &h->tok;
-        } else if (h->r->trainer.have_eval_tokens) {
-            h->tp = &h->r->trainer.eval_tokens;
+        } else if (h->r->job.trainer.have_eval_tokens) {
+            h->tp = &h->r->job.trainer.eval_tokens;
         } else {
             return vpd_error(VPD_ERR_CONFIG, "the run's config has no data.eval: pass --tokens FILE (held-out tokens)");
         }
@@ -343,7 +343,7 @@ static vpd_status load_batch(hv *h, int64_t b) {
             for (int s = 0; s < h->S; s++) h->valid[(size_t)bi * h->S + s] = ok;
         }
     } else {
-        vpd_toy_batch(&h->r->trainer.toy, VPD_DATA_EVAL, (uint64_t)b, 0, h->B, d->x_batch, NULL);
+        vpd_toy_batch(&h->r->job.trainer.toy, VPD_DATA_EVAL, (uint64_t)b, 0, h->B, d->x_batch, NULL);
         for (int bi = 0; bi < h->B; bi++) h->valid[bi] = b * h->B + bi < h->n_positions_req;
     }
     return VPD_OK;

@@ -108,10 +108,10 @@ int vpd_cmd_harvest(int argc, char **argv) {
     vpd_status s = vpd_run_open(&r, dir, batch, NULL, 0);
     s = vpd_all_agree(s, vpd_comm_world());
     if (s != VPD_OK) return root ? vpd_cli_fail("harvest", s) : (int)s;
-    if (o.tokens_path && !r.trainer.lm) {
+    if (o.tokens_path && !r.job.trainer.lm) {
         if (root)
             fprintf(stderr, "vpd harvest: %s: a %s target has no token contexts (--tokens applies to language models; toy "
-                    "targets harvest their data generator)\n", o.tokens_path, vpd_model_kind_name(r.target.cfg.kind));
+                    "targets harvest their data generator)\n", o.tokens_path, vpd_model_kind_name(r.job.target.cfg.kind));
         vpd_run_close(&r);
         return 1;
     }

@@ -79,7 +79,7 @@ vpd_status vpd_h5_open_mpi(vpd_h5 *f, const char *path, bool create, MPI_Comm co
 #ifdef H5_HAVE_PARALLEL
     hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
     H5Pset_fapl_mpio(fapl, comm, MPI_INFO_NULL);
-    f->id = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : H5Fopen(path, H5F_ACC_RDWR, fapl);
+    f->id = create ? H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, fapl) : H5Fopen(path, H5F_ACC_RDONLY, fapl);
     H5Pclose(fapl);
     if (f->id < 0) H5ERR(VPD_ERR_IO, "cannot %s HDF5 file '%s' (MPI-IO, collective)", create ? "create" : "open", path);
     return VPD_OK;

@@ -437,10 +437,6 @@ vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
                                                                 : j->cfg.batch_size;
     /* the batch split, checked before the target is read (S follows from the target) */
     if ((s = vpd_batch_geometry(&j->geom, B, 1, j->layout.dp, j->layout.dp_rank, "batch_size")) != VPD_OK) goto done;
-    if (j->layout.cp > 1 && o->resume) {
-        s = vpd_error(VPD_ERR_CONFIG, "resuming a run with component_parallel > 1 is not supported yet");
-        goto done;
-    }
     if ((s = load_target(j, o)) != VPD_OK) goto done;
     if (o->adjust) o->adjust(&j->cfg, o->adjust_ctx);
     if (o->write_run_dir && (s = make_run_dir(j)) != VPD_OK) goto done;

@@ -5,7 +5,7 @@
  *
  * HPC operations (vpd_run_training_hpc): after each step every rank contributes whether a
  * signal arrived and rank 0 whether a periodic checkpoint is due (every N steps or M
- * minutes); one MPI_Allreduce makes the decision common, so all ranks checkpoint at the
+ * minutes); a max over the data- and component-parallel communicators makes the decision common, so all ranks checkpoint at the
  * same step boundary. A signal ends the loop after its checkpoint. A resumed run skips
  * the faithfulness warmup (its result is in the checkpointed parameters) and rewrites
  * metrics.jsonl without the records at or after the checkpoint's step before appending. */
@@ -17,7 +17,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "vpd/checkpoint.h"
+#include "vpd/comm.h"
+#include "vpd/runfile.h"
 #include "vpd/signals.h"
 #include "vpd/trainer.h"
 
@@ -65,7 +66,7 @@ static void fmt_eta(char *buf, size_t n, double s) {
 }
 
 /* After step d->step − 1: every rank contributes [0] whether a signal arrived, rank 0 [1]
- * whether a periodic checkpoint is due (its clock decides); one allreduce makes the choice
+ * whether a periodic checkpoint is due (its clock decides); a max over the grid makes the choice
  * common. Writes the checkpoint, prunes old ones, and on a signal asks the loop to stop. */
 static vpd_status hpc_boundary(vpd_decomp *d, const vpd_run_opts *opts, vpd_run_hpc *hpc, double *t_last_ckpt,
                                bool *stop) {
@@ -75,7 +76,9 @@ static vpd_status hpc_boundary(vpd_decomp *d, const vpd_run_opts *opts, vpd_run_
     if (ck && ck->every_steps > 0 && d->step % ck->every_steps == 0) flags[1] = 1;
     if (ck && vpd_log_rank() == 0 && ck->every_minutes > 0 && vpd_wtime() - *t_last_ckpt >= 60.0 * ck->every_minutes)
         flags[1] = 1;
+    /* every rank of the dp × cp grid (the checkpoint is collective over all of them) */
     vpd_max_ints(flags, 2, d->dp_comm);
+    vpd_max_ints(flags, 2, d->cp_comm);
     if (!flags[0] && !flags[1]) return VPD_OK;
     vpd_ckpt_opts fallback;
     if (!ck) { /* no checkpoint section: a signal still checkpoints into RUN_DIR/checkpoints */
@@ -153,8 +156,7 @@ vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_ru
         if (!mf && s == VPD_OK) s = vpd_error(VPD_ERR_IO, "cannot write %s", path);
     }
     /* every rank must learn about rank 0's failure, or the others would wait in the loop */
-    int bad = s != VPD_OK;
-    bad = vpd_max_int(bad, d->dp_comm);
+    int bad = vpd_max_int(vpd_max_int(s != VPD_OK, d->dp_comm), d->cp_comm);
     if (bad) return s != VPD_OK ? s : vpd_error(VPD_ERR_IO, "rank 0 could not open metrics.jsonl");
     if (hpc) {
         vpd_signals_install();

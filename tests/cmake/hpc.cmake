@@ -20,6 +20,13 @@ vpd_hpc_test(resume_exact_2ranks resume_exact.sh 2 2)
 vpd_hpc_test(resume_2to1_ranks resume_layout.sh 2 2 1)
 vpd_hpc_test(resume_1to2_ranks resume_layout.sh 2 1 2)
 vpd_hpc_test(resume_2to4_ranks resume_layout.sh 2 2 4)
+# component parallelism (shared_mlp CI function): bitwise on cp 2 and dp 2 × cp 2; a cp 2
+# checkpoint on 1 rank, a dp 2 × cp 2 one on cp 2, a 1-rank one on dp 2 × cp 2
+vpd_hpc_test(resume_exact_cp2 resume_exact.sh 2 2 2)
+vpd_hpc_test(resume_exact_dp2cp2 resume_exact.sh 2 4 2)
+vpd_hpc_test(resume_cp2_to_1rank resume_layout.sh 2 2 1 2 1)
+vpd_hpc_test(resume_dp2cp2_to_cp2 resume_layout.sh 2 4 2 2 2)
+vpd_hpc_test(resume_1rank_to_dp2cp2 resume_layout.sh 2 1 4 1 2)
 vpd_hpc_test(kill9_during_checkpoint kill_during_checkpoint.sh 1)
 vpd_hpc_test(signals signals.sh 2)
 vpd_hpc_test(config_change_and_info config_change.sh 1)

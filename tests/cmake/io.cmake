@@ -117,3 +117,23 @@ set_tests_properties(io.python_reads_vpd PROPERTIES FIXTURES_REQUIRED "io_c;io_p
                      TIMEOUT 300 ENVIRONMENT "${VPD_TEST_ENV}")
 add_test(NAME io.pth_to_model_dir_help COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/pth_to_model_dir.py --help)
 set_tests_properties(io.pth_to_model_dir_help PROPERTIES LABELS "unit;python")
+
+# Tensor tables and checkpoint files on 2 and 4 ranks (dp 1 x cp 2, dp 2 x cp 2): every rank's
+# hyperslab lands where the layout says (tests/unit/test_tensor_table.c; 1 rank is unit.*).
+if(TARGET test_tensor_table)
+  foreach(np 2 4)
+    add_test(NAME io.tensor_table_np${np}
+             COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS} $<TARGET_FILE:test_tensor_table>
+             WORKING_DIRECTORY ${VPD_FIXTURES})
+    set_tests_properties(io.tensor_table_np${np} PROPERTIES LABELS "unit;mpi" TIMEOUT 120 PROCESSORS 2
+                         ENVIRONMENT "${VPD_TEST_ENV}")
+  endforeach()
+endif()
+
+# The layering rule of io/ (issue 12): src/io/*.c and the headers they may include name no
+# method header (decomp, trainer, ci, components, runfile, optim, analysis, parity, dist): io/
+# moves tables of tensors and knows no method. models.h is the target models' layer (model_io.c).
+set(VPD_IO_ALLOWED "vpd/(core|io|models|config|data|tokenizer|comm|tensor_table|checkpoint|sha256|signals)\\.h")
+add_test(NAME io.layering_no_method_headers COMMAND sh -c
+         "cd ${CMAKE_SOURCE_DIR} && bad=$(grep -n '#include \"vpd/' src/io/*.c include/vpd/core.h include/vpd/io.h include/vpd/models.h include/vpd/config.h include/vpd/data.h include/vpd/tokenizer.h include/vpd/comm.h include/vpd/tensor_table.h include/vpd/checkpoint.h include/vpd/sha256.h include/vpd/signals.h | grep -Ev '${VPD_IO_ALLOWED}'); [ -z \"$bad\" ] || { echo \"io/ includes a method header:\"; echo \"$bad\"; exit 1; }")
+set_tests_properties(io.layering_no_method_headers PROPERTIES LABELS "unit")
