@@ -183,7 +183,8 @@ static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char
         s = vpd_trainer_init(&tr, d);
         have_trainer = true;
     }
-    if (s == VPD_OK && !(times = malloc(sizeof(double) * (size_t)steps))) s = vpd_error(VPD_ERR_MEM, "bench timings");
+    if (s == VPD_OK && !(times = malloc(sizeof(double) * 2 * (size_t)steps))) s = vpd_error(VPD_ERR_MEM, "bench timings");
+    double *cpu = times ? times + steps : NULL; /* process CPU seconds per step (the slowest rank's) */
     if (s == VPD_OK && rank == 0)
         printf("%-11s batch %d (%d/rank) x %d tokens, C = %d, target %s\n", bc->name, cfg.batch_size, B, S, d->C_sum,
                random_target ? "random (models dir missing; same sizes)" : mdir);
@@ -196,31 +197,40 @@ static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char
         for (int i = 0; s == VPD_OK && i < steps; i++) {
             vpd_blas_flops_reset();
             vpd_barrier(MPI_COMM_WORLD);
-            double t0 = vpd_wtime();
+            double t0 = vpd_wtime(), c0 = vpd_cpu_seconds(true);
             s = vpd_trainer_step(&tr, &sm);
-            double dt = vpd_wtime() - t0;
-            vpd_max_double(&dt, 1, MPI_COMM_WORLD);
-            times[i] = dt;
+            double dt[2] = {vpd_wtime() - t0, vpd_cpu_seconds(true) - c0};
+            vpd_max_double(dt, 2, MPI_COMM_WORLD);
+            times[i] = dt[0];
+            cpu[i] = dt[1];
             flops = vpd_blas_flops();
         }
         if (s != VPD_OK) break;
         vpd_sum_double(&flops, 1, MPI_COMM_WORLD); /* all ranks' products */
         qsort(times, (size_t)steps, sizeof(double), cmp_double);
+        qsort(cpu, (size_t)steps, sizeof(double), cmp_double);
         double med = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+        double cmed = steps % 2 ? cpu[steps / 2] : 0.5 * (cpu[steps / 2 - 1] + cpu[steps / 2]);
         double gf = flops / med / 1e9;
         int cores = world * threads[ti];
         double torch = world == 1 && threads[ti] <= 2 ? bc->torch_s[threads[ti] - 1] : 0;
-        char layout[32];
+        char layout[32], layout_cpu[48];
         snprintf(layout, sizeof layout, "%dx%d", world, threads[ti]);
-        double prev = baseline_s(base, bc->name, layout);
+        snprintf(layout_cpu, sizeof layout_cpu, "%s cpu", layout);
+        double prev = baseline_s(base, bc->name, layout), prev_cpu = baseline_s(base, bc->name, layout_cpu);
         if (rank == 0) {
-            char ratio[32] = "n/a", vs_base[32] = "n/a";
+            char ratio[32] = "n/a", vs_base[32] = "n/a", vs_cpu[32] = "n/a";
             if (torch > 0) snprintf(ratio, sizeof ratio, "%.2fx", torch / med);
             if (prev > 0) snprintf(vs_base, sizeof vs_base, "%.2fx", prev / med);
-            printf("  %5s  %10.4f s  [%8.4f .. %8.4f]  %8.4f GFLOP  %7.2f GFLOP/s  %5.1f %%  %8s  %8s\n", layout, med,
-                   times[0], times[steps - 1], flops / 1e9, gf, 100.0 * gf / (peak_core * cores), vs_base, ratio);
+            if (prev_cpu > 0 && cmed > 0) snprintf(vs_cpu, sizeof vs_cpu, "%.2fx", prev_cpu / cmed);
+            printf("  %5s  %9.4f s [%8.4f .. %8.4f]  %8.4f s  %9.4f GFLOP %7.2f GFLOP/s %5.1f %%  %7s %7s  %8s\n", layout,
+                   med, times[0], times[steps - 1], cmed, flops / 1e9, gf, 100.0 * gf / (peak_core * cores), vs_base,
+                   vs_cpu, ratio);
             fflush(stdout);
-            if (jc) cJSON_AddNumberToObject(jc, layout, med);
+            if (jc) {
+                cJSON_AddNumberToObject(jc, layout, med);
+                cJSON_AddNumberToObject(jc, layout_cpu, cmed);
+            }
         }
     }
     free(times);
@@ -318,7 +328,7 @@ int vpd_cmd_bench(int argc, char **argv) {
         cJSON_AddStringToObject(out, "version", VPD_GIT_HASH);
         cJSON_AddNumberToObject(out, "fma_peak_gflops_per_core", peak_core);
         cJSON_AddNumberToObject(out, "steps", steps);
-        cJSON_AddStringToObject(out, "layout", "RxT = MPI ranks x OpenBLAS threads; values: median s/step");
+        cJSON_AddStringToObject(out, "layout", "RxT = MPI ranks x OpenBLAS threads: median wall s/step; 'RxT cpu': median process CPU s/step");
         cJSON_AddObjectToObject(out, "cases");
     }
     if (rank == 0) {
@@ -326,7 +336,8 @@ int vpd_cmd_bench(int argc, char **argv) {
                steps, warmup, ncpu, ncpu == 1 ? "" : "s");
         printf("CPU: %s; ISA: %s%s%s; binary built for %s\n", cpu.model, cpu.isa, cpu.avx2 ? " (avx2" : " (no avx2",
                cpu.avx512f ? ", avx512f)" : ", no avx512f)", vpd_build_isa());
-        printf("fp32 FMA peak measured: %.1f GFLOP/s per core (%% peak = of this × cores in use)\n", peak_core);
+        printf("fp32 FMA peak measured: %.1f GFLOP/s per core (per CPU-second of the probe thread; %% peak = wall\n"
+               "GFLOP/s / (this × cores in use))\n", peak_core);
         if (base) {
             const cJSON *bm = cJSON_GetObjectItemCaseSensitive(base, "cpu_model");
             const cJSON *bv = cJSON_GetObjectItemCaseSensitive(base, "version");
@@ -336,7 +347,10 @@ int vpd_cmd_bench(int argc, char **argv) {
             printf("vs base: n/a (no baseline file %s)\n", base_path);
         printf("GFLOP = Σ 2·M·N·K of one step's vpd_gemm calls (all ranks); vs torch = PyTorch median s/step\n"
                "(MACHINE.md, same thread count) / vpd's\n\n");
-        printf("  R x T   median/step  [   min   ..    max  ]     GFLOP/step    GFLOP/s  %%peak   vs base  vs torch\n");
+        printf("cpu = median CPU seconds of the process per step (all threads; the slowest rank): on a host\n"
+               "shared with other work it is the steadier figure for 1-thread rows; vs base (wall) and vs base\n"
+               "(cpu) = the baseline's median / this run's\n\n");
+        printf("  R x T  wall/step   [   min   ..    max  ]  cpu/step    GFLOP/step    GFLOP/s %%peak  vs base (cpu)  vs torch\n");
     }
     int initial_threads = vpd_blas_threads();
     vpd_status s = VPD_OK;

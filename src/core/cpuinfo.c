@@ -4,10 +4,12 @@
  * Zen 3/4 and recent Intel cores) so the loop is throughput-bound; each variant is compiled
  * for its own ISA with a target attribute and chosen at run time, so a portable build still
  * measures the AVX-512 or AVX2 peak of the machine it runs on. */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime */
 #include "vpd/cpuinfo.h"
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "vpd/core.h"
 
@@ -100,6 +102,12 @@ static float fma_scalar(float a, float b) {
     return s;
 }
 
+double vpd_cpu_seconds(bool whole_process) {
+    struct timespec ts;
+    if (clock_gettime(whole_process ? CLOCK_PROCESS_CPUTIME_ID : CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 double vpd_fma_peak_gflops(double seconds) {
     vpd_cpu c;
     vpd_cpu_detect(&c);
@@ -118,11 +126,13 @@ double vpd_fma_peak_gflops(double seconds) {
     int reps = 5;
     for (int k = 0; k < reps; k++) {
         long calls = 0;
-        double t0 = vpd_wtime(), t;
+        /* the calling thread's CPU time: on a host shared with other work, wall time would
+         * count the slices other processes take */
+        double t0 = vpd_cpu_seconds(false), t;
         do {
             for (int i = 0; i < 16; i++) sink += kernel(a, b);
             calls += 16;
-            t = vpd_wtime() - t0;
+            t = vpd_cpu_seconds(false) - t0;
         } while (t < seconds / reps);
         double g = flops_per_call * (double)calls / t / 1e9;
         if (g > best) best = g;

@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "vpd/nn.h"
+#include "core/hot.h"
 
 #define GELU_K 0.79788456080286535588     /* sqrt(2/pi) */
 #define GELU_C 0.044715
@@ -131,7 +132,7 @@ static inline double tanh_fast(double u) {
     return u < 0 ? -t : t;
 }
 
-void gelu_forward(real *y, const real *x, size_t n, gelu_kind kind) {
+VPD_HOT void gelu_forward(real *y, const real *x, size_t n, gelu_kind kind) {
     if (kind == GELU_TANH) {
         for (size_t i = 0; i < n; i++) { /* vectorised: gelu_forward_tanh */
             double v = x[i];
@@ -146,7 +147,7 @@ void gelu_forward(real *y, const real *x, size_t n, gelu_kind kind) {
 }
 
 /* value and derivative from one erf and one exp (the backward then needs no transcendental) */
-void gelu_forward_deriv(real *y, real *dydx, const real *x, size_t n, gelu_kind kind) {
+VPD_HOT void gelu_forward_deriv(real *y, real *dydx, const real *x, size_t n, gelu_kind kind) {
     VPD_ASSERT(kind == GELU_ERF, "gelu_forward_deriv: only the erf form (the CI functions') is implemented");
     for (size_t i = 0; i < n; i++) { /* vectorised: gelu_forward_deriv */
         double v = x[i], e = erf_fast(v * INV_SQRT2);
@@ -155,7 +156,7 @@ void gelu_forward_deriv(real *y, real *dydx, const real *x, size_t n, gelu_kind 
     }
 }
 
-void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind kind) {
+VPD_HOT void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind kind) {
     if (!dx) return;
     if (kind == GELU_TANH) {
         for (size_t i = 0; i < n; i++) { /* vectorised: gelu_backward_tanh */
@@ -175,7 +176,7 @@ void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind 
 
 #endif
 
-void gelu_backward_deriv(real *dx, const real *dy, const real *dydx, size_t n) {
+VPD_HOT void gelu_backward_deriv(real *dx, const real *dy, const real *dydx, size_t n) {
     if (!dx) return;
     for (size_t i = 0; i < n; i++) dx[i] += dy[i] * dydx[i]; /* vectorised: gelu_backward_deriv */
 }

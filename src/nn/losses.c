@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "vpd/nn.h"
+#include "core/hot.h"
 
 /* max and log Σ exp(l − max) of one row: log_softmax(l)_j = l_j − max − lse */
 static void row_max_lse(const real *l, int V, double *mx_out, double *lse_out) {
@@ -88,7 +89,7 @@ static inline real exp_nonpos(real x) {
  * mapped to a two's-complement order), which vectorises without -ffinite-math-only: a float
  * `a > m ? a : m` reduction does not. NaN logits propagate as NaN losses either way. */
 #if VPD_REAL_IS_DOUBLE
-static real row_max(const real *l, int V) {
+VPD_INLINE static real row_max(const real *l, int V) {
     real mx = l[0];
     for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
     return mx;
@@ -99,7 +100,7 @@ static inline int32_t float_key(float x) {
     memcpy(&i, &x, sizeof i);
     return i ^ ((i >> 31) & 0x7fffffff); /* an involution: it also maps a key back */
 }
-static real row_max(const real *l, int V) {
+VPD_INLINE static real row_max(const real *l, int V) {
     int32_t m = float_key(l[0]);
     for (int j = 1; j < V; j++) { /* vectorised: row_max */
         int32_t k = float_key(l[j]);
@@ -113,7 +114,7 @@ static real row_max(const real *l, int V) {
 #endif
 
 /* e_j = exp(l_j − mx) into e; returns Σ e_j (double) */
-static double row_exp_sum(real *e, const real *l, real mx, int V) {
+VPD_INLINE static double row_exp_sum(real *e, const real *l, real mx, int V) {
     double acc[KW] = {0};
     int j = 0;
     for (; j + KW <= V; j += KW)
@@ -133,7 +134,7 @@ static double row_exp_sum(real *e, const real *l, real mx, int V) {
 /* softmax of one row through row_max / row_exp_sum: p_j = e_j / Σ e. c[0] = max, c[1] = log Σ e
  * (the log-sum-exp is max + c[1]), c[2] = Σ p_j over the stored p_j. The target and the model
  * rows go through this same code, so identical logits give identical rows (and KL exactly 0). */
-static void softmax_row(real *p, double c[3], const real *l, int V) {
+VPD_INLINE static void softmax_row(real *p, double c[3], const real *l, int V) {
     real mx = row_max(l, V);
     double sum = row_exp_sum(p, l, mx, V);
     real inv = (real)(1.0 / sum);
@@ -156,7 +157,7 @@ static void softmax_row(real *p, double c[3], const real *l, int V) {
 
 /* Σ_j p_j (log p_j − log q_j) with log p_j = lp_j − mp − zp, log q_j = lq_j − mq − zq:
  * = Σ_j p_j (lp_j − lq_j) + ((mq − mp) + (zq − zp)) · Σ_j p_j, summed in double. */
-static double kl_row(const real *p, const double cp[3], const real *lp, const double cq[3], const real *lq, int V) {
+VPD_INLINE static double kl_row(const real *p, const double cp[3], const real *lp, const double cq[3], const real *lq, int V) {
     double acc[KW] = {0}, s = 0;
     int j = 0;
     for (; j + KW <= V; j += KW) /* vectorised: kl_row */
@@ -166,11 +167,11 @@ static double kl_row(const real *p, const double cp[3], const real *lp, const do
     return s + ((cq[0] - cp[0]) + (cq[1] - cp[1])) * cp[2];
 }
 
-void kl_target_prepare(real *p_probs, double *p_rowc, const real *p_logits, int N, int V) {
+VPD_HOT void kl_target_prepare(real *p_probs, double *p_rowc, const real *p_logits, int N, int V) {
     for (int n = 0; n < N; n++) softmax_row(p_probs + (size_t)n * V, p_rowc + 3 * (size_t)n, p_logits + (size_t)n * V, V);
 }
 
-real kl_forward_prepared(real *q_probs, const real *p_probs, const double *p_rowc, const real *p_logits,
+VPD_HOT real kl_forward_prepared(real *q_probs, const real *p_probs, const double *p_rowc, const real *p_logits,
                          const real *q_logits, int N, int V) {
     double total = 0;
     for (int n = 0; n < N; n++) {
@@ -194,7 +195,7 @@ real kl_forward(real *p_probs, real *q_probs, const real *p_logits, const real *
     return (real)(total / N);
 }
 
-void kl_backward(real *dq_logits, const real *p_probs, const real *q_probs, int N, int V, real dloss) {
+VPD_HOT void kl_backward(real *dq_logits, const real *p_probs, const real *q_probs, int N, int V, real dloss) {
     if (!dq_logits) return;
     real s = dloss / (real)N;
     size_t n = (size_t)N * V;

@@ -19,9 +19,10 @@
 
 #include "vpd/ci_internal.h"
 #include "vpd/nn.h"
+#include "core/hot.h"
 
 /* mlp with one hidden layer, fused per row (see the top of the file) */
-static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
+VPD_HOT static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
     const vpd_ci_net *net = &ci->nets[l];
     const int C = ci->layers[l].C, h = ci->hidden[0];
     const size_t ld = (size_t)C * h;
@@ -45,7 +46,7 @@ static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
     }
 }
 
-static void mlp1_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, const real *in, int N) {
+VPD_HOT static void mlp1_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, const real *in, int N) {
     const vpd_ci_net *net = &ci->nets[l];
     const int C = ci->layers[l].C, h = ci->hidden[0];
     const size_t ld = (size_t)C * h;

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vpd/ci.h"
+#include "core/hot.h"
 
 #define ALPHA VPD_SIGMOID_ALPHA
 /* spd swish_hard_sigmoid defaults */
@@ -83,7 +84,7 @@ static inline double dswish_hard(double z) {
 
 static inline real clamp01(real z) { return z < 0 ? 0 : (z > 1 ? 1 : z); }
 
-void vpd_sigmoid_forward(vpd_sigmoid_fn f, real *g, const real *z, size_t n) {
+VPD_HOT void vpd_sigmoid_forward(vpd_sigmoid_fn f, real *g, const real *z, size_t n) {
     switch (f) {
     case VPD_SIGMOID_LOWER_LEAKY_HARD:
     case VPD_SIGMOID_HARD:
@@ -101,7 +102,7 @@ void vpd_sigmoid_forward(vpd_sigmoid_fn f, real *g, const real *z, size_t n) {
     }
 }
 
-void vpd_sigmoid_backward(vpd_sigmoid_fn f, real *dz, const real *dg, const real *z, size_t n) {
+VPD_HOT void vpd_sigmoid_backward(vpd_sigmoid_fn f, real *dz, const real *dg, const real *z, size_t n) {
     switch (f) {
     case VPD_SIGMOID_LOWER_LEAKY_HARD:
         for (size_t i = 0; i < n; i++) { /* vectorised: sigmoid_backward_lower_leaky */
