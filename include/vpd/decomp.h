@@ -221,6 +221,7 @@ struct vpd_decomp {
     int32_t *tok_in;     /* [B, S] */
     real *target_out;    /* [out_numel] f(x) */
     real *target_probs;  /* [N, vocab] softmax f(x) for KL (LM) */
+    double *target_rowc; /* [3N] per row max, log-sum-exp, Σ p of target_probs (kl_target_prepare) */
 
     /* per-step CI buffers [ΣC·N] */
     real *ci_in;      /* CI inputs that are component activations (mlp / embeddings) */

@@ -30,6 +30,13 @@ void rmsnorm_backward(real *dx, real *dw, const real *dy, const real *x, const r
 typedef enum { GELU_ERF = 0, GELU_TANH = 1 } gelu_kind;
 void gelu_forward(real *y, const real *x, size_t n, gelu_kind kind);
 void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind kind);
+/* Forward that also keeps the derivative for the backward (erf form only): y = GELU(x),
+ * dydx = GELU'(x), from one erf and one exp per element. dydx may alias x (the CI functions
+ * overwrite their pre-activations with it); y must not. The backward is then
+ * gelu_backward_deriv: dx += dy ⊙ dydx (in float: the float build rounds GELU' once to
+ * float, where gelu_backward multiplied in double — |Δ| ≤ 1 float rounding). */
+void gelu_forward_deriv(real *y, real *dydx, const real *x, size_t n, gelu_kind kind);
+void gelu_backward_deriv(real *dx, const real *dy, const real *dydx, size_t n);
 void relu_forward(real *y, const real *x, size_t n);
 void relu_backward(real *dx, const real *dy, const real *x, size_t n);
 
@@ -64,6 +71,13 @@ void cross_entropy_backward(real *dlogits, const real *probs, const int32_t *tar
  * Backward w.r.t. q logits: dq += dloss · (q_probs − p_probs) / N. */
 real kl_forward(real *p_probs, real *q_probs, const real *p_logits, const real *q_logits, int N, int V);
 void kl_backward(real *dq_logits, const real *p_probs, const real *q_probs, int N, int V, real dloss);
+/* The same KL with the target side computed once for many q: kl_target_prepare stores
+ * p_probs [N,V] and p_rowc [3N] (per row: max, log Σ exp(l − max), Σ p; double);
+ * kl_forward_prepared(q_probs, p_probs, p_rowc, p_logits, q_logits, N, V) then returns what
+ * kl_forward(p_probs, q_probs, p_logits, q_logits, N, V) does, bit for bit. */
+void kl_target_prepare(real *p_probs, double *p_rowc, const real *p_logits, int N, int V);
+real kl_forward_prepared(real *q_probs, const real *p_probs, const double *p_rowc, const real *p_logits,
+                         const real *q_logits, int N, int V);
 
 /* ---- mean squared error, mean over n elements: dy += dloss · 2 (y − t) / n */
 real mse_forward(const real *y, const real *t, size_t n);

@@ -1,35 +1,46 @@
-/* `vpd bench`: seconds per training step of the toy decompositions, against the machine's
- * peak and the PyTorch implementation users would run instead (../shared/MACHINE.md).
+/* `vpd bench`: seconds per training step of the benchmark decompositions, against this
+ * machine's measured FMA peak, the previous release's figures and the PyTorch implementation
+ * users would run instead (../shared/MACHINE.md).
  *
- * For each benchmark (tms_5-2, tms_40-10, resid_mlp1) it reads configs/<name>.yaml, loads
- * the target from models/<name> when that directory exists and otherwise builds a target
- * of the same sizes in memory with the random init of `vpd pretrain` (step cost does not
- * depend on the weights' values, only on their shapes), creates the decomposition for
- * this rank's share of the configured batch and times full training steps
- * (vpd_trainer_step: target forward, CI, every loss with its backward, allreduce, AdamW)
- * at each requested OpenBLAS thread count, after a few untimed warm-up steps. The
- * faithfulness warmup is skipped (it is not part of a step).
+ * For each benchmark (tms_5-2, tms_40-10, resid_mlp1, lm_tiny, lm_4L_128) it reads
+ * configs/<name>.yaml, loads the target from models/<name> when that directory exists and
+ * otherwise builds a target of the same sizes in memory with the random init of `vpd
+ * pretrain` (the sizes below are those of configs/<name>-target.yaml; step cost does not
+ * depend on the weights' values, only on their shapes). LM benchmarks read uniformly random
+ * tokens from a temporary file (removed at the end) instead of the configured corpus. It
+ * creates the decomposition for this rank's share of the configured batch and times full
+ * training steps (vpd_trainer_step: target forward, CI, every loss with its backward,
+ * allreduce, AdamW) at each requested OpenBLAS thread count, after a few untimed warm-up
+ * steps. The faithfulness warmup is skipped (it is not part of a step).
  *
  * Reported per row: the median over the timed steps of the step time (each step's time
  * is the slowest rank's), the FLOPs of one step's matrix products counted analytically as
  * Σ 2·M·N·K over every vpd_gemm call of the step (element-wise work — GELU, masks, the
  * CI networks' 1→h and h→1 element-wise Linears, Adam — is not counted), the achieved
- * GFLOP/s, its % of peak (116 GFLOP/s per core × the cores in use = ranks × threads),
- * and the PyTorch step time divided by ours (> 1: vpd is faster). */
+ * GFLOP/s, its % of peak (the fp32 FMA peak of one core measured at start by
+ * vpd_fma_peak_gflops, src/core/cpuinfo.c, × the cores in use = ranks × threads), the
+ * speed-up over the figures in --baseline (bench/baseline-<isa>.json: the previous
+ * release measured on a machine of this kind; --json writes this run's figures in the same
+ * format) and the PyTorch step time divided by ours (> 1: vpd is faster). */
 #define _GNU_SOURCE
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
 
 #include "cli/commands.h"
+#include "vpd/comm.h"
+#include "vpd/cpuinfo.h"
 #include "vpd/job.h"
 
 /* from src/core/blas.c (bench-only instrumentation, not part of include/vpd/core.h) */
 double vpd_blas_flops(void);
 void vpd_blas_flops_reset(void);
 
-#define PEAK_GFLOPS_PER_CORE 116.0
 
 typedef struct {
     const char *name;
@@ -43,18 +54,29 @@ static const bench_case cases[] = {
     {"resid_mlp1",
      {.kind = VPD_MODEL_RESID_MLP, .n_features = 100, .d_embed = 1000, .d_mlp = 50, .n_layers = 1},
      {231e-3, 216e-3}},
+    /* configs/lm_tiny-target.yaml and configs/lm_4L_128-target.yaml */
+    {"lm_tiny",
+     {.kind = VPD_MODEL_LLAMA, .vocab_size = 256, .n_ctx = 64, .n_embd = 32, .n_head = 4, .n_key_value_heads = 2,
+      .n_intermediate = 128, .n_layers = 2, .rms_eps = 1e-6, .rope_theta = 10000},
+     {0, 0}},
+    {"lm_4L_128",
+     {.kind = VPD_MODEL_LLAMA, .vocab_size = 4096, .n_ctx = 128, .n_embd = 128, .n_head = 4, .n_key_value_heads = 4,
+      .n_intermediate = 512, .n_layers = 4, .rms_eps = 1e-6, .rope_theta = 10000},
+     {0, 0}},
 };
 #define N_CASES ((int)(sizeof cases / sizeof cases[0]))
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: vpd bench [--only NAME] [--steps N] [--warmup N] [--threads 1,2]\n"
-            "                 [--configs DIR] [--models DIR]\n\n"
-            "Median seconds per decomposition training step for tms_5-2, tms_40-10 and resid_mlp1\n"
-            "(configs/<name>.yaml, batch as configured, split over the MPI ranks), at each OpenBLAS\n"
-            "thread count; GFLOP/s of the step's matrix products (2·M·N·K per gemm, counted),\n"
-            "%% of peak (116 GFLOP/s per core in use) and the speed-up over PyTorch (MACHINE.md).\n"
-            "The target is models/<name> if present, else a random target of the same sizes.\n"
+            "                 [--configs DIR] [--models DIR] [--baseline FILE] [--json FILE]\n\n"
+            "Median seconds per decomposition training step for tms_5-2, tms_40-10, resid_mlp1,\n"
+            "lm_tiny and lm_4L_128 (configs/<name>.yaml, batch as configured, split over the MPI\n"
+            "ranks), at each OpenBLAS thread count; GFLOP/s of the step's matrix products (2·M·N·K\n"
+            "per gemm, counted), %% of this machine's fp32 FMA peak (measured at start, per core in\n"
+            "use), the speed-up over the previous release's figures and over PyTorch (MACHINE.md).\n"
+            "The target is models/<name> if present, else a random target of the same sizes;\n"
+            "LM benchmarks read random tokens.\n"
             "options:\n"
             "  --only NAME      one benchmark\n"
             "  --steps N        timed steps per row (default 20)\n"
@@ -62,6 +84,9 @@ static void usage(FILE *f) {
             "  --threads LIST   OpenBLAS thread counts, comma-separated (default 1,2)\n"
             "  --configs DIR    default: configs\n"
             "  --models DIR     default: models\n"
+            "  --baseline FILE  figures to compare with (default: bench/baseline-<isa>.json, isa =\n"
+            "                   avx512f or avx2 as /proc/cpuinfo says; 'none' to skip)\n"
+            "  --json FILE      write this run's figures there (the --baseline format)\n"
             "1 rank x 2 threads under mpiexec needs --bind-to none (MACHINE.md).\n");
 }
 
@@ -70,34 +95,89 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-/* a long schedule so no timed step is the last (which skips the update) */
+typedef struct {
+    const bench_case *bc;
+    char tok_path[64]; /* random tokens for LM cases (removed by run_case) */
+    vpd_status status;
+} bench_ctx;
+
+static vpd_status random_tokens(char *path, size_t cap, int vocab, size_t n);
+
+/* a long schedule so no timed step is the last (which skips the update); LM cases read
+ * random tokens of the target's vocabulary */
 static void bench_schedule(vpd_decomp_config *cfg, void *ctx) {
-    (void)ctx;
+    bench_ctx *bx = ctx;
     cfg->steps = 1 << 30;
     cfg->faithfulness_warmup_steps = 0;
+    if (bx->bc->mc.kind == VPD_MODEL_LLAMA) {
+        bx->status = random_tokens(bx->tok_path, sizeof bx->tok_path, bx->bc->mc.vocab_size, (size_t)1 << 20);
+        if (bx->status == VPD_OK) {
+            snprintf(cfg->train_tokens, sizeof cfg->train_tokens, "%s", bx->tok_path);
+            cfg->eval_tokens[0] = 0;
+        }
+    }
 }
 
-/* one benchmark at each thread count; prints its rows on rank 0 */
+/* A file of n uniformly random uint16 tokens below vocab, in a fresh temporary path (each
+ * rank its own); the caller removes it. */
+static vpd_status random_tokens(char *path, size_t cap, int vocab, size_t n) {
+    snprintf(path, cap, "/tmp/vpd-bench-tokens-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0) return vpd_error(VPD_ERR_IO, "vpd bench: cannot create a temporary token file in /tmp");
+    uint16_t *t = malloc(sizeof(uint16_t) * n);
+    if (!t) {
+        close(fd);
+        unlink(path);
+        return vpd_error(VPD_ERR_MEM, "bench tokens");
+    }
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        t[i] = (uint16_t)(x % (uint64_t)vocab);
+    }
+    bool ok = write(fd, t, sizeof(uint16_t) * n) == (ssize_t)(sizeof(uint16_t) * n);
+    free(t);
+    close(fd);
+    if (!ok) {
+        unlink(path);
+        return vpd_error(VPD_ERR_IO, "vpd bench: cannot write %s", path);
+    }
+    return VPD_OK;
+}
+
+/* the baseline's median s/step of `name` in layout `layout` ("1x2"), 0 when absent */
+static double baseline_s(const cJSON *base, const char *name, const char *layout) {
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(base, "cases"), name);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(c, layout);
+    return cJSON_IsNumber(v) ? v->valuedouble : 0;
+}
+
+/* one benchmark at each thread count; prints its rows on rank 0 and records them in out */
 static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char *model_dir, int steps, int warmup,
-                           const int *threads, int n_threads) {
+                           const int *threads, int n_threads, double peak_core, const cJSON *base, cJSON *out) {
     const int rank = vpd_world_rank(), world = vpd_world_size();
     const MPI_Comm comm = vpd_comm_world();
     char path[1200], mdir[1200];
     snprintf(path, sizeof path, "%s/%s.yaml", cfg_dir, bc->name);
     snprintf(mdir, sizeof mdir, "%s/%s", model_dir, bc->name);
     /* the target is models/<name> if present, else random of the same sizes */
-    const vpd_job_opts jo = {.config_path = path, .target_dir = mdir, .random_target = &bc->mc, .adjust = bench_schedule};
+    vpd_job_opts jo = {.config_path = path, .target_dir = mdir, .random_target = &bc->mc, .adjust = bench_schedule};
     vpd_job job;
     double *times = NULL;
+    bench_ctx bx = {bc, "", VPD_OK};
+    jo.adjust_ctx = &bx;
     vpd_status s = vpd_job_open(&job, &jo);
+    if (s == VPD_OK && bx.status != VPD_OK) s = bx.status;
     const vpd_decomp *d = job.d;
     vpd_trainer *tr = &job.trainer;
     const int B = job.geom.B;
     const bool random_target = job.random_target;
-    if (s == VPD_OK && !(times = malloc(sizeof(double) * (size_t)steps))) s = vpd_error(VPD_ERR_MEM, "bench timings");
+    if (s == VPD_OK && !(times = malloc(sizeof(double) * 2 * (size_t)steps))) s = vpd_error(VPD_ERR_MEM, "bench timings");
+    double *cpu = times ? times + steps : NULL; /* process CPU seconds per step (the slowest rank's) */
     if (s == VPD_OK && rank == 0)
-        printf("%-11s batch %d (%d/rank), C = %d, target %s\n", bc->name, job.cfg.batch_size, B, d->C_sum,
+        printf("%-11s batch %d (%d/rank) x %d tokens, C = %d, target %s\n", bc->name, job.cfg.batch_size, B, job.geom.S, d->C_sum,
                random_target ? "random (models dir missing; same sizes)" : mdir);
+    cJSON *jc = rank == 0 && out ? cJSON_AddObjectToObject(cJSON_GetObjectItemCaseSensitive(out, "cases"), bc->name) : NULL;
     for (int ti = 0; s == VPD_OK && ti < n_threads; ti++) {
         vpd_blas_set_threads(threads[ti]);
         vpd_step_metrics sm;
@@ -106,32 +186,64 @@ static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char
         for (int i = 0; s == VPD_OK && i < steps; i++) {
             vpd_blas_flops_reset();
             vpd_barrier(comm);
-            double t0 = vpd_wtime();
+            double t0 = vpd_wtime(), c0 = vpd_cpu_seconds(true);
             s = vpd_trainer_step(tr, &sm);
-            double dt = vpd_wtime() - t0;
-            vpd_max_double(&dt, 1, comm);
-            times[i] = dt;
+            double dt[2] = {vpd_wtime() - t0, vpd_cpu_seconds(true) - c0};
+            vpd_max_double(dt, 2, comm);
+            times[i] = dt[0];
+            cpu[i] = dt[1];
             flops = vpd_blas_flops();
         }
         if (s != VPD_OK) break;
         vpd_sum_double(&flops, 1, comm); /* all ranks' products */
         qsort(times, (size_t)steps, sizeof(double), cmp_double);
+        qsort(cpu, (size_t)steps, sizeof(double), cmp_double);
         double med = steps % 2 ? times[steps / 2] : 0.5 * (times[steps / 2 - 1] + times[steps / 2]);
+        double cmed = steps % 2 ? cpu[steps / 2] : 0.5 * (cpu[steps / 2 - 1] + cpu[steps / 2]);
         double gf = flops / med / 1e9;
         int cores = world * threads[ti];
-        double torch = threads[ti] <= 2 ? bc->torch_s[threads[ti] - 1] : 0;
+        double torch = world == 1 && threads[ti] <= 2 ? bc->torch_s[threads[ti] - 1] : 0;
+        char layout[32], layout_cpu[48];
+        snprintf(layout, sizeof layout, "%dx%d", world, threads[ti]);
+        snprintf(layout_cpu, sizeof layout_cpu, "%s cpu", layout);
+        double prev = baseline_s(base, bc->name, layout), prev_cpu = baseline_s(base, bc->name, layout_cpu);
         if (rank == 0) {
-            char ratio[32] = "n/a";
+            char ratio[32] = "n/a", vs_base[32] = "n/a", vs_cpu[32] = "n/a";
             if (torch > 0) snprintf(ratio, sizeof ratio, "%.2fx", torch / med);
-            printf("  %d x %d   %9.3f ms  [%8.3f .. %8.3f]  %8.4f GFLOP  %7.2f GFLOP/s  %5.1f %%  %9s\n", world,
-                   threads[ti], med * 1e3, times[0] * 1e3, times[steps - 1] * 1e3, flops / 1e9, gf,
-                   100.0 * gf / (PEAK_GFLOPS_PER_CORE * cores), ratio);
+            if (prev > 0) snprintf(vs_base, sizeof vs_base, "%.2fx", prev / med);
+            if (prev_cpu > 0 && cmed > 0) snprintf(vs_cpu, sizeof vs_cpu, "%.2fx", prev_cpu / cmed);
+            printf("  %5s  %9.4f s [%8.4f .. %8.4f]  %8.4f s  %9.4f GFLOP %7.2f GFLOP/s %5.1f %%  %7s %7s  %8s\n", layout,
+                   med, times[0], times[steps - 1], cmed, flops / 1e9, gf, 100.0 * gf / (peak_core * cores), vs_base,
+                   vs_cpu, ratio);
             fflush(stdout);
+            if (jc) {
+                cJSON_AddNumberToObject(jc, layout, med);
+                cJSON_AddNumberToObject(jc, layout_cpu, cmed);
+            }
         }
     }
     free(times);
     vpd_job_close(&job);
+    if (bx.tok_path[0]) unlink(bx.tok_path);
     return s;
+}
+
+static cJSON *read_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    char *buf = NULL;
+    long n = -1;
+    if (fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0 && fseek(f, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
+        fread(buf, 1, (size_t)n, f) == (size_t)n)
+        buf[n] = 0;
+    else {
+        free(buf);
+        buf = NULL;
+    }
+    fclose(f);
+    cJSON *j = buf ? cJSON_Parse(buf) : NULL;
+    free(buf);
+    return j;
 }
 
 int vpd_cmd_bench(int argc, char **argv) {
@@ -140,7 +252,7 @@ int vpd_cmd_bench(int argc, char **argv) {
         if (rank == 0) usage(stdout);
         return 0;
     }
-    const char *only = NULL, *cfg_dir = "configs", *model_dir = "models";
+    const char *only = NULL, *cfg_dir = "configs", *model_dir = "models", *base_path = NULL, *json_path = NULL;
     int steps = 20, warmup = 3, threads[8] = {1, 2}, n_threads = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -149,6 +261,8 @@ int vpd_cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "--warmup") && v) warmup = atoi(argv[++i]);
         else if (!strcmp(a, "--configs") && v) cfg_dir = argv[++i];
         else if (!strcmp(a, "--models") && v) model_dir = argv[++i];
+        else if (!strcmp(a, "--baseline") && v) base_path = argv[++i];
+        else if (!strcmp(a, "--json") && v) json_path = argv[++i];
         else if (!strcmp(a, "--threads") && v) {
             n_threads = 0;
             char buf[128];
@@ -174,25 +288,61 @@ int vpd_cmd_bench(int argc, char **argv) {
     bool found = !only;
     for (int c = 0; c < N_CASES; c++) found |= only && !strcmp(only, cases[c].name);
     if (!found) {
-        if (rank == 0) fprintf(stderr, "vpd bench: --only '%s': expected tms_5-2, tms_40-10 or resid_mlp1\n", only);
+        if (rank == 0)
+            fprintf(stderr, "vpd bench: --only '%s': expected tms_5-2, tms_40-10, resid_mlp1, lm_tiny or lm_4L_128\n", only);
         return 2;
     }
     vpd_log_set_level(VPD_LOG_WARN); /* keep the table readable */
     cpu_set_t cs;
     int ncpu = sched_getaffinity(0, sizeof cs, &cs) == 0 ? CPU_COUNT(&cs) : -1;
+    vpd_cpu cpu;
+    vpd_cpu_detect(&cpu);
+    /* every rank probes its own core at once (the peak of the cores in use), rank 0's is quoted */
+    vpd_barrier(MPI_COMM_WORLD);
+    double peak_core = vpd_fma_peak_gflops(0.5);
+    vpd_bcast(&peak_core, sizeof peak_core, 0, MPI_COMM_WORLD);
+    char default_base[96];
+    snprintf(default_base, sizeof default_base, "bench/baseline-%s.json", cpu.isa);
+    if (!base_path) base_path = default_base;
+    cJSON *base = strcmp(base_path, "none") ? read_json(base_path) : NULL;
+    cJSON *out = NULL;
+    if (rank == 0 && json_path) {
+        out = cJSON_CreateObject();
+        cJSON_AddStringToObject(out, "cpu_model", cpu.model);
+        cJSON_AddStringToObject(out, "isa", cpu.isa);
+        cJSON_AddStringToObject(out, "build_isa", vpd_build_isa());
+        cJSON_AddStringToObject(out, "version", VPD_GIT_HASH);
+        cJSON_AddNumberToObject(out, "fma_peak_gflops_per_core", peak_core);
+        cJSON_AddNumberToObject(out, "steps", steps);
+        cJSON_AddStringToObject(out, "layout", "RxT = MPI ranks x OpenBLAS threads: median wall s/step; 'RxT cpu': median process CPU s/step");
+        cJSON_AddObjectToObject(out, "cases");
+    }
     if (rank == 0) {
         printf("vpd bench: %d timed steps after %d warm-up; layout ranks x OpenBLAS threads; rank 0 may run on %d CPU%s\n",
                steps, warmup, ncpu, ncpu == 1 ? "" : "s");
-        printf("peak %.0f GFLOP/s per core in use; GFLOP = Σ 2·M·N·K of one step's vpd_gemm calls (all ranks);\n"
-               "vs torch = PyTorch median s/step (MACHINE.md, same thread count) / vpd's\n\n",
-               PEAK_GFLOPS_PER_CORE);
-        printf("  R x T   median/step  [   min   ..    max  ]     GFLOP/step    GFLOP/s  %%peak   vs torch\n");
+        printf("CPU: %s; ISA: %s%s%s; binary built for %s\n", cpu.model, cpu.isa, cpu.avx2 ? " (avx2" : " (no avx2",
+               cpu.avx512f ? ", avx512f)" : ", no avx512f)", vpd_build_isa());
+        printf("fp32 FMA peak measured: %.1f GFLOP/s per core (per CPU-second of the probe thread; %% peak = wall\n"
+               "GFLOP/s / (this × cores in use))\n", peak_core);
+        if (base) {
+            const cJSON *bm = cJSON_GetObjectItemCaseSensitive(base, "cpu_model");
+            const cJSON *bv = cJSON_GetObjectItemCaseSensitive(base, "version");
+            printf("vs base = median s/step of %s (version %s, CPU %s) / this run's\n", base_path,
+                   cJSON_IsString(bv) ? bv->valuestring : "?", cJSON_IsString(bm) ? bm->valuestring : "?");
+        } else
+            printf("vs base: n/a (no baseline file %s)\n", base_path);
+        printf("GFLOP = Σ 2·M·N·K of one step's vpd_gemm calls (all ranks); vs torch = PyTorch median s/step\n"
+               "(MACHINE.md, same thread count) / vpd's\n\n");
+        printf("cpu = median CPU seconds of the process per step (all threads; the slowest rank): on a host\n"
+               "shared with other work it is the steadier figure for 1-thread rows; vs base (wall) and vs base\n"
+               "(cpu) = the baseline's median / this run's\n\n");
+        printf("  R x T  wall/step   [   min   ..    max  ]  cpu/step    GFLOP/step    GFLOP/s %%peak  vs base (cpu)  vs torch\n");
     }
     int initial_threads = vpd_blas_threads();
     vpd_status s = VPD_OK;
     for (int c = 0; s == VPD_OK && c < N_CASES; c++) {
         if (only && strcmp(only, cases[c].name)) continue;
-        s = run_case(&cases[c], cfg_dir, model_dir, steps, warmup, threads, n_threads);
+        s = run_case(&cases[c], cfg_dir, model_dir, steps, warmup, threads, n_threads, peak_core, base, out);
         if (ncpu == 1 && rank == 0)
             for (int i = 0; i < n_threads; i++)
                 if (threads[i] > 1) {
@@ -201,5 +351,16 @@ int vpd_cmd_bench(int argc, char **argv) {
                 }
     }
     vpd_blas_set_threads(initial_threads);
+    if (out) {
+        char *text = cJSON_Print(out);
+        FILE *f = text ? fopen(json_path, "w") : NULL;
+        if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) {
+            if (s == VPD_OK) s = vpd_error(VPD_ERR_IO, "vpd bench: cannot write --json %s", json_path);
+        }
+        if (f) fclose(f);
+        free(text);
+        cJSON_Delete(out);
+    }
+    cJSON_Delete(base);
     return s == VPD_OK ? 0 : vpd_cli_fail("bench", s);
 }

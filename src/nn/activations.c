@@ -22,6 +22,7 @@
 #include <string.h>
 
 #include "vpd/nn.h"
+#include "core/hot.h"
 
 #define GELU_K 0.79788456080286535588     /* sqrt(2/pi) */
 #define GELU_C 0.044715
@@ -61,6 +62,15 @@ void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind 
             double g = 0.5 * (1.0 + erf(v * INV_SQRT2)) + v * INV_SQRT2PI * exp(-0.5 * v * v);
             dx[i] += (real)(dy[i] * g);
         }
+    }
+}
+
+void gelu_forward_deriv(real *y, real *dydx, const real *x, size_t n, gelu_kind kind) {
+    VPD_ASSERT(kind == GELU_ERF, "gelu_forward_deriv: only the erf form (the CI functions') is implemented");
+    for (size_t i = 0; i < n; i++) {
+        double v = x[i], e = erf(v * INV_SQRT2);
+        y[i] = (real)(0.5 * v * (1.0 + e)); /* gelu_forward's and gelu_backward's expressions */
+        dydx[i] = (real)(0.5 * (1.0 + e) + v * INV_SQRT2PI * exp(-0.5 * v * v));
     }
 }
 
@@ -122,31 +132,41 @@ static inline double tanh_fast(double u) {
     return u < 0 ? -t : t;
 }
 
-void gelu_forward(real *y, const real *x, size_t n, gelu_kind kind) {
+VPD_HOT void gelu_forward(real *y, const real *x, size_t n, gelu_kind kind) {
     if (kind == GELU_TANH) {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++) { /* vectorised: gelu_forward_tanh */
             double v = x[i];
             y[i] = (real)(0.5 * v * (1.0 + tanh_fast(GELU_K * (v + GELU_C * v * v * v))));
         }
     } else {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++) { /* vectorised: gelu_forward_erf */
             double v = x[i];
             y[i] = (real)(0.5 * v * (1.0 + erf_fast(v * INV_SQRT2)));
         }
     }
 }
 
-void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind kind) {
+/* value and derivative from one erf and one exp (the backward then needs no transcendental) */
+VPD_HOT void gelu_forward_deriv(real *y, real *dydx, const real *x, size_t n, gelu_kind kind) {
+    VPD_ASSERT(kind == GELU_ERF, "gelu_forward_deriv: only the erf form (the CI functions') is implemented");
+    for (size_t i = 0; i < n; i++) { /* vectorised: gelu_forward_deriv */
+        double v = x[i], e = erf_fast(v * INV_SQRT2);
+        y[i] = (real)(0.5 * v * (1.0 + e)); /* gelu_forward's and gelu_backward's expressions */
+        dydx[i] = (real)(0.5 * (1.0 + e) + v * INV_SQRT2PI * exp_neg_fast(-0.5 * v * v));
+    }
+}
+
+VPD_HOT void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind kind) {
     if (!dx) return;
     if (kind == GELU_TANH) {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++) { /* vectorised: gelu_backward_tanh */
             double v = x[i];
             double t = tanh_fast(GELU_K * (v + GELU_C * v * v * v));
             double g = 0.5 * (1.0 + t) + 0.5 * v * (1.0 - t * t) * GELU_K * (1.0 + 3.0 * GELU_C * v * v);
             dx[i] += (real)(dy[i] * g);
         }
     } else {
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++) { /* vectorised: gelu_backward_erf */
             double v = x[i];
             double g = 0.5 * (1.0 + erf_fast(v * INV_SQRT2)) + v * INV_SQRT2PI * exp_neg_fast(-0.5 * v * v);
             dx[i] += (real)(dy[i] * g);
@@ -155,6 +175,11 @@ void gelu_backward(real *dx, const real *dy, const real *x, size_t n, gelu_kind 
 }
 
 #endif
+
+VPD_HOT void gelu_backward_deriv(real *dx, const real *dy, const real *dydx, size_t n) {
+    if (!dx) return;
+    for (size_t i = 0; i < n; i++) dx[i] += dy[i] * dydx[i]; /* vectorised: gelu_backward_deriv */
+}
 
 void relu_forward(real *y, const real *x, size_t n) {
     for (size_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0;

@@ -5,10 +5,16 @@
  *   MSE            (1/n) Σ (y − t)².
  * Log-probabilities are always formed as logit − max − log Σ exp(logit − max)
  * (log-softmax), never as log(prob): a probability that underflows to 0 would give
- * −inf, while its log-softmax stays finite. Sums are in double. */
+ * −inf, while its log-softmax stays finite. Sums are in double.
+ * The KL's target side is constant within a step: kl_target_prepare computes its softmax and
+ * per-row log-sum-exp once, kl_forward_prepared then costs one exp per entry per pass
+ * (the float build: vectorised exp_nonpos in float; every sum accumulated in double). */
 #include <math.h>
+#include <stdint.h>
+#include <string.h>
 
 #include "vpd/nn.h"
+#include "core/hot.h"
 
 /* max and log Σ exp(l − max) of one row: log_softmax(l)_j = l_j − max − lse */
 static void row_max_lse(const real *l, int V, double *mx_out, double *lse_out) {
@@ -47,32 +53,153 @@ void cross_entropy_backward(real *dlogits, const real *probs, const int32_t *tar
     }
 }
 
-real kl_forward(real *p_probs, real *q_probs, const real *p_logits, const real *q_logits, int N, int V) {
+/* exp(x) for x ≤ 0 in `real`, inline and branch-free so the loops below vectorise. The float
+ * build: range reduction x = n ln2 + r, |r| ≤ ln2/2, a degree-7 Taylor polynomial (truncation
+ * 5e-9 relative) and 2^n built in the exponent bits: ≤ 2 ulp from expf. x is clamped at −87
+ * (exp = 1.6e-38, i.e. 0 next to a row's largest term 1). The double build calls libm. */
+static inline real exp_nonpos(real x) {
+#if VPD_REAL_IS_DOUBLE
+    return exp(x);
+#else
+    x = x < -87.0f ? -87.0f : x;
+    float kf = x * 1.44269504f + 12582912.0f; /* 1.5·2^23: the low mantissa bits hold round(x/ln2) */
+    float n = kf - 12582912.0f;
+    float r = x - n * 0.693145752f; /* ln2 split hi/lo: n·hi is exact */
+    r = r - n * 1.42860677e-6f;
+    float p = 1.0f / 5040;
+    p = p * r + 1.0f / 720;
+    p = p * r + 1.0f / 120;
+    p = p * r + 1.0f / 24;
+    p = p * r + 1.0f / 6;
+    p = p * r + 0.5f;
+    p = p * r + 1.0f;
+    p = p * r + 1.0f;
+    uint32_t bits;
+    memcpy(&bits, &kf, sizeof bits);
+    bits = (bits + 127u) << 23; /* 2^n; the 1.5·2^23 offset shifts out */
+    float scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return p * scale;
+#endif
+}
+
+#define KW 16 /* lanes of the blocked reductions: partial sums the compiler keeps in vectors */
+
+/* max of a row. The float build compares the floats as integers (the sign-magnitude bits
+ * mapped to a two's-complement order), which vectorises without -ffinite-math-only: a float
+ * `a > m ? a : m` reduction does not. NaN logits propagate as NaN losses either way. */
+#if VPD_REAL_IS_DOUBLE
+VPD_INLINE static real row_max(const real *l, int V) {
+    real mx = l[0];
+    for (int j = 1; j < V; j++) mx = l[j] > mx ? l[j] : mx;
+    return mx;
+}
+#else
+static inline int32_t float_key(float x) {
+    int32_t i;
+    memcpy(&i, &x, sizeof i);
+    return i ^ ((i >> 31) & 0x7fffffff); /* an involution: it also maps a key back */
+}
+VPD_INLINE static real row_max(const real *l, int V) {
+    int32_t m = float_key(l[0]);
+    for (int j = 1; j < V; j++) { /* vectorised: row_max */
+        int32_t k = float_key(l[j]);
+        m = k > m ? k : m;
+    }
+    m = m ^ ((m >> 31) & 0x7fffffff);
+    float mx;
+    memcpy(&mx, &m, sizeof mx);
+    return mx;
+}
+#endif
+
+/* e_j = exp(l_j − mx) into e; returns Σ e_j (double) */
+VPD_INLINE static double row_exp_sum(real *e, const real *l, real mx, int V) {
+    double acc[KW] = {0};
+    int j = 0;
+    for (; j + KW <= V; j += KW)
+        for (int k = 0; k < KW; k++) { /* vectorised: row_exp_sum */
+            e[j + k] = exp_nonpos(l[j + k] - mx);
+            acc[k] += (double)e[j + k];
+        }
+    double sum = 0;
+    for (; j < V; j++) {
+        e[j] = exp_nonpos(l[j] - mx);
+        sum += (double)e[j];
+    }
+    for (int k = 0; k < KW; k++) sum += acc[k];
+    return sum;
+}
+
+/* softmax of one row through row_max / row_exp_sum: p_j = e_j / Σ e. c[0] = max, c[1] = log Σ e
+ * (the log-sum-exp is max + c[1]), c[2] = Σ p_j over the stored p_j. The target and the model
+ * rows go through this same code, so identical logits give identical rows (and KL exactly 0). */
+VPD_INLINE static void softmax_row(real *p, double c[3], const real *l, int V) {
+    real mx = row_max(l, V);
+    double sum = row_exp_sum(p, l, mx, V);
+    real inv = (real)(1.0 / sum);
+    double ps[KW] = {0}, tail = 0;
+    int j = 0;
+    for (; j + KW <= V; j += KW) /* vectorised: softmax_row */
+        for (int k = 0; k < KW; k++) {
+            p[j + k] *= inv;
+            ps[k] += (double)p[j + k];
+        }
+    for (; j < V; j++) {
+        p[j] *= inv;
+        tail += (double)p[j];
+    }
+    for (int k = 0; k < KW; k++) tail += ps[k];
+    c[0] = mx;
+    c[1] = log(sum);
+    c[2] = tail;
+}
+
+/* Σ_j p_j (log p_j − log q_j) with log p_j = lp_j − mp − zp, log q_j = lq_j − mq − zq:
+ * = Σ_j p_j (lp_j − lq_j) + ((mq − mp) + (zq − zp)) · Σ_j p_j, summed in double. */
+VPD_INLINE static double kl_row(const real *p, const double cp[3], const real *lp, const double cq[3], const real *lq, int V) {
+    double acc[KW] = {0}, s = 0;
+    int j = 0;
+    for (; j + KW <= V; j += KW) /* vectorised: kl_row */
+        for (int k = 0; k < KW; k++) acc[k] += (double)p[j + k] * ((double)lp[j + k] - (double)lq[j + k]);
+    for (; j < V; j++) s += (double)p[j] * ((double)lp[j] - (double)lq[j]);
+    for (int k = 0; k < KW; k++) s += acc[k];
+    return s + ((cq[0] - cp[0]) + (cq[1] - cp[1])) * cp[2];
+}
+
+VPD_HOT void kl_target_prepare(real *p_probs, double *p_rowc, const real *p_logits, int N, int V) {
+    for (int n = 0; n < N; n++) softmax_row(p_probs + (size_t)n * V, p_rowc + 3 * (size_t)n, p_logits + (size_t)n * V, V);
+}
+
+VPD_HOT real kl_forward_prepared(real *q_probs, const real *p_probs, const double *p_rowc, const real *p_logits,
+                         const real *q_logits, int N, int V) {
     double total = 0;
     for (int n = 0; n < N; n++) {
-        const real *lp = p_logits + (size_t)n * V, *lq = q_logits + (size_t)n * V;
-        real *pp = p_probs + (size_t)n * V, *qp = q_probs + (size_t)n * V;
-        double mp, zp, mq, zq;
-        row_max_lse(lp, V, &mp, &zp);
-        row_max_lse(lq, V, &mq, &zq);
-        double row = 0;
-        for (int j = 0; j < V; j++) {
-            double logp = (double)lp[j] - mp - zp, logq = (double)lq[j] - mq - zq;
-            double pj = exp(logp);
-            pp[j] = (real)pj;
-            qp[j] = (real)exp(logq);
-            row += pj * (logp - logq);
-        }
-        total += row;
+        double cq[3];
+        const size_t o = (size_t)n * V;
+        softmax_row(q_probs + o, cq, q_logits + o, V);
+        total += kl_row(p_probs + o, p_rowc + 3 * (size_t)n, p_logits + o, cq, q_logits + o, V);
     }
     return (real)(total / N);
 }
 
-void kl_backward(real *dq_logits, const real *p_probs, const real *q_probs, int N, int V, real dloss) {
+real kl_forward(real *p_probs, real *q_probs, const real *p_logits, const real *q_logits, int N, int V) {
+    double total = 0;
+    for (int n = 0; n < N; n++) {
+        double cp[3], cq[3];
+        const size_t o = (size_t)n * V;
+        softmax_row(p_probs + o, cp, p_logits + o, V);
+        softmax_row(q_probs + o, cq, q_logits + o, V);
+        total += kl_row(p_probs + o, cp, p_logits + o, cq, q_logits + o, V);
+    }
+    return (real)(total / N);
+}
+
+VPD_HOT void kl_backward(real *dq_logits, const real *p_probs, const real *q_probs, int N, int V, real dloss) {
     if (!dq_logits) return;
     real s = dloss / (real)N;
     size_t n = (size_t)N * V;
-    for (size_t i = 0; i < n; i++) dq_logits[i] += s * (q_probs[i] - p_probs[i]);
+    for (size_t i = 0; i < n; i++) dq_logits[i] += s * (q_probs[i] - p_probs[i]); /* vectorised: kl_backward */
 }
 
 real mse_forward(const real *y, const real *t, size_t n) {

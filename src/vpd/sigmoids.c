@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "vpd/ci.h"
+#include "core/hot.h"
 
 #define ALPHA VPD_SIGMOID_ALPHA
 /* spd swish_hard_sigmoid defaults */
@@ -83,14 +84,14 @@ static inline double dswish_hard(double z) {
 
 static inline real clamp01(real z) { return z < 0 ? 0 : (z > 1 ? 1 : z); }
 
-void vpd_sigmoid_forward(vpd_sigmoid_fn f, real *g, const real *z, size_t n) {
+VPD_HOT void vpd_sigmoid_forward(vpd_sigmoid_fn f, real *g, const real *z, size_t n) {
     switch (f) {
     case VPD_SIGMOID_LOWER_LEAKY_HARD:
     case VPD_SIGMOID_HARD:
-        for (size_t i = 0; i < n; i++) g[i] = clamp01(z[i]);
+        for (size_t i = 0; i < n; i++) g[i] = clamp01(z[i]); /* vectorised: sigmoid_forward_hard */
         break;
     case VPD_SIGMOID_UPPER_LEAKY_HARD:
-        for (size_t i = 0; i < n; i++) g[i] = z[i] > 1 ? (real)(1 + ALPHA * (z[i] - 1)) : clamp01(z[i]);
+        for (size_t i = 0; i < n; i++) g[i] = z[i] > 1 ? (real)(1 + ALPHA * (z[i] - 1)) : clamp01(z[i]); /* vectorised: sigmoid_forward_upper_leaky */
         break;
     case VPD_SIGMOID_NORMAL:
         for (size_t i = 0; i < n; i++) g[i] = (real)logistic(z[i]);
@@ -101,10 +102,10 @@ void vpd_sigmoid_forward(vpd_sigmoid_fn f, real *g, const real *z, size_t n) {
     }
 }
 
-void vpd_sigmoid_backward(vpd_sigmoid_fn f, real *dz, const real *dg, const real *z, size_t n) {
+VPD_HOT void vpd_sigmoid_backward(vpd_sigmoid_fn f, real *dz, const real *dg, const real *z, size_t n) {
     switch (f) {
     case VPD_SIGMOID_LOWER_LEAKY_HARD:
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++) { /* vectorised: sigmoid_backward_lower_leaky */
             real x = z[i], gam = dg[i];
             if (x <= 0) {
                 if (gam < 0) dz[i] += (real)ALPHA * gam;
@@ -115,14 +116,14 @@ void vpd_sigmoid_backward(vpd_sigmoid_fn f, real *dz, const real *dg, const real
         break;
     case VPD_SIGMOID_UPPER_LEAKY_HARD:
         /* torch.where(z > 1, leak, clamp): the clamp branch passes on [0, 1] inclusive */
-        for (size_t i = 0; i < n; i++) {
+        for (size_t i = 0; i < n; i++) { /* vectorised: sigmoid_backward_upper_leaky */
             real x = z[i];
             if (x > 1) dz[i] += (real)ALPHA * dg[i];
             else if (x >= 0) dz[i] += dg[i];
         }
         break;
     case VPD_SIGMOID_HARD:
-        for (size_t i = 0; i < n; i++)
+        for (size_t i = 0; i < n; i++) /* vectorised: sigmoid_backward_hard */
             if (z[i] >= 0 && z[i] <= 1) dz[i] += dg[i];
         break;
     case VPD_SIGMOID_NORMAL:

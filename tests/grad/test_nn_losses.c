@@ -48,6 +48,17 @@ int main(void) {
     double kl = kl_forward(pp, qp, lp, lq, N, V);
     CHECK(fabs(kl - ref) < 1e-13 * fabs(ref), "KL %.17g vs direct %.17g", kl, ref);
     CHECK(kl_forward(pp, qp, lq, lq, N, V) == 0, "KL(q ‖ q) must be 0");
+    {
+        /* the target side prepared once (the decomposition's per-step cache) gives the same
+         * loss and probabilities, bit for bit */
+        real pp2[N * V], qp2[N * V];
+        double rowc[3 * N];
+        kl_target_prepare(pp2, rowc, lp, N, V);
+        double kl2 = kl_forward_prepared(qp2, pp2, rowc, lp, lq, N, V);
+        kl_forward(pp, qp, lp, lq, N, V);
+        CHECK(kl2 == kl, "prepared KL %.17g vs %.17g", kl2, kl);
+        for (int i = 0; i < N * V; i++) CHECK(pp2[i] == pp[i] && qp2[i] == qp[i], "prepared KL probabilities at %d", i);
+    }
     for (int i = 0; i < N * V; i++) g[i] = 0.5;
     kl_forward(pp, qp, lp, lq, N, V);
     kl_backward(g, pp, qp, N, V, dloss);
