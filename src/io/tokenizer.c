@@ -240,6 +240,7 @@ void vpd_ids_free(vpd_ids *v) {
 }
 
 static vpd_status ids_push(vpd_ids *v, const int32_t *ids, size_t k) {
+    if (k == 0) return VPD_OK; /* v->ids may still be NULL: memcpy(NULL, .., 0) is undefined */
     if (v->n + k > v->cap) {
         size_t c = v->cap ? v->cap : 1024;
         while (c < v->n + k) c *= 2;
@@ -333,7 +334,7 @@ void vpd_tokenizer_free(vpd_tokenizer *t) {
     if (!t) return;
     free(t->tok_off); free(t->str_off); free(t->tok_len); free(t->pool); free(t->str_pool);
     free(t->vmap); free(t->mkey); free(t->mrank); free(t->mnew);
-    for (int i = 0; i < t->n_added; i++) free(t->added[i].content);
+    for (int i = 0; t->added && i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
     free(t->sym); free(t->prv); free(t->nxt); free(t->heap); free(t->seg);
     free(t->centries); free(t->cslots); free(t->ckeys); free(t->cids);
@@ -408,6 +409,9 @@ static vpd_status load_normalizer(vpd_tokenizer *t, const cJSON *nz) {
                      type->valuestring);
 }
 
+/* how far ids may run past the number of vocab + added entries (holes in the id space) */
+#define ID_SLACK 65536
+
 static int cmp_added(const void *a, const void *b) {
     const added_token *x = a, *y = b;
     if ((unsigned char)x->content[0] != (unsigned char)y->content[0])
@@ -439,8 +443,9 @@ static vpd_status load_json(vpd_tokenizer *t, cJSON *root) {
     if (!cJSON_IsArray(merges)) return vpd_error(VPD_ERR_FORMAT, "%s: model.merges is not an array", t->path);
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
 
-    /* sizes: ids, bytes */
-    int max_id = -1;
+    /* sizes: ids, bytes. t->n_added is set only once t->added exists: the free on an error
+     * path walks it (a later invalid added token used to dereference NULL there). */
+    int max_id = -1, n_added = 0, n_vocab = 0;
     size_t bytes = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
@@ -449,22 +454,32 @@ static vpd_status load_json(vpd_tokenizer *t, cJSON *root) {
                              it->string);
         if (it->valueint > max_id) max_id = it->valueint;
         bytes += strlen(it->string) + 1;
+        n_vocab++;
     }
+    if (added && !cJSON_IsArray(added))
+        return vpd_error(VPD_ERR_FORMAT, "%s: added_tokens is not an array", t->path);
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
-        if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valuedouble > 1e8 || !cJSON_IsString(content) ||
-            !content->valuestring[0])
-            return vpd_error(VPD_ERR_FORMAT, "%s: added_tokens entry without an integer \"id\" and a non-empty "
-                             "\"content\"", t->path);
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 || id->valueint != id->valuedouble ||
+            !cJSON_IsString(content) || !content->valuestring[0])
+            return vpd_error(VPD_ERR_FORMAT, "%s: added_tokens[%d] needs an integer \"id\" >= 0 and a non-empty "
+                             "\"content\"", t->path, n_added);
         if (json_bool(it, "single_word", 0))
             return vpd_error(VPD_ERR_FORMAT, "%s: added token \"%s\": single_word is not supported", t->path,
                              content->valuestring);
         if (id->valueint > max_id) max_id = id->valueint;
         bytes += strlen(content->valuestring) + 1;
-        t->n_added++;
+        n_added++;
     }
     if (max_id < 0) return vpd_error(VPD_ERR_FORMAT, "%s: empty vocabulary", t->path);
+    /* ids index flat tables: an id far past the number of entries (1e8 in a 50-token file
+     * cost 1.5 GB) is a corrupt file, not a vocabulary */
+    long long n_entries = (long long)n_vocab + n_added;
+    if ((long long)max_id >= n_entries + ID_SLACK)
+        return vpd_error(VPD_ERR_FORMAT, "%s: token id %d is far beyond the %lld entries of model.vocab and "
+                         "added_tokens (ids must stay below entries + %d; corrupt file?)", t->path, max_id, n_entries,
+                         ID_SLACK);
     t->n_ids = max_id + 1;
     size_t n = (size_t)t->n_ids;
     t->tok_off = calloc(n, sizeof *t->tok_off);
@@ -474,9 +489,10 @@ static vpd_status load_json(vpd_tokenizer *t, cJSON *root) {
     t->str_pool = malloc(bytes + 1);
     t->vmap_cap = pow2_at_least(2 * n);
     t->vmap = malloc(t->vmap_cap * sizeof *t->vmap);
-    t->added = calloc((size_t)t->n_added + 1, sizeof *t->added);
+    t->added = calloc((size_t)n_added + 1, sizeof *t->added);
     if (!t->tok_off || !t->str_off || !t->tok_len || !t->pool || !t->str_pool || !t->vmap || !t->added)
         return vpd_error(VPD_ERR_MEM, "%s: out of memory for %zu tokens", t->path, n);
+    t->n_added = n_added; /* every content pointer is NULL (calloc) until set below */
     for (size_t i = 0; i < n; i++) t->tok_len[i] = -1;
     memset(t->vmap, 0xff, t->vmap_cap * sizeof *t->vmap);
 
@@ -785,7 +801,7 @@ static vpd_status encode_word(vpd_tokenizer *t, const unsigned char *w, size_t n
         if (!e) break;
         const cache_entry *ce = &t->centries[e - 1];
         if (ce->hash == h && ce->key_len == n && !memcmp(t->ckeys + ce->key_off, w, n))
-            return ids_push(out, t->cids + ce->ids_off, ce->n_ids);
+            return ce->n_ids ? ids_push(out, t->cids + ce->ids_off, ce->n_ids) : VPD_OK;
     }
     size_t k;
     VPD_TRY(bpe_word(t, w, n, &k));
@@ -821,9 +837,11 @@ static vpd_status encode_word(vpd_tokenizer *t, const unsigned char *w, size_t n
     unsigned char *nk = grow(t->ckeys, &t->ckeys_cap, t->ckeys_n + n, 1);
     if (!nk) { cache_clear(t); return VPD_OK; }
     t->ckeys = nk;
-    int32_t *ni = grow(t->cids, &t->cids_cap, t->cids_n + k, sizeof *ni);
-    if (!ni) { cache_clear(t); return VPD_OK; }
-    t->cids = ni;
+    if (k) { /* a word can encode to no id (bytes without a token and no unk_token) */
+        int32_t *ni = grow(t->cids, &t->cids_cap, t->cids_n + k, sizeof *ni);
+        if (!ni) { cache_clear(t); return VPD_OK; }
+        t->cids = ni;
+    }
     cache_entry *ce = &t->centries[t->cn];
     ce->hash = h;
     ce->key_len = (uint32_t)n;
@@ -831,7 +849,7 @@ static vpd_status encode_word(vpd_tokenizer *t, const unsigned char *w, size_t n
     ce->key_off = t->ckeys_n;
     ce->ids_off = t->cids_n;
     memcpy(t->ckeys + t->ckeys_n, w, n);
-    memcpy(t->cids + t->cids_n, t->sym, k * sizeof *t->sym);
+    if (k) memcpy(t->cids + t->cids_n, t->sym, k * sizeof *t->sym);
     t->ckeys_n += n;
     t->cids_n += k;
     t->cslots[s] = (uint32_t)++t->cn;
@@ -915,7 +933,7 @@ vpd_status vpd_tokenizer_decode(const vpd_tokenizer *t, const int32_t *ids, size
 }
 
 size_t vpd_tokenizer_safe_cut(const vpd_tokenizer *t, const char *text, size_t n, size_t limit) {
-    if (t->add_prefix_space) return 0;
+    if (t->add_prefix_space || n < 2) return 0;
     if (limit >= n) limit = n - 1;
     for (size_t p = limit; p >= 1; p--) {
         unsigned char c = (unsigned char)text[p];

@@ -38,7 +38,7 @@ static int write_text(const char *path, const char *s) {
 static int encode_is(vpd_tokenizer *t, const char *text, const int32_t *want, size_t n_want) {
     vpd_ids ids = {0};
     vpd_status s = vpd_tokenizer_encode(t, text, strlen(text), &ids);
-    int ok = s == VPD_OK && ids.n == n_want && !memcmp(ids.ids, want, n_want * sizeof *want);
+    int ok = s == VPD_OK && ids.n == n_want && (n_want == 0 || !memcmp(ids.ids, want, n_want * sizeof *want));
     if (!ok) {
         fprintf(stderr, "encode \"%s\" ->", text);
         for (size_t i = 0; i < ids.n; i++) fprintf(stderr, " %d", ids.ids[i]);
@@ -46,6 +46,56 @@ static int encode_is(vpd_tokenizer *t, const char *text, const int32_t *want, si
     }
     vpd_ids_free(&ids);
     return ok;
+}
+
+/* Issue 17: hostile tokenizer.json files give one clear error, no crash, no huge allocation. */
+static void test_hostile(void) {
+    const char *head = "{\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false},"
+                       " \"model\": {\"type\": \"BPE\", \"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": []},"
+                       " \"added_tokens\": [{\"id\": 2, \"content\": \"<s>\", \"special\": true}, ";
+    struct { const char *tail, *want; } bad[] = {
+        /* a later added token that is invalid: the error path freed t->added[0] through NULL */
+        {"{\"id\": 3, \"content\": \"<t>\", \"single_word\": true}]}", "single_word is not supported"},
+        {"{\"id\": 3, \"content\": \"\"}]}", "added_tokens[1] needs an integer \"id\" >= 0 and a non-empty \"content\""},
+        {"{\"id\": 3}]}", "added_tokens[1]"},
+        {"{\"id\": -1, \"content\": \"x\"}]}", "added_tokens[1]"},
+        {"{\"id\": 3.5, \"content\": \"x\"}]}", "added_tokens[1]"},
+        {"{\"id\": \"3\", \"content\": \"x\"}]}", "added_tokens[1]"},
+        /* an id of 1e8 made the id tables 1.5 GB */
+        {"{\"id\": 100000000, \"content\": \"<big>\"}]}", "token id 100000000 is far beyond the 4 entries"},
+        {"{\"id\": 65540, \"content\": \"<big>\"}]}", "token id 65540 is far beyond"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char json[1024];
+        snprintf(json, sizeof json, "%s%s", head, bad[i].tail);
+        CHECK(write_text("tok_hostile.json", json), "write");
+        vpd_tokenizer *t = NULL;
+        EXPECT_FAIL(vpd_tokenizer_load(&t, "tok_hostile.json"), VPD_ERR_FORMAT, "tok_hostile.json", bad[i].want);
+        CHECK(t == NULL, "no tokenizer on failure");
+    }
+    const char *vocab_big = "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\","
+                            " \"vocab\": {\"a\": 0, \"b\": 99999999}, \"merges\": []}}";
+    CHECK(write_text("tok_hostile.json", vocab_big), "write");
+    vpd_tokenizer *t = NULL;
+    EXPECT_FAIL(vpd_tokenizer_load(&t, "tok_hostile.json"), VPD_ERR_FORMAT, "token id 99999999");
+    const char *not_array = "{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\","
+                            " \"vocab\": {\"a\": 0}, \"merges\": []}, \"added_tokens\": {\"id\": 1}}";
+    CHECK(write_text("tok_hostile.json", not_array), "write");
+    EXPECT_FAIL(vpd_tokenizer_load(&t, "tok_hostile.json"), VPD_ERR_FORMAT, "added_tokens is not an array");
+    /* ids with a few holes are fine; the last added token is valid */
+    char ok[1024];
+    snprintf(ok, sizeof ok, "%s%s", head, "{\"id\": 1000, \"content\": \"<t>\", \"lstrip\": true}]}");
+    CHECK(write_text("tok_hostile.json", ok), "write");
+    CHECK(vpd_tokenizer_load(&t, "tok_hostile.json") == VPD_OK && vpd_tokenizer_vocab_size(t) == 1001, "holes: %s",
+          vpd_last_error());
+    if (t) {
+        /* a word whose bytes have no token and no unk_token encodes to nothing: no memcpy(NULL, .., 0) */
+        CHECK(encode_is(t, "c", NULL, 0), "'c' has no token: no ids");
+        CHECK(encode_is(t, "cc", NULL, 0), "'cc' (cached empty word): no ids");
+        CHECK(encode_is(t, "", NULL, 0), "empty text");
+        CHECK(vpd_tokenizer_safe_cut(t, "", 0, 0) == 0 && vpd_tokenizer_safe_cut(t, "a", 1, 5) == 0, "safe_cut on tiny text");
+        vpd_tokenizer_free(t);
+    }
 }
 
 int main(void) {
@@ -159,5 +209,6 @@ int main(void) {
     const char *missing[] = {"no_such_corpus.txt"};
     s = vpd_bpe_train(missing, 1, &o, "tok_x.json");
     CHECK(s == VPD_ERR_IO && strstr(vpd_last_error(), "no_such_corpus.txt"), "missing corpus: %s", vpd_last_error());
+    test_hostile();
     TEST_REPORT();
 }
