@@ -187,7 +187,7 @@ typedef struct {
     int32_t id;
     char *content;
     size_t len;
-    int lstrip, rstrip, special;
+    int lstrip, rstrip, special, normalized;
 } added_token;
 
 typedef struct {
@@ -214,7 +214,9 @@ struct vpd_tokenizer {
     int unk_id, ignore_merges;
     /* pre-tokenizer / normalizer */
     int add_prefix_space, use_regex, nfc, nfc_warned;
-    /* added tokens, longest first within each first byte */
+    /* added tokens, longest first within each first byte; added_first[b] has bit 1 for a
+     * token starting with byte b that is matched on the raw text (normalized: false), bit 2
+     * for one matched after normalization (normalized: true) */
     added_token *added;
     int n_added;
     uint8_t added_first[256];
@@ -522,7 +524,9 @@ static vpd_status load_json(vpd_tokenizer *t, cJSON *root) {
         a->lstrip = json_bool(it, "lstrip", 0);
         a->rstrip = json_bool(it, "rstrip", 0);
         a->special = json_bool(it, "special", 0);
-        t->added_first[(unsigned char)c[0]] = 1;
+        /* tokenizers' AddedToken default: special tokens are not normalized, others are */
+        a->normalized = json_bool(it, "normalized", !a->special);
+        t->added_first[(unsigned char)c[0]] |= (uint8_t)(a->normalized ? 2 : 1);
         /* an added token decodes to its content (HF decodes it verbatim) */
         size_t id = (size_t)a->id;
         if (t->tok_len[id] < 0 || t->tok_len[id] != (int32_t)a->len ||
@@ -895,31 +899,68 @@ static vpd_status encode_segment(vpd_tokenizer *t, const char *text, size_t n, v
 
 static inline int is_ascii_space(unsigned char c) { return c == ' ' || (c >= 9 && c <= 13); }
 
-vpd_status vpd_tokenizer_encode(vpd_tokenizer *t, const char *text, size_t n, vpd_ids *out) {
+/* Unicode White_Space (Rust's char::is_whitespace, what tokenizers' lstrip/rstrip use) */
+static inline int is_unicode_ws(uint32_t cp) {
+    return cp == ' ' || (cp >= 9 && cp <= 13) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/* length of the white-space character ending at s[lo..end) (0 if none) */
+static size_t ws_before(const unsigned char *s, size_t lo, size_t end) {
+    if (end <= lo) return 0;
+    if (s[end - 1] < 0x80) return is_ascii_space(s[end - 1]) ? 1 : 0;
+    size_t b = end - 1;
+    while (b > lo && end - b < 4 && (s[b] & 0xC0) == 0x80) b--;
+    uint32_t cp;
+    size_t len = utf8_next(s, end, b, &cp);
+    return b + len == end && is_unicode_ws(cp) ? len : 0;
+}
+
+/* length of the white-space character starting at s[i] (i < n; 0 if none) */
+static size_t ws_at(const unsigned char *s, size_t n, size_t i) {
+    if (s[i] < 0x80) return is_ascii_space(s[i]) ? 1 : 0;
+    uint32_t cp;
+    size_t len = utf8_next(s, n, i, &cp);
+    return is_unicode_ws(cp) ? len : 0;
+}
+
+/* Cut the added tokens of one kind out of text[0..n) (leftmost-longest; lstrip/rstrip take
+ * the neighbouring white space of this piece), passing the pieces between them on. As in
+ * tokenizers' AddedVocabulary::extract_and_normalize: tokens with normalized=false are
+ * cut from the raw text first (pass 1), then those with normalized=true from what is left
+ * (pass 2), then the pre-tokenizer and BPE see the rest. */
+static vpd_status encode_added(vpd_tokenizer *t, const char *text, size_t n, int pass, vpd_ids *out) {
+    if (pass > 2) return encode_segment(t, text, n, out);
     const unsigned char *s = (const unsigned char *)text;
+    const uint8_t bit = (uint8_t)pass;
+    const int want_normalized = pass == 2;
     size_t pos = 0;
-    if (t->n_added) {
-        for (size_t i = 0; i < n; i++) {
-            if (!t->added_first[s[i]]) continue;
-            const added_token *best = NULL;
-            for (int a = 0; a < t->n_added; a++) { /* sorted by first byte, longest first */
-                const added_token *at = &t->added[a];
-                if ((unsigned char)at->content[0] != s[i]) continue;
-                if (at->len <= n - i && !memcmp(at->content, s + i, at->len)) { best = at; break; }
-            }
-            if (!best) continue;
-            size_t start = i, end = i + best->len;
-            if (best->lstrip)
-                while (start > pos && is_ascii_space(s[start - 1])) start--;
-            if (best->rstrip)
-                while (end < n && is_ascii_space(s[end])) end++;
-            VPD_TRY(encode_segment(t, text + pos, start - pos, out));
-            VPD_TRY(ids_push(out, &best->id, 1));
-            pos = end;
-            i = end - 1;
+    for (size_t i = 0; i < n; i++) {
+        if (!(t->added_first[s[i]] & bit)) continue;
+        const added_token *best = NULL;
+        for (int a = 0; a < t->n_added; a++) { /* sorted by first byte, longest first */
+            const added_token *at = &t->added[a];
+            if ((unsigned char)at->content[0] != s[i] || at->normalized != want_normalized) continue;
+            if (at->len <= n - i && !memcmp(at->content, s + i, at->len)) { best = at; break; }
         }
+        if (!best) continue;
+        size_t start = i, end = i + best->len, w;
+        if (best->lstrip)
+            while ((w = ws_before(s, pos, start)) > 0) start -= w;
+        if (best->rstrip)
+            while (end < n && (w = ws_at(s, n, end)) > 0) end += w;
+        VPD_TRY(encode_added(t, text + pos, start - pos, pass + 1, out));
+        VPD_TRY(ids_push(out, &best->id, 1));
+        pos = end;
+        i = end - 1;
     }
-    return encode_segment(t, text + pos, n - pos, out);
+    return encode_added(t, text + pos, n - pos, pass + 1, out);
+}
+
+vpd_status vpd_tokenizer_encode(vpd_tokenizer *t, const char *text, size_t n, vpd_ids *out) {
+    if (!t->n_added) return encode_segment(t, text, n, out);
+    return encode_added(t, text, n, 1, out);
 }
 
 vpd_status vpd_tokenizer_decode(const vpd_tokenizer *t, const int32_t *ids, size_t n, FILE *f) {
@@ -932,12 +973,30 @@ vpd_status vpd_tokenizer_decode(const vpd_tokenizer *t, const int32_t *ids, size
     return VPD_OK;
 }
 
+/* would an added token lie across a cut at p, or take white space across it (lstrip)? */
+static int added_spans_cut(const vpd_tokenizer *t, const char *text, size_t n, size_t p) {
+    for (int a = 0; a < t->n_added; a++) {
+        const added_token *at = &t->added[a];
+        if (at->lstrip && at->len <= n - p && !memcmp(at->content, text + p, at->len)) return 1;
+        for (size_t k = 0; k < at->len; k++) { /* the token's own '\n' at the cut */
+            if (at->content[k] != '\n' || k + 1 > p || at->len - k - 1 > n - p) continue;
+            if (!memcmp(at->content, text + p - 1 - k, at->len)) return 1;
+        }
+    }
+    return 0;
+}
+
 size_t vpd_tokenizer_safe_cut(const vpd_tokenizer *t, const char *text, size_t n, size_t limit) {
-    if (t->add_prefix_space || n < 2) return 0;
+    if (t->add_prefix_space || n < 3) return 0;
     if (limit >= n) limit = n - 1;
-    for (size_t p = limit; p >= 1; p--) {
-        unsigned char c = (unsigned char)text[p];
-        if (text[p - 1] == '\n' && c < 0x80 && !is_ascii_space(c)) return p;
+    /* "x\ny" cut after the \n: the pattern makes "\n" one piece whether "y" follows or
+     * the text ends there. Not after "  \n" (white space before the \n): at the end of
+     * a chunk "  \n" would be one piece where the whole text has "  " and "\n" (issue 17). */
+    for (size_t p = limit; p >= 2; p--) {
+        unsigned char c = (unsigned char)text[p], b = (unsigned char)text[p - 2];
+        if (text[p - 1] == '\n' && c < 0x80 && !is_ascii_space(c) && b < 0x80 && !is_ascii_space(b) &&
+            !(t->n_added && added_spans_cut(t, text, n, p)))
+            return p;
     }
     return 0;
 }
