@@ -925,17 +925,21 @@ static size_t ws_at(const unsigned char *s, size_t n, size_t i) {
     return is_unicode_ws(cp) ? len : 0;
 }
 
-/* Cut the added tokens of one kind out of text[0..n) (leftmost-longest; lstrip/rstrip take
- * the neighbouring white space of this piece), passing the pieces between them on. As in
- * tokenizers' AddedVocabulary::extract_and_normalize: tokens with normalized=false are
- * cut from the raw text first (pass 1), then those with normalized=true from what is left
- * (pass 2), then the pre-tokenizer and BPE see the rest. */
+/* Cut the added tokens of one kind out of text[0..n), as tokenizers' AddedVocabulary does:
+ * tokens with normalized=false are cut from the raw text first (pass 1), then those with
+ * normalized=true from each piece left (pass 2), then the pre-tokenizer and BPE see the
+ * rest. Within a pass the matches are leftmost-longest on the piece as it is (an
+ * Aho-Corasick scan, independent of stripping); then each match, in order, takes the
+ * Unicode white space before it (lstrip, not before the end of the previous match) and
+ * after it (rstrip), exactly as AddedVocabulary::find_matches: a token matched inside
+ * white space that an rstrip already took is still emitted, and the text after it again
+ * (tokenizers 0.23 does so; ids must agree). */
 static vpd_status encode_added(vpd_tokenizer *t, const char *text, size_t n, int pass, vpd_ids *out) {
     if (pass > 2) return encode_segment(t, text, n, out);
     const unsigned char *s = (const unsigned char *)text;
     const uint8_t bit = (uint8_t)pass;
     const int want_normalized = pass == 2;
-    size_t pos = 0;
+    size_t start_offset = 0, ws_from = SIZE_MAX, ws_to = 0; /* [ws_to, ws_from) known white space */
     for (size_t i = 0; i < n; i++) {
         if (!(t->added_first[s[i]] & bit)) continue;
         const added_token *best = NULL;
@@ -945,17 +949,23 @@ static vpd_status encode_added(vpd_tokenizer *t, const char *text, size_t n, int
             if (at->len <= n - i && !memcmp(at->content, s + i, at->len)) { best = at; break; }
         }
         if (!best) continue;
-        size_t start = i, end = i + best->len, w;
-        if (best->lstrip)
-            while ((w = ws_before(s, pos, start)) > 0) start -= w;
+        size_t start = i, stop = i + best->len, w;
+        if (best->lstrip) {
+            size_t b = i;
+            while (b > 0 && b != ws_from && (w = ws_before(s, 0, b)) > 0) b -= w;
+            if (b == ws_from) b = ws_to; /* the rest of this run was scanned for an earlier match */
+            ws_from = i;
+            ws_to = b;
+            start = b > start_offset ? b : start_offset;
+        }
         if (best->rstrip)
-            while (end < n && (w = ws_at(s, n, end)) > 0) end += w;
-        VPD_TRY(encode_added(t, text + pos, start - pos, pass + 1, out));
+            while (stop < n && (w = ws_at(s, n, stop)) > 0) stop += w;
+        if (start_offset < start) VPD_TRY(encode_added(t, text + start_offset, start - start_offset, pass + 1, out));
         VPD_TRY(ids_push(out, &best->id, 1));
-        pos = end;
-        i = end - 1;
+        start_offset = stop;
+        i += best->len - 1; /* the scan goes on after the match, not after what it stripped */
     }
-    return encode_added(t, text + pos, n - pos, pass + 1, out);
+    return start_offset < n ? encode_added(t, text + start_offset, n - start_offset, pass + 1, out) : VPD_OK;
 }
 
 vpd_status vpd_tokenizer_encode(vpd_tokenizer *t, const char *text, size_t n, vpd_ids *out) {

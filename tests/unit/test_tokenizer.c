@@ -113,6 +113,21 @@ static void test_hf_agreement(void) {
         CHECK(encode_is(t, "x <s>  ab  y", (int32_t[]){120, 32, 257, 256, 121}, 5), "lstrip stops at a raw-pass token");
         vpd_tokenizer_free(t);
     }
+    /* matches are found on the piece as it is, then stripped: a token inside white space an
+     * rstrip took is still emitted, and the text after it again (as tokenizers does) */
+    added_spec ov[] = {{"ab", 1, 1, 1, 0}, {"  ", 0, 0, 1, 0}};
+    t = byte_tokenizer(ov, 2);
+    if (t) {
+        CHECK(encode_is(t, "ab\xe2\x80\xa8" "ab  \ntab\tx", (int32_t[]){256, 256, 257, 10, 116, 256, 120}, 7),
+              "overlapping strip and match");
+        vpd_tokenizer_free(t);
+    }
+    added_spec ls[] = {{"<s>", 1, 0, 0, 1}, {"  ", 0, 0, 1, 0}};
+    t = byte_tokenizer(ls, 2);
+    if (t) {
+        CHECK(encode_is(t, "a    <s>", (int32_t[]){97, 256}, 2), "lstrip over a run holding a normalized token");
+        vpd_tokenizer_free(t);
+    }
     /* chunking: a cut is only made where both halves encode as the whole does. Before the fix
      * "  \n" at a chunk end became one pre-token: check every cut of texts built from blank
      * lines, CRLF and trailing white space against the whole (GPT-2 style merges). */
