@@ -16,6 +16,13 @@ foreach(p ${VPD_FUZZ_PARSERS})
   target_link_libraries(fuzz_${p} PRIVATE vpd)
   add_test(NAME fuzz.replay.${p} COMMAND fuzz_${p} replay ${VPD_FUZZ_DIR}/${p})
   set_tests_properties(fuzz.replay.${p} PROPERTIES LABELS unit TIMEOUT 300 ENVIRONMENT "${VPD_TEST_ENV}")
+  if(p STREQUAL "h5_model" AND VPD_SANITIZE)
+    # libhdf5 itself mallocs sizes read from a corrupt file (H5C_protect: 7e18 bytes); under
+    # ASan that aborts, in production malloc returns NULL and HDF5 reports an error, which
+    # is what vpd must then handle: let ASan return NULL too
+    set_tests_properties(fuzz.replay.${p} PROPERTIES ENVIRONMENT
+                         "${VPD_TEST_ENV};ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1")
+  endif()
   file(MAKE_DIRECTORY ${CMAKE_BINARY_DIR}/fuzz-corpus/${p})
   if(VPD_FUZZ AND CMAKE_C_COMPILER_ID MATCHES "Clang")
     add_executable(fuzz_${p}_libfuzzer ${VPD_FUZZ_DIR}/harness_${p}.c)
