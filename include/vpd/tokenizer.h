@@ -54,8 +54,9 @@ vpd_status vpd_tokenizer_encode(vpd_tokenizer *t, const char *text, size_t n, vp
 vpd_status vpd_tokenizer_decode(const vpd_tokenizer *t, const int32_t *ids, size_t n, FILE *f);
 
 /* A byte offset where text[0..n) can be cut into two pieces that encode independently to
- * the same ids as the whole: just after a '\n' followed by an ASCII non-space byte (no
- * pre-token spans it). Returns the largest such cut in (0, limit], or 0 if there is none
+ * the same ids as the whole: just after a '\n' that has an ASCII non-space byte on each
+ * side (no pre-token spans it; "  \n" at a chunk end would be one piece) and that no added
+ * token crosses or strips across. Returns the largest such cut in (0, limit], or 0 if there is none
  * or the tokenizer adds a prefix space to every piece (then cuts would change the ids).
  * Used to stream big files through a bounded buffer. */
 size_t vpd_tokenizer_safe_cut(const vpd_tokenizer *t, const char *text, size_t n, size_t limit);

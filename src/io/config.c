@@ -11,6 +11,7 @@
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,83 +154,148 @@ static vpd_status type_error(const vpd_config *n, const char *expected) {
 
 /* ---- loading -------------------------------------------------------------------------- */
 
+/* The tree is built from libyaml's event stream (not its document API): nesting is
+ * refused at the event that crosses MAX_DEPTH, before libyaml has scanned the rest (its
+ * scanner is quadratic in the flow depth: 40k '[' took 5 s, so the old loader spent 89 s
+ * on a deep file before saying no), and each mapping keeps a hash of its keys so the
+ * duplicate check is linear in the number of keys (it was a scan per key: 100k keys, 105 s). */
+
 typedef struct {
-    yaml_document_t *doc;
+    vpd_config *node;
+    int depth;
+    /* maps: the key read, waiting for its value; and a hash of keys -> item index + 1 */
+    char *key;
+    int key_line;
+    uint32_t *slots;
+    size_t cap;
+} load_frame;
+
+typedef struct {
+    char *name;
+    vpd_config *node;
+} load_anchor;
+
+typedef struct {
     const char *file;
     bool keep_lines; /* false for --set values: they have no line in a file */
     long count;
+    load_frame stack[MAX_DEPTH + 2];
+    int top; /* frames in use */
+    load_anchor *anchors;
+    int n_anchors, cap_anchors;
 } load_ctx;
 
-/* Build the node for y and attach it to parent (under `key` for mappings) before its
- * children, so messages raised while loading can name the full path. On failure a
- * node already attached is freed with the whole tree by the caller; a root is freed here. */
-static vpd_status convert(load_ctx *c, yaml_node_t *y, vpd_config *parent, const char *key, int line, int depth,
-                          vpd_config **out) {
+static uint64_t key_hash(const char *s) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (; *s; s++) h = (h ^ (unsigned char)*s) * 0x100000001b3ull;
+    return h ^ (h >> 31);
+}
+
+/* Index of `key` among the items of the frame's map, or -1; with insert, adds item
+ * `insert_index` under that key when absent. false when out of memory. */
+static bool frame_key(load_frame *f, const char *key, int *found, int insert_index) {
+    vpd_config *m = f->node;
+    if ((size_t)m->n * 2 + 2 > f->cap) {
+        size_t nc = f->cap ? 2 * f->cap : 16;
+        while (nc < (size_t)m->n * 2 + 2) nc *= 2;
+        uint32_t *s = calloc(nc, sizeof *s);
+        if (!s) return false;
+        for (int i = 0; i < m->n; i++) {
+            size_t h = (size_t)key_hash(m->items[i]->key) & (nc - 1);
+            while (s[h]) h = (h + 1) & (nc - 1);
+            s[h] = (uint32_t)i + 1;
+        }
+        free(f->slots);
+        f->slots = s;
+        f->cap = nc;
+    }
+    size_t mask = f->cap - 1, h = (size_t)key_hash(key) & mask;
+    for (; f->slots[h]; h = (h + 1) & mask)
+        if (!strcmp(m->items[f->slots[h] - 1]->key, key)) {
+            *found = (int)f->slots[h] - 1;
+            return true;
+        }
+    *found = -1;
+    if (insert_index >= 0) f->slots[h] = (uint32_t)insert_index + 1;
+    return true;
+}
+
+static bool on_stack(const load_ctx *c, const vpd_config *n) {
+    for (int i = 0; i < c->top; i++)
+        if (c->stack[i].node == n) return true;
+    return false;
+}
+
+/* deep copy of an anchored node for an alias, counted against the node budget */
+static vpd_status copy_tree(load_ctx *c, const vpd_config *src, int depth, int line, vpd_config **out) {
+    *out = NULL;
     if (depth > MAX_DEPTH)
-        return vpd_error(VPD_ERR_CONFIG, "%s:%d: nesting deeper than %d levels (recursive alias?)", c->file, line,
+        return vpd_error(VPD_ERR_CONFIG, "%s:%d: nesting deeper than %d levels (through an alias)", c->file, line,
                          MAX_DEPTH);
     if (++c->count > MAX_NODES)
         return vpd_error(VPD_ERR_CONFIG, "%s: more than %d nodes (alias expansion?)", c->file, MAX_NODES);
-    int my_line = c->keep_lines ? (line > 0 ? line : (int)y->start_mark.line + 1) : 0;
-    vpd_config_kind kind = y->type == YAML_SCALAR_NODE     ? VPD_CONFIG_SCALAR
-                           : y->type == YAML_SEQUENCE_NODE ? VPD_CONFIG_SEQ
-                           : y->type == YAML_MAPPING_NODE  ? VPD_CONFIG_MAP
-                                                           : (vpd_config_kind)-1;
-    if ((int)kind < 0) return vpd_error(VPD_ERR_CONFIG, "%s:%d: empty YAML node", c->file, my_line);
-    vpd_config *n = node_new(kind, c->file, my_line);
-    vpd_status st = VPD_OK;
-    if (!n) goto oom;
-    if (parent) {
-        if ((key && !(n->key = strdup(key))) || !node_append(parent, n)) { node_free(n); n = NULL; goto oom; }
+    vpd_config *n = node_new(src->kind, c->file, src->line);
+    if (!n || (src->value && !(n->value = strdup(src->value)))) {
+        node_free(n);
+        return vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
     }
-    switch (kind) {
-    case VPD_CONFIG_SCALAR: {
-        size_t len = y->data.scalar.length;
-        if (strlen((const char *)y->data.scalar.value) != len) {
-            st = vpd_error(VPD_ERR_CONFIG, "%s:%d: scalar contains a NUL character", c->file, my_line);
-            goto fail;
+    n->quoted = src->quoted;
+    for (int i = 0; i < src->n; i++) {
+        vpd_config *k = NULL;
+        vpd_status st = copy_tree(c, src->items[i], depth + 1, line, &k);
+        if (st == VPD_OK && src->items[i]->key && !(k->key = strdup(src->items[i]->key)))
+            st = vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
+        if (st == VPD_OK && !node_append(n, k))
+            st = vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
+        if (st != VPD_OK) {
+            node_free(k);
+            node_free(n);
+            return st;
         }
-        n->value = malloc(len + 1);
-        if (!n->value) goto oom;
-        memcpy(n->value, y->data.scalar.value, len + 1);
-        n->quoted = y->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
-        break;
     }
-    case VPD_CONFIG_SEQ:
-        for (yaml_node_item_t *it = y->data.sequence.items.start; it < y->data.sequence.items.top; it++) {
-            st = convert(c, yaml_document_get_node(c->doc, *it), n, NULL, 0, depth + 1, NULL);
-            if (st != VPD_OK) goto fail;
+    *out = n;
+    return VPD_OK;
+}
+
+/* Attach a new node (built from a scalar/collection event or copied for an alias) where
+ * the top frame expects a value; containers from events are pushed (copies are complete). *root receives the first node. */
+static vpd_status attach(load_ctx *c, vpd_config *n, const char *anchor, bool push, vpd_config **root) {
+    load_frame *f = c->top ? &c->stack[c->top - 1] : NULL;
+    if (f) {
+        if (f->node->kind == VPD_CONFIG_MAP) {
+            int unused;
+            n->key = f->key; /* ownership moves to the node */
+            f->key = NULL;
+            if (!node_append(f->node, n) || !frame_key(f, n->key, &unused, f->node->n - 1)) goto oom;
+        } else if (!node_append(f->node, n)) {
+            goto oom;
         }
-        break;
-    case VPD_CONFIG_MAP:
-        for (yaml_node_pair_t *p = y->data.mapping.pairs.start; p < y->data.mapping.pairs.top; p++) {
-            yaml_node_t *k = yaml_document_get_node(c->doc, p->key);
-            int kline = c->keep_lines ? (int)k->start_mark.line + 1 : 0;
-            if (k->type != YAML_SCALAR_NODE) {
-                st = vpd_error(VPD_ERR_CONFIG, "%s:%d: mapping keys must be scalars", c->file, kline);
-                goto fail;
-            }
-            const char *kt = (const char *)k->data.scalar.value;
-            for (int i = 0; i < n->n; i++)
-                if (!strcmp(n->items[i]->key, kt)) {
-                    char path[512];
-                    vpd_config_path(n, path, sizeof path); /* before reading path[0] below */
-                    st = vpd_error(VPD_ERR_CONFIG, "%s:%d: duplicate key '%s%s%s' (first at line %d)", c->file,
-                                   kline, path, path[0] ? "." : "", kt, n->items[i]->line);
-                    goto fail;
-                }
-            st = convert(c, yaml_document_get_node(c->doc, p->value), n, kt, kline, depth + 1, NULL);
-            if (st != VPD_OK) goto fail;
-        }
-        break;
+    } else {
+        *root = n;
     }
-    if (out) *out = n;
+    if (anchor) {
+        if (c->n_anchors == c->cap_anchors) {
+            int nc = c->cap_anchors ? 2 * c->cap_anchors : 8;
+            load_anchor *a = realloc(c->anchors, (size_t)nc * sizeof *a);
+            if (!a) return vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
+            c->anchors = a;
+            c->cap_anchors = nc;
+        }
+        char *name = strdup(anchor);
+        if (!name) return vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
+        c->anchors[c->n_anchors].name = name;
+        c->anchors[c->n_anchors++].node = n; /* a later anchor of the same name wins, as in YAML */
+    }
+    if (push && n->kind != VPD_CONFIG_SCALAR) {
+        load_frame *g = &c->stack[c->top++];
+        memset(g, 0, sizeof *g);
+        g->node = n;
+        g->depth = f ? f->depth + 1 : 0;
+    }
     return VPD_OK;
 oom:
-    st = vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
-fail:
-    if (!parent) node_free(n);
-    return st;
+    if (n->parent == NULL) node_free(n);
+    return vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
 }
 
 static vpd_status yaml_syntax_error(yaml_parser_t *p, const char *file, bool with_line) {
@@ -241,40 +307,142 @@ static vpd_status yaml_syntax_error(yaml_parser_t *p, const char *file, bool wit
                      p->context ? p->context : "");
 }
 
-/* Parse one YAML document from text into a tree. An empty document gives a null scalar
- * (or NULL *out when allow_empty is false: the caller decides). */
+/* One event of the document: a key, a value, or the end of a collection. */
+static vpd_status load_event(load_ctx *c, yaml_event_t *e, vpd_config **root) {
+    load_frame *f = c->top ? &c->stack[c->top - 1] : NULL;
+    int ev_line = (int)e->start_mark.line + 1;
+    if (e->type == YAML_SEQUENCE_END_EVENT || e->type == YAML_MAPPING_END_EVENT) {
+        free(f->key);
+        free(f->slots);
+        f->key = NULL;
+        f->slots = NULL;
+        c->top--;
+        return VPD_OK;
+    }
+    /* a key of a mapping: a scalar (or an alias of one) */
+    if (f && f->node->kind == VPD_CONFIG_MAP && !f->key) {
+        int kline = c->keep_lines ? ev_line : 0;
+        const char *kt = NULL;
+        if (e->type == YAML_SCALAR_EVENT) {
+            kt = (const char *)e->data.scalar.value;
+            if (strlen(kt) != e->data.scalar.length)
+                return vpd_error(VPD_ERR_CONFIG, "%s:%d: key contains a NUL character", c->file, kline);
+        } else if (e->type == YAML_ALIAS_EVENT) {
+            for (int i = c->n_anchors - 1; i >= 0 && !kt; i--)
+                if (!strcmp(c->anchors[i].name, (const char *)e->data.alias.anchor) &&
+                    c->anchors[i].node->kind == VPD_CONFIG_SCALAR)
+                    kt = c->anchors[i].node->value;
+        }
+        if (!kt) return vpd_error(VPD_ERR_CONFIG, "%s:%d: mapping keys must be scalars", c->file, kline);
+        int dup;
+        if (!frame_key(f, kt, &dup, -1)) return vpd_error(VPD_ERR_MEM, "%s: out of memory", c->file);
+        if (dup >= 0) {
+            char path[512];
+            vpd_config_path(f->node, path, sizeof path);
+            return vpd_error(VPD_ERR_CONFIG, "%s:%d: duplicate key '%s%s%s' (first at line %d)", c->file, kline, path,
+                             path[0] ? "." : "", kt, f->node->items[dup]->line);
+        }
+        if (!(f->key = strdup(kt))) return vpd_error(VPD_ERR_MEM, "%s: out of memory", c->file);
+        f->key_line = kline;
+        return VPD_OK;
+    }
+    /* a value: its line is its key's (map entries) or its own */
+    int line = !c->keep_lines ? 0 : f && f->node->kind == VPD_CONFIG_MAP ? f->key_line : ev_line;
+    int depth = f ? f->depth + 1 : 0;
+    if (depth > MAX_DEPTH)
+        return vpd_error(VPD_ERR_CONFIG, "%s:%d: nesting deeper than %d levels", c->file, line, MAX_DEPTH);
+    if (e->type == YAML_ALIAS_EVENT) {
+        const char *name = (const char *)e->data.alias.anchor;
+        const vpd_config *src = NULL;
+        for (int i = c->n_anchors - 1; i >= 0 && !src; i--)
+            if (!strcmp(c->anchors[i].name, name)) src = c->anchors[i].node;
+        if (!src) return vpd_error(VPD_ERR_CONFIG, "%s:%d: alias '*%s' names no anchor defined before it", c->file, line, name);
+        if (on_stack(c, src))
+            return vpd_error(VPD_ERR_CONFIG, "%s:%d: alias '*%s' refers to a node that contains it (recursive alias)",
+                             c->file, line, name);
+        vpd_config *n = NULL;
+        VPD_TRY(copy_tree(c, src, depth, line, &n));
+        n->line = line ? line : n->line;
+        return attach(c, n, NULL, false, root);
+    }
+    if (++c->count > MAX_NODES)
+        return vpd_error(VPD_ERR_CONFIG, "%s: more than %d nodes (alias expansion?)", c->file, MAX_NODES);
+    vpd_config_kind kind = e->type == YAML_SCALAR_EVENT ? VPD_CONFIG_SCALAR
+                           : e->type == YAML_SEQUENCE_START_EVENT ? VPD_CONFIG_SEQ : VPD_CONFIG_MAP;
+    vpd_config *n = node_new(kind, c->file, line);
+    if (!n) return vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
+    const yaml_char_t *anchor = NULL;
+    if (kind == VPD_CONFIG_SCALAR) {
+        size_t len = e->data.scalar.length;
+        anchor = e->data.scalar.anchor;
+        if (strlen((const char *)e->data.scalar.value) != len) {
+            node_free(n);
+            return vpd_error(VPD_ERR_CONFIG, "%s:%d: scalar contains a NUL character", c->file, line);
+        }
+        if (!(n->value = malloc(len + 1))) {
+            node_free(n);
+            return vpd_error(VPD_ERR_MEM, "%s: out of memory building the config tree", c->file);
+        }
+        memcpy(n->value, e->data.scalar.value, len + 1);
+        n->quoted = e->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
+    } else {
+        anchor = kind == VPD_CONFIG_SEQ ? e->data.sequence_start.anchor : e->data.mapping_start.anchor;
+    }
+    return attach(c, n, (const char *)anchor, true, root);
+}
+
+/* Parse one YAML document from text into a tree. An empty stream gives *out NULL (the
+ * caller decides); a second document is an error (almost certainly a stray `---`). */
 static vpd_status parse_text(const char *text, size_t len, const char *file, bool keep_lines, vpd_config **out) {
-    yaml_parser_t parser;
-    yaml_document_t doc;
-    vpd_status st = VPD_OK;
     *out = NULL;
-    if (!yaml_parser_initialize(&parser)) return vpd_error(VPD_ERR_MEM, "%s: cannot initialise libyaml", file);
+    load_ctx *c = calloc(1, sizeof *c);
+    yaml_parser_t parser;
+    if (!c) return vpd_error(VPD_ERR_MEM, "%s: out of memory", file);
+    if (!yaml_parser_initialize(&parser)) {
+        free(c);
+        return vpd_error(VPD_ERR_MEM, "%s: cannot initialise libyaml", file);
+    }
+    c->file = file;
+    c->keep_lines = keep_lines;
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
-    if (!yaml_parser_load(&parser, &doc)) {
-        st = yaml_syntax_error(&parser, file, keep_lines);
-        yaml_parser_delete(&parser);
+    vpd_config *root = NULL;
+    vpd_status st = VPD_OK;
+    int docs = 0;
+    for (bool done = false; !done && st == VPD_OK;) {
+        yaml_event_t e;
+        if (!yaml_parser_parse(&parser, &e)) {
+            st = yaml_syntax_error(&parser, file, keep_lines);
+            break;
+        }
+        switch (e.type) {
+        case YAML_STREAM_END_EVENT: done = true; break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1) st = vpd_error(VPD_ERR_CONFIG, "%s: expected one YAML document, found more ('---')", file);
+            break;
+        case YAML_SCALAR_EVENT:
+        case YAML_ALIAS_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+        case YAML_MAPPING_START_EVENT:
+        case YAML_MAPPING_END_EVENT: st = load_event(c, &e, &root); break;
+        default: break; /* stream start, document end */
+        }
+        yaml_event_delete(&e);
+    }
+    for (int i = 0; i < c->top; i++) {
+        free(c->stack[i].key);
+        free(c->stack[i].slots);
+    }
+    for (int i = 0; i < c->n_anchors; i++) free(c->anchors[i].name);
+    free(c->anchors);
+    free(c);
+    yaml_parser_delete(&parser);
+    if (st != VPD_OK) {
+        node_free(root);
         return st;
     }
-    yaml_node_t *root = yaml_document_get_root_node(&doc);
-    if (root) {
-        load_ctx c = {&doc, file, keep_lines, 0};
-        st = convert(&c, root, NULL, NULL, 0, 0, out);
-    }
-    yaml_document_delete(&doc);
-    if (st == VPD_OK && root) {
-        /* a second document is almost certainly a mistake (a stray `---`) */
-        yaml_document_t doc2;
-        if (!yaml_parser_load(&parser, &doc2)) {
-            st = yaml_syntax_error(&parser, file, keep_lines);
-        } else {
-            if (yaml_document_get_root_node(&doc2))
-                st = vpd_error(VPD_ERR_CONFIG, "%s: expected one YAML document, found more ('---')", file);
-            yaml_document_delete(&doc2);
-        }
-        if (st != VPD_OK) { node_free(*out); *out = NULL; }
-    }
-    yaml_parser_delete(&parser);
-    return st;
+    *out = root;
+    return VPD_OK;
 }
 
 vpd_status vpd_config_parse(const char *text, size_t len, const char *name, vpd_config **out) {
@@ -901,7 +1069,42 @@ static vpd_status locate_for_set(vpd_config *n, const path_step *s, const char *
                      s->kind == STEP_KEY ? "" : "[", s->text, s->kind == STEP_KEY ? "" : "]");
 }
 
+/* Byte offset of the first invalid UTF-8 sequence in s (overlong forms, surrogates and
+ * code points above U+10FFFF are invalid), or -1 when s is valid. */
+static long utf8_invalid_at(const char *str) {
+    const unsigned char *s = (const unsigned char *)str;
+    for (size_t i = 0; s[i];) {
+        unsigned c = s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+        if (!len) return (long)i;
+        uint32_t v = c & (0x7Fu >> len);
+        for (size_t k = 1; k < len; k++) {
+            if ((s[i + k] & 0xC0) != 0x80) return (long)i;
+            v = v << 6 | (s[i + k] & 0x3Fu);
+        }
+        if ((len == 3 && (v < 0x800 || (v >= 0xD800 && v <= 0xDFFF))) || (len == 4 && (v < 0x10000 || v > 0x10FFFF)))
+            return (long)i;
+        i += len;
+    }
+    return -1;
+}
+
 vpd_status vpd_config_set(vpd_config *root, const char *assignment) {
+    /* the tree is written back as config.yaml and must load again on --resume: refuse what
+     * YAML cannot hold here, naming the byte, instead of writing an unloadable file */
+    long bad = utf8_invalid_at(assignment);
+    if (bad >= 0) {
+        const char *eq0 = strchr(assignment, '=');
+        bool in_key = !eq0 || bad < (long)(eq0 - assignment);
+        return vpd_error(VPD_ERR_ARG, "--set: the %s has a byte that is not valid UTF-8 (0x%02X at byte %ld of the "
+                         "argument); config keys and values must be UTF-8 text", in_key ? "key" : "value",
+                         (unsigned)(unsigned char)assignment[bad], bad);
+    }
+    for (const unsigned char *q = (const unsigned char *)assignment; *q; q++)
+        if (*q < 0x20 && *q != '\t' && *q != '\n' && *q != '\r')
+            return vpd_error(VPD_ERR_ARG, "--set: control character 0x%02X at byte %ld; config keys and values must "
+                             "be printable text", (unsigned)*q, (long)(q - (const unsigned char *)assignment));
     const char *eq = strchr(assignment, '=');
     if (!eq || eq == assignment)
         return vpd_error(VPD_ERR_ARG, "--set '%s': expected dotted.key=value", assignment);

@@ -109,6 +109,20 @@ static const char *const ignored_keys[] = {"model_type", "architectures", "torch
                                            "_name_or_path", "vpd_version", "device", "init_bias_to_zero",
                                            "flash_attention", "block_size", "use_grouped_query_attention", NULL};
 
+/* Upper limits of the sizes in config.json: far above any model vpd can decompose, low
+ * enough that no size product in the model code can overflow (a huge n_layers made
+ * `2 + 9 * n_layers` wrap before anything was allocated). */
+#define MAX_LAYERS 4096
+#define MAX_DIM (1 << 20)
+#define MAX_VOCAB (1 << 24)
+#define MAX_PARAMS 2147483647.0 /* total parameters, counted in double */
+
+static int key_limit(const char *key) {
+    if (!strcmp(key, "n_layers") || !strcmp(key, "n_layer") || !strcmp(key, "n_hidden_layers")) return MAX_LAYERS;
+    if (!strcmp(key, "vocab_size")) return MAX_VOCAB;
+    return MAX_DIM;
+}
+
 static vpd_status get_int(const cJSON *root, const char *src, const char *key, bool required, int minv, int dflt,
                           int *out) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
@@ -117,6 +131,10 @@ static vpd_status get_int(const cJSON *root, const char *src, const char *key, b
         *out = dflt;
         return VPD_OK;
     }
+    int maxv = key_limit(key);
+    if (cJSON_IsNumber(v) && v->valuedouble == floor(v->valuedouble) && v->valuedouble > maxv)
+        return vpd_error(VPD_ERR_CONFIG, "%s: key '%s' = %.15g is larger than vpd's limit %d for it", src, key,
+                         v->valuedouble, maxv);
     if (!cJSON_IsNumber(v) || v->valuedouble != floor(v->valuedouble) || v->valuedouble < minv ||
         v->valuedouble > INT_MAX) {
         char *txt = cJSON_PrintUnformatted(v);
@@ -271,6 +289,25 @@ vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const
                       "%s: key 'model_type' = \"%s\" is not supported (expected \"tms\", \"resid_mlp\" or "
                       "\"llama_simple_mlp\")",
                       src, t);
+    }
+    if (s == VPD_OK) {
+        /* each size is bounded above; their product can still be absurd: count in double */
+        double np = 0;
+        const char *keys = "";
+        if (cfg->kind == VPD_MODEL_TMS) {
+            np = 2.0 * cfg->n_features * cfg->n_hidden + cfg->n_features;
+            keys = "n_features, n_hidden";
+        } else if (cfg->kind == VPD_MODEL_RESID_MLP) {
+            np = 2.0 * cfg->n_features * cfg->d_embed + 2.0 * cfg->n_layers * cfg->d_embed * cfg->d_mlp;
+            keys = "n_features, d_embed, d_mlp, n_layers";
+        } else {
+            double D = cfg->n_embd;
+            np = 2.0 * cfg->vocab_size * D + D + cfg->n_layers * (4.0 * D * D + 3.0 * D * cfg->n_intermediate + 2.0 * D);
+            keys = "vocab_size, n_embd, n_intermediate, n_layer";
+        }
+        if (np > MAX_PARAMS)
+            s = vpd_error(VPD_ERR_CONFIG, "%s: the model would have %.3g parameters, more than vpd's limit of %.0f "
+                          "(reduce %s)", src, np, MAX_PARAMS, keys);
     }
 out:
     cJSON_Delete(root);

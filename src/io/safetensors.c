@@ -94,6 +94,48 @@ static bool json_u64_array(const cJSON *a, uint64_t *out, int maxn, int *n) {
     return true;
 }
 
+static int cmp_entry_name(const void *a, const void *b) {
+    return strcmp((*(const vpd_st_entry *const *)a)->name, (*(const vpd_st_entry *const *)b)->name);
+}
+
+static int cmp_entry_begin(const void *a, const void *b) {
+    const vpd_st_entry *x = *(const vpd_st_entry *const *)a, *y = *(const vpd_st_entry *const *)b;
+    return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : x->end < y->end ? -1 : x->end > y->end ? 1 : 0;
+}
+
+/* Every tensor name once, and no two tensors sharing bytes (a write through one would be
+ * read back through the other; the reference implementation refuses both). */
+static vpd_status check_layout(vpd_safetensors *st) {
+    if (st->n < 2) return VPD_OK;
+    vpd_st_entry **p = malloc((size_t)st->n * sizeof *p);
+    if (!p) return vpd_error(VPD_ERR_MEM, "%s: out of memory checking the header", st->path);
+    for (int i = 0; i < st->n; i++) p[i] = &st->entries[i];
+    vpd_status s = VPD_OK;
+    qsort(p, (size_t)st->n, sizeof *p, cmp_entry_name);
+    for (int i = 1; i < st->n && s == VPD_OK; i++)
+        if (!strcmp(p[i - 1]->name, p[i]->name))
+            s = vpd_error(VPD_ERR_FORMAT, "%s: tensor '%s' appears twice in the header", st->path, p[i]->name);
+    if (s == VPD_OK) {
+        qsort(p, (size_t)st->n, sizeof *p, cmp_entry_begin);
+        const vpd_st_entry *last = NULL; /* the non-empty tensor reaching furthest so far */
+        for (int i = 0; i < st->n && s == VPD_OK; i++) {
+            const vpd_st_entry *e = p[i];
+            if (e->end == e->begin) continue; /* empty tensors occupy no bytes */
+            if (last && e->begin < last->end)
+                s = vpd_error(VPD_ERR_FORMAT,
+                              "%s: tensors '%s' (data_offsets [%llu, %llu]) and '%s' (data_offsets [%llu, %llu]) "
+                              "overlap; each tensor needs its own bytes (corrupt or hand-made header)",
+                              st->path, last->name, (unsigned long long)(last->begin - st->data_start),
+                              (unsigned long long)(last->end - st->data_start), e->name,
+                              (unsigned long long)(e->begin - st->data_start),
+                              (unsigned long long)(e->end - st->data_start));
+            if (!last || e->end > last->end) last = e;
+        }
+    }
+    free(p);
+    return s;
+}
+
 static vpd_status parse_header(vpd_safetensors *st, const char *json, uint64_t data_size) {
     const char *path = st->path;
     const char *end_ptr = NULL;
@@ -117,6 +159,10 @@ static vpd_status parse_header(vpd_safetensors *st, const char *json, uint64_t d
     const cJSON *it;
     cJSON_ArrayForEach(it, root) {
         if (!strcmp(it->string, "__metadata__")) {
+            if (st->meta_keys) { /* a second one would be appended past the first's arrays */
+                s = vpd_error(VPD_ERR_FORMAT, "%s: header has \"__metadata__\" twice", path);
+                goto done;
+            }
             if (!cJSON_IsObject(it)) {
                 s = vpd_error(VPD_ERR_FORMAT, "%s: \"__metadata__\" is not an object", path);
                 goto done;
@@ -134,11 +180,23 @@ static vpd_status parse_header(vpd_safetensors *st, const char *json, uint64_t d
                     s = vpd_error(VPD_ERR_FORMAT, "%s: metadata value of \"%s\" is not a string", path, kv->string);
                     goto done;
                 }
+                if (st->n_meta >= nm) {
+                    s = vpd_error(VPD_ERR_INTERNAL, "%s: metadata count changed while reading", path);
+                    goto done;
+                }
                 st->meta_keys[st->n_meta] = strdup(kv->string);
                 st->meta_vals[st->n_meta] = strdup(kv->valuestring);
                 st->n_meta++;
+                if (!st->meta_keys[st->n_meta - 1] || !st->meta_vals[st->n_meta - 1]) {
+                    s = vpd_error(VPD_ERR_MEM, "%s: out of memory for metadata", path);
+                    goto done;
+                }
             }
             continue;
+        }
+        if (st->n >= count) {
+            s = vpd_error(VPD_ERR_INTERNAL, "%s: header entry count changed while reading", path);
+            goto done;
         }
         vpd_st_entry *e = &st->entries[st->n];
         if (strlen(it->string) >= sizeof e->name) {
@@ -202,6 +260,7 @@ static vpd_status parse_header(vpd_safetensors *st, const char *json, uint64_t d
         e->end = st->data_start + offs[1];
         st->n++;
     }
+    if (s == VPD_OK) s = check_layout(st);
 done:
     cJSON_Delete(root);
     return s;

@@ -187,7 +187,7 @@ typedef struct {
     int32_t id;
     char *content;
     size_t len;
-    int lstrip, rstrip, special;
+    int lstrip, rstrip, special, normalized;
 } added_token;
 
 typedef struct {
@@ -214,7 +214,9 @@ struct vpd_tokenizer {
     int unk_id, ignore_merges;
     /* pre-tokenizer / normalizer */
     int add_prefix_space, use_regex, nfc, nfc_warned;
-    /* added tokens, longest first within each first byte */
+    /* added tokens, longest first within each first byte; added_first[b] has bit 1 for a
+     * token starting with byte b that is matched on the raw text (normalized: false), bit 2
+     * for one matched after normalization (normalized: true) */
     added_token *added;
     int n_added;
     uint8_t added_first[256];
@@ -240,6 +242,7 @@ void vpd_ids_free(vpd_ids *v) {
 }
 
 static vpd_status ids_push(vpd_ids *v, const int32_t *ids, size_t k) {
+    if (k == 0) return VPD_OK; /* v->ids may still be NULL: memcpy(NULL, .., 0) is undefined */
     if (v->n + k > v->cap) {
         size_t c = v->cap ? v->cap : 1024;
         while (c < v->n + k) c *= 2;
@@ -333,7 +336,7 @@ void vpd_tokenizer_free(vpd_tokenizer *t) {
     if (!t) return;
     free(t->tok_off); free(t->str_off); free(t->tok_len); free(t->pool); free(t->str_pool);
     free(t->vmap); free(t->mkey); free(t->mrank); free(t->mnew);
-    for (int i = 0; i < t->n_added; i++) free(t->added[i].content);
+    for (int i = 0; t->added && i < t->n_added; i++) free(t->added[i].content);
     free(t->added);
     free(t->sym); free(t->prv); free(t->nxt); free(t->heap); free(t->seg);
     free(t->centries); free(t->cslots); free(t->ckeys); free(t->cids);
@@ -408,6 +411,9 @@ static vpd_status load_normalizer(vpd_tokenizer *t, const cJSON *nz) {
                      type->valuestring);
 }
 
+/* how far ids may run past the number of vocab + added entries (holes in the id space) */
+#define ID_SLACK 65536
+
 static int cmp_added(const void *a, const void *b) {
     const added_token *x = a, *y = b;
     if ((unsigned char)x->content[0] != (unsigned char)y->content[0])
@@ -439,8 +445,9 @@ static vpd_status load_json(vpd_tokenizer *t, cJSON *root) {
     if (!cJSON_IsArray(merges)) return vpd_error(VPD_ERR_FORMAT, "%s: model.merges is not an array", t->path);
     const cJSON *added = cJSON_GetObjectItemCaseSensitive(root, "added_tokens");
 
-    /* sizes: ids, bytes */
-    int max_id = -1;
+    /* sizes: ids, bytes. t->n_added is set only once t->added exists: the free on an error
+     * path walks it (a later invalid added token used to dereference NULL there). */
+    int max_id = -1, n_added = 0, n_vocab = 0;
     size_t bytes = 0;
     const cJSON *it;
     cJSON_ArrayForEach(it, vocab) {
@@ -449,22 +456,32 @@ static vpd_status load_json(vpd_tokenizer *t, cJSON *root) {
                              it->string);
         if (it->valueint > max_id) max_id = it->valueint;
         bytes += strlen(it->string) + 1;
+        n_vocab++;
     }
+    if (added && !cJSON_IsArray(added))
+        return vpd_error(VPD_ERR_FORMAT, "%s: added_tokens is not an array", t->path);
     cJSON_ArrayForEach(it, added) {
         const cJSON *id = cJSON_GetObjectItemCaseSensitive(it, "id");
         const cJSON *content = cJSON_GetObjectItemCaseSensitive(it, "content");
-        if (!cJSON_IsNumber(id) || id->valueint < 0 || id->valuedouble > 1e8 || !cJSON_IsString(content) ||
-            !content->valuestring[0])
-            return vpd_error(VPD_ERR_FORMAT, "%s: added_tokens entry without an integer \"id\" and a non-empty "
-                             "\"content\"", t->path);
+        if (!cJSON_IsNumber(id) || id->valuedouble < 0 || id->valuedouble > 1e8 || id->valueint != id->valuedouble ||
+            !cJSON_IsString(content) || !content->valuestring[0])
+            return vpd_error(VPD_ERR_FORMAT, "%s: added_tokens[%d] needs an integer \"id\" >= 0 and a non-empty "
+                             "\"content\"", t->path, n_added);
         if (json_bool(it, "single_word", 0))
             return vpd_error(VPD_ERR_FORMAT, "%s: added token \"%s\": single_word is not supported", t->path,
                              content->valuestring);
         if (id->valueint > max_id) max_id = id->valueint;
         bytes += strlen(content->valuestring) + 1;
-        t->n_added++;
+        n_added++;
     }
     if (max_id < 0) return vpd_error(VPD_ERR_FORMAT, "%s: empty vocabulary", t->path);
+    /* ids index flat tables: an id far past the number of entries (1e8 in a 50-token file
+     * cost 1.5 GB) is a corrupt file, not a vocabulary */
+    long long n_entries = (long long)n_vocab + n_added;
+    if ((long long)max_id >= n_entries + ID_SLACK)
+        return vpd_error(VPD_ERR_FORMAT, "%s: token id %d is far beyond the %lld entries of model.vocab and "
+                         "added_tokens (ids must stay below entries + %d; corrupt file?)", t->path, max_id, n_entries,
+                         ID_SLACK);
     t->n_ids = max_id + 1;
     size_t n = (size_t)t->n_ids;
     t->tok_off = calloc(n, sizeof *t->tok_off);
@@ -474,9 +491,10 @@ static vpd_status load_json(vpd_tokenizer *t, cJSON *root) {
     t->str_pool = malloc(bytes + 1);
     t->vmap_cap = pow2_at_least(2 * n);
     t->vmap = malloc(t->vmap_cap * sizeof *t->vmap);
-    t->added = calloc((size_t)t->n_added + 1, sizeof *t->added);
+    t->added = calloc((size_t)n_added + 1, sizeof *t->added);
     if (!t->tok_off || !t->str_off || !t->tok_len || !t->pool || !t->str_pool || !t->vmap || !t->added)
         return vpd_error(VPD_ERR_MEM, "%s: out of memory for %zu tokens", t->path, n);
+    t->n_added = n_added; /* every content pointer is NULL (calloc) until set below */
     for (size_t i = 0; i < n; i++) t->tok_len[i] = -1;
     memset(t->vmap, 0xff, t->vmap_cap * sizeof *t->vmap);
 
@@ -506,7 +524,9 @@ static vpd_status load_json(vpd_tokenizer *t, cJSON *root) {
         a->lstrip = json_bool(it, "lstrip", 0);
         a->rstrip = json_bool(it, "rstrip", 0);
         a->special = json_bool(it, "special", 0);
-        t->added_first[(unsigned char)c[0]] = 1;
+        /* tokenizers' AddedToken default: special tokens are not normalized, others are */
+        a->normalized = json_bool(it, "normalized", !a->special);
+        t->added_first[(unsigned char)c[0]] |= (uint8_t)(a->normalized ? 2 : 1);
         /* an added token decodes to its content (HF decodes it verbatim) */
         size_t id = (size_t)a->id;
         if (t->tok_len[id] < 0 || t->tok_len[id] != (int32_t)a->len ||
@@ -785,7 +805,7 @@ static vpd_status encode_word(vpd_tokenizer *t, const unsigned char *w, size_t n
         if (!e) break;
         const cache_entry *ce = &t->centries[e - 1];
         if (ce->hash == h && ce->key_len == n && !memcmp(t->ckeys + ce->key_off, w, n))
-            return ids_push(out, t->cids + ce->ids_off, ce->n_ids);
+            return ce->n_ids ? ids_push(out, t->cids + ce->ids_off, ce->n_ids) : VPD_OK;
     }
     size_t k;
     VPD_TRY(bpe_word(t, w, n, &k));
@@ -821,9 +841,11 @@ static vpd_status encode_word(vpd_tokenizer *t, const unsigned char *w, size_t n
     unsigned char *nk = grow(t->ckeys, &t->ckeys_cap, t->ckeys_n + n, 1);
     if (!nk) { cache_clear(t); return VPD_OK; }
     t->ckeys = nk;
-    int32_t *ni = grow(t->cids, &t->cids_cap, t->cids_n + k, sizeof *ni);
-    if (!ni) { cache_clear(t); return VPD_OK; }
-    t->cids = ni;
+    if (k) { /* a word can encode to no id (bytes without a token and no unk_token) */
+        int32_t *ni = grow(t->cids, &t->cids_cap, t->cids_n + k, sizeof *ni);
+        if (!ni) { cache_clear(t); return VPD_OK; }
+        t->cids = ni;
+    }
     cache_entry *ce = &t->centries[t->cn];
     ce->hash = h;
     ce->key_len = (uint32_t)n;
@@ -831,7 +853,7 @@ static vpd_status encode_word(vpd_tokenizer *t, const unsigned char *w, size_t n
     ce->key_off = t->ckeys_n;
     ce->ids_off = t->cids_n;
     memcpy(t->ckeys + t->ckeys_n, w, n);
-    memcpy(t->cids + t->cids_n, t->sym, k * sizeof *t->sym);
+    if (k) memcpy(t->cids + t->cids_n, t->sym, k * sizeof *t->sym);
     t->ckeys_n += n;
     t->cids_n += k;
     t->cslots[s] = (uint32_t)++t->cn;
@@ -877,31 +899,78 @@ static vpd_status encode_segment(vpd_tokenizer *t, const char *text, size_t n, v
 
 static inline int is_ascii_space(unsigned char c) { return c == ' ' || (c >= 9 && c <= 13); }
 
-vpd_status vpd_tokenizer_encode(vpd_tokenizer *t, const char *text, size_t n, vpd_ids *out) {
+/* Unicode White_Space (Rust's char::is_whitespace, what tokenizers' lstrip/rstrip use) */
+static inline int is_unicode_ws(uint32_t cp) {
+    return cp == ' ' || (cp >= 9 && cp <= 13) || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F ||
+           cp == 0x3000;
+}
+
+/* length of the white-space character ending at s[lo..end) (0 if none) */
+static size_t ws_before(const unsigned char *s, size_t lo, size_t end) {
+    if (end <= lo) return 0;
+    if (s[end - 1] < 0x80) return is_ascii_space(s[end - 1]) ? 1 : 0;
+    size_t b = end - 1;
+    while (b > lo && end - b < 4 && (s[b] & 0xC0) == 0x80) b--;
+    uint32_t cp;
+    size_t len = utf8_next(s, end, b, &cp);
+    return b + len == end && is_unicode_ws(cp) ? len : 0;
+}
+
+/* length of the white-space character starting at s[i] (i < n; 0 if none) */
+static size_t ws_at(const unsigned char *s, size_t n, size_t i) {
+    if (s[i] < 0x80) return is_ascii_space(s[i]) ? 1 : 0;
+    uint32_t cp;
+    size_t len = utf8_next(s, n, i, &cp);
+    return is_unicode_ws(cp) ? len : 0;
+}
+
+/* Cut the added tokens of one kind out of text[0..n), as tokenizers' AddedVocabulary does:
+ * tokens with normalized=false are cut from the raw text first (pass 1), then those with
+ * normalized=true from each piece left (pass 2), then the pre-tokenizer and BPE see the
+ * rest. Within a pass the matches are leftmost-longest on the piece as it is (an
+ * Aho-Corasick scan, independent of stripping); then each match, in order, takes the
+ * Unicode white space before it (lstrip, not before the end of the previous match) and
+ * after it (rstrip), exactly as AddedVocabulary::find_matches: a token matched inside
+ * white space that an rstrip already took is still emitted, and the text after it again
+ * (tokenizers 0.23 does so; ids must agree). */
+static vpd_status encode_added(vpd_tokenizer *t, const char *text, size_t n, int pass, vpd_ids *out) {
+    if (pass > 2) return encode_segment(t, text, n, out);
     const unsigned char *s = (const unsigned char *)text;
-    size_t pos = 0;
-    if (t->n_added) {
-        for (size_t i = 0; i < n; i++) {
-            if (!t->added_first[s[i]]) continue;
-            const added_token *best = NULL;
-            for (int a = 0; a < t->n_added; a++) { /* sorted by first byte, longest first */
-                const added_token *at = &t->added[a];
-                if ((unsigned char)at->content[0] != s[i]) continue;
-                if (at->len <= n - i && !memcmp(at->content, s + i, at->len)) { best = at; break; }
-            }
-            if (!best) continue;
-            size_t start = i, end = i + best->len;
-            if (best->lstrip)
-                while (start > pos && is_ascii_space(s[start - 1])) start--;
-            if (best->rstrip)
-                while (end < n && is_ascii_space(s[end])) end++;
-            VPD_TRY(encode_segment(t, text + pos, start - pos, out));
-            VPD_TRY(ids_push(out, &best->id, 1));
-            pos = end;
-            i = end - 1;
+    const uint8_t bit = (uint8_t)pass;
+    const int want_normalized = pass == 2;
+    size_t start_offset = 0, ws_from = SIZE_MAX, ws_to = 0; /* [ws_to, ws_from) known white space */
+    for (size_t i = 0; i < n; i++) {
+        if (!(t->added_first[s[i]] & bit)) continue;
+        const added_token *best = NULL;
+        for (int a = 0; a < t->n_added; a++) { /* sorted by first byte, longest first */
+            const added_token *at = &t->added[a];
+            if ((unsigned char)at->content[0] != s[i] || at->normalized != want_normalized) continue;
+            if (at->len <= n - i && !memcmp(at->content, s + i, at->len)) { best = at; break; }
         }
+        if (!best) continue;
+        size_t start = i, stop = i + best->len, w;
+        if (best->lstrip) {
+            size_t b = i;
+            while (b > 0 && b != ws_from && (w = ws_before(s, 0, b)) > 0) b -= w;
+            if (b == ws_from) b = ws_to; /* the rest of this run was scanned for an earlier match */
+            ws_from = i;
+            ws_to = b;
+            start = b > start_offset ? b : start_offset;
+        }
+        if (best->rstrip)
+            while (stop < n && (w = ws_at(s, n, stop)) > 0) stop += w;
+        if (start_offset < start) VPD_TRY(encode_added(t, text + start_offset, start - start_offset, pass + 1, out));
+        VPD_TRY(ids_push(out, &best->id, 1));
+        start_offset = stop;
+        i += best->len - 1; /* the scan goes on after the match, not after what it stripped */
     }
-    return encode_segment(t, text + pos, n - pos, out);
+    return start_offset < n ? encode_added(t, text + start_offset, n - start_offset, pass + 1, out) : VPD_OK;
+}
+
+vpd_status vpd_tokenizer_encode(vpd_tokenizer *t, const char *text, size_t n, vpd_ids *out) {
+    if (!t->n_added) return encode_segment(t, text, n, out);
+    return encode_added(t, text, n, 1, out);
 }
 
 vpd_status vpd_tokenizer_decode(const vpd_tokenizer *t, const int32_t *ids, size_t n, FILE *f) {
@@ -914,12 +983,30 @@ vpd_status vpd_tokenizer_decode(const vpd_tokenizer *t, const int32_t *ids, size
     return VPD_OK;
 }
 
+/* would an added token lie across a cut at p, or take white space across it (lstrip)? */
+static int added_spans_cut(const vpd_tokenizer *t, const char *text, size_t n, size_t p) {
+    for (int a = 0; a < t->n_added; a++) {
+        const added_token *at = &t->added[a];
+        if (at->lstrip && at->len <= n - p && !memcmp(at->content, text + p, at->len)) return 1;
+        for (size_t k = 0; k < at->len; k++) { /* the token's own '\n' at the cut */
+            if (at->content[k] != '\n' || k + 1 > p || at->len - k - 1 > n - p) continue;
+            if (!memcmp(at->content, text + p - 1 - k, at->len)) return 1;
+        }
+    }
+    return 0;
+}
+
 size_t vpd_tokenizer_safe_cut(const vpd_tokenizer *t, const char *text, size_t n, size_t limit) {
-    if (t->add_prefix_space) return 0;
+    if (t->add_prefix_space || n < 3) return 0;
     if (limit >= n) limit = n - 1;
-    for (size_t p = limit; p >= 1; p--) {
-        unsigned char c = (unsigned char)text[p];
-        if (text[p - 1] == '\n' && c < 0x80 && !is_ascii_space(c)) return p;
+    /* "x\ny" cut after the \n: the pattern makes "\n" one piece whether "y" follows or
+     * the text ends there. Not after "  \n" (white space before the \n): at the end of
+     * a chunk "  \n" would be one piece where the whole text has "  " and "\n" (issue 17). */
+    for (size_t p = limit; p >= 2; p--) {
+        unsigned char c = (unsigned char)text[p], b = (unsigned char)text[p - 2];
+        if (text[p - 1] == '\n' && c < 0x80 && !is_ascii_space(c) && b < 0x80 && !is_ascii_space(b) &&
+            !(t->n_added && added_spans_cut(t, text, n, p)))
+            return p;
     }
     return 0;
 }

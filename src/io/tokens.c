@@ -40,7 +40,11 @@ static vpd_status tokens_open_h5(vpd_tokens *t, const char *spec, int vocab_size
     int64_t sh[VPD_MAX_DIMS];
     vpd_status s = vpd_h5_dataset_shape(&f, dset, &nd, sh);
     int64_t n = 1;
-    for (int i = 0; s == VPD_OK && i < nd; i++) n *= sh[i];
+    for (int i = 0; s == VPD_OK && i < nd; i++) {
+        if (sh[i] < 0 || (sh[i] && n > (INT64_C(1) << 40) / sh[i])) /* 4 TB of ids: a corrupt dataspace */
+            s = vpd_error(VPD_ERR_FORMAT, "token dataset %s:%s: shape too large", file, dset);
+        else n *= sh[i];
+    }
     uint32_t *buf = NULL;
     if (s == VPD_OK && n < 2) s = vpd_error(VPD_ERR_FORMAT, "token dataset %s:%s has %lld tokens, need at least 2", file, dset, (long long)n);
     if (s == VPD_OK) {
@@ -88,6 +92,11 @@ vpd_status vpd_tokens_open(vpd_tokens *t, const char *path, int width, int vocab
         int e = errno;
         close(fd);
         return vpd_error(VPD_ERR_IO, "cannot stat token file %s: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) { /* a directory opens fine and fails later as "No such device" */
+        close(fd);
+        return vpd_error(VPD_ERR_IO, "token file %s is not a regular file (%s)", path,
+                         S_ISDIR(st.st_mode) ? "a directory" : "a device, pipe or socket");
     }
     size_t bytes = (size_t)st.st_size;
     if (bytes % (size_t)width != 0) {
@@ -149,6 +158,7 @@ int64_t vpd_tokens_start(const vpd_tokens *t, uint64_t seed, uint32_t stream, ui
     /* token streams live at stream | 1<<16 so they never share a counter with toy data */
     vpd_rng r = vpd_rng_make(seed, VPD_RNG_DATA, (uint32_t)step, stream | 0x10000u);
     uint64_t w = (uint64_t)vpd_rng_u32(&r, 2 * (uint64_t)e) << 32 | vpd_rng_u32(&r, 2 * (uint64_t)e + 1);
+    if (S < 0 || t->n_tokens <= S) return 0; /* no window fits: vpd_tokens_window says so */
     uint64_t n_starts = (uint64_t)(t->n_tokens - S); /* windows of S+1 tokens */
     return (int64_t)(w % n_starts); /* bias <= n_starts / 2^64: negligible */
 }

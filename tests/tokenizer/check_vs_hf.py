@@ -11,7 +11,15 @@ tests/cmake/tokenizer.cmake). Usage: check_vs_hf.py VPD CORPUS_DIR WORK_DIR CHEC
   vpd-loads-hf  vpd loads a GPT-NeoX-like tokenizer.json trained by tokenizers (NFC,
                 <|endoftext|>, <|padding|>, added space-run tokens): ids identical on
                 val.txt and the stress text
+  added-flags   vpd loads a tokenizer with added tokens of every flag (tokenizers adds
+                them to the GPT-NeoX-like one): ids identical on a text full of them,
+                next to ASCII and Unicode white space (U+00A0, U+3000, U+2028, U+0085, ...)
+  multilingual  ids identical on text in many scripts and white spaces (vpd's and the
+                NeoX-like tokenizer)
+  big           a file over 16 MiB (vpd streams it in chunks) with blank lines, trailing
+                white space and CRLF: ids identical to tokenizers' on the whole file
   roundtrip     vpd tokenize then vpd tokenize --decode gives back the bytes
+tokenizers is installed from PyPI into a venv under WORK_DIR (never system-wide).
 Every check exits non-zero on a difference and prints what differed."""
 import os
 import random
@@ -30,6 +38,15 @@ STRESS = ["Hello", " world", "  ", "   ", "\t", "\n", "\r\n", "\n\n\n", " \n ", 
           "\x1f", "\x7f", "\u1680", "\u205f", "\U0001F600\U0001F601", "ǅ", "ʰ", "ⅷ", "𝟘𝟙", "ﬁ", "      x", " \t y"]
 
 
+MULTI = ["English text, with punctuation!", "Français: déjà vu, où ça?", "Deutsch: Größe, Übermaß", "Ελληνικά κείμενα",
+         "Русский текст, ёлка", "Українська мова ї є", "עברית מימין לשמאל", "العربية النص ١٢٣", "فارسی ۱۲۳",
+         "हिन्दी पाठ", "বাংলা লেখা", "தமிழ் உரை", "ไทย ภาษา", "ລາວ", "ქართული", "Հայերեն", "日本語のテキスト。",
+         "中文文本，标点。", "한국어 텍스트", "Tiếng Việt có dấu", "Türkçe ıİ", "emoji 👩‍👩‍👧 🏳️‍🌈 ✔️",
+         "mixed123数字456", "e\u0301 combining", "\u00a0nbsp\u00a0", "ideographic\u3000space", "line\u2028sep",
+         "nel\u0085x", "em\u2003space", "thin\u2009space", "ogham\u1680x", "zw\u200bsp", "tab\tx", "\r\n", "\n\n",
+         "  \n", "\t\n", " \u3000\n", "<|endoftext|>", "<t3> <t5>\u3000<t7>\u00a0x", "ab\u2028ab", "x\ny", "\u00a0\u00a0"]
+
+
 def run(cmd):
     print("+", " ".join(cmd), flush=True)
     r = subprocess.run(cmd)
@@ -43,11 +60,28 @@ def main():
     j = lambda *p: os.path.join(work, *p)  # noqa: E731
     val = os.path.join(corpus, "val.txt")
     head, stress = j("train_head.txt"), j("stress.txt")
-    py = sys.executable
     here = os.path.dirname(os.path.abspath(__file__))
+    py = hc.venv_python(work)
     cmp = [py, os.path.join(here, "hf_compare.py")]
+    multi, big = j("multilingual.txt"), j("big.txt")
     if check == "setup":
-        hc.load_tokenizers()
+        rng = random.Random(2)
+        with open(multi, "w", encoding="utf-8", newline="") as f:
+            f.write(unicodedata.normalize("NFC", "".join(rng.choice(MULTI) + rng.choice([" ", "", "\n", "  \n", "\r\n",
+                                                                                      "\u3000"])
+                                                          for _ in range(20000))))
+        # > 16 MiB: vpd streams 16 MiB chunks; lines with trailing white space, blank lines, CRLF
+        # mostly white space before a blank line ("  \n\n", CRLF pairs): the old chunker cut
+        # after it and "  \n\n" became one pre-token ("\n\n" merged) at the chunk end
+        # every line ends in white space before a blank line, so wherever the 16 MiB cut falls
+        lines = [f"line {i} " + rng.choice(MULTI[:25] + ["x", "  indented", "\tcode"])
+                 + rng.choice(["  \n\n", " \t\n\n", "\t\r\n\r\n", "  \n  \n\n", " \n\n\n"]) for i in range(2000)]
+        text = unicodedata.normalize("NFC", "".join(lines))  # vpd does not normalize (it warns)
+        with open(big, "w", encoding="utf-8", newline="") as f:
+            n = 0
+            while n < (17 << 20):
+                f.write(text)
+                n += len(text.encode())
         with open(os.path.join(corpus, "train.txt"), "rb") as f:
             data = f.read(3 << 20)
         data = data[:data.rfind(b"\n") + 1]
@@ -74,6 +108,37 @@ def main():
             run([vpd, "tokenize", "--tokenizer", tok, text, "--out", a, "--dtype", "uint32"])
             run(cmp + ["encode", tok, text, b])
             bad |= hc.cmd_same_ids(a, b, "4", "4", text)
+        return bad
+    if check in ("added-flags", "multilingual", "big"):
+        neox = j(f"neox_{check}.json")  # one per check: checks may run in parallel
+        run(cmp + ["train", head, "4096", neox, "--neox"])
+        toks = []
+        if check == "added-flags":
+            toks.append(j("added_flags.json"))
+            run(cmp + ["added", neox, toks[0]])
+            texts = [("multi", multi), ("stress", stress)]
+        elif check == "multilingual":
+            vt = j("vpd_multi.json")
+            run([vpd, "tokenize", "--train", "--vocab", "4096", "--special", "<|endoftext|>", head, "--out", vt])
+            toks += [vt, neox]
+            texts = [("multi", multi)]
+        else:  # vpd's own tokenizer, trained on the big file's head: it has the white-space
+            # merges ("\n\n", " \n") that make a bad cut visible, and no added space runs
+            vt, bh = j("vpd_big.json"), j("big_head.txt")
+            with open(big, "rb") as f:
+                data = f.read(2 << 20)
+            open(bh, "wb").write(data[:data.rfind(b"\n") + 1])
+            run([vpd, "tokenize", "--train", "--vocab", "1024", bh, "--out", vt])
+            toks += [vt, neox]
+            texts = [("big", big)]
+        bad = 0
+        for tok in toks:
+            for name, text in texts:
+                tn = os.path.basename(tok)[:-5]
+                a, b = j(f"{check}_{tn}_{name}_vpd.bin"), j(f"{check}_{tn}_{name}_hf.bin")
+                run([vpd, "tokenize", "--tokenizer", tok, text, "--out", a, "--dtype", "uint32"])
+                run(cmp + ["encode", tok, text, b])
+                bad |= hc.cmd_same_ids(a, b, "4", "4", text)
         return bad
     if check == "roundtrip":
         tok = j("rt.json")

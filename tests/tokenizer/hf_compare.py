@@ -6,6 +6,9 @@
       add_prefix_space false, the 256-byte initial alphabet, <|endoftext|> special).
       --neox makes it GPT-NeoX-like: an NFC normalizer, <|padding|>, and added
       (non-special) tokens for runs of 2..24 spaces, as EleutherAI's 20B tokenizer has.
+  hf_compare.py added BASE.json OUT.json
+      BASE plus added tokens of every flag combination (lstrip/rstrip/normalized/special),
+      some with non-ASCII white space or a newline in them.
   hf_compare.py encode TOKENIZER.json TEXT OUT.bin
       encode TEXT with tokenizers and write uint32 ids (the reference ids).
   hf_compare.py same-ids A.bin B.bin WIDTH_A WIDTH_B TEXT
@@ -20,14 +23,26 @@ import sys
 import numpy as np
 
 
+def venv_python(work):
+    """Python of a venv under WORK with `tokenizers` from PyPI (test-only; never installed
+    system-wide). --system-site-packages keeps Debian's numpy visible."""
+    import os
+    import subprocess
+    venv = os.path.join(work, "hf-venv")
+    py = os.path.join(venv, "bin", "python")
+    if not os.path.exists(py):
+        subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", venv], check=True)
+    if subprocess.run([py, "-c", "import tokenizers"], capture_output=True).returncode:
+        subprocess.run([py, "-m", "pip", "install", "-q", "tokenizers"], check=True)
+    return py
+
+
 def load_tokenizers():
     try:
-        import tokenizers  # noqa: F401
+        import tokenizers
     except ImportError:
-        import subprocess
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--break-system-packages", "tokenizers"],
-                       check=True)
-    import tokenizers
+        sys.exit("tokenizers is not importable here: run hf_compare.py with the venv python "
+                 "(check_vs_hf.py setup creates it)")
     return tokenizers
 
 
@@ -48,6 +63,29 @@ def cmd_train(corpus, vocab, out, neox):
         tok.add_tokens([tk.AddedToken(" " * n, normalized=True) for n in range(24, 1, -1)])
     tok.save(out)
     print(f"tokenizers {tk.__version__}: trained {tok.get_vocab_size()} tokens on {corpus} -> {out}")
+
+
+def cmd_added(base, out):
+    """BASE plus added tokens with every flag combination (lstrip, rstrip, normalized,
+    special), some next to or made of non-ASCII white space, one containing a newline."""
+    tk = load_tokenizers()
+    from tokenizers import Tokenizer
+    tok = Tokenizer.from_file(base)
+    toks = []
+    i = 0
+    for special in (False, True):
+        for normalized in (False, True):
+            for lstrip in (False, True):
+                for rstrip in (False, True):
+                    toks.append((f"<t{i}>", lstrip, rstrip, normalized, special))
+                    i += 1
+    toks += [("ab", True, True, True, False), ("b<t3>", False, False, False, True), ("\u3000end", True, False, True, False),
+             ("x\ny", False, True, False, True), ("\u00a0\u00a0", False, False, True, False)]
+    for c, l, r, n, sp in toks:
+        t = tk.AddedToken(c, lstrip=l, rstrip=r, normalized=n, special=sp)
+        (tok.add_special_tokens if sp else tok.add_tokens)([t])
+    tok.save(out)
+    print(f"tokenizers: {len(toks)} added tokens -> {out}")
 
 
 def cmd_encode(tokjson, text, out):
@@ -103,6 +141,9 @@ def main():
     a = sys.argv[1:]
     if a[0] == "train":
         cmd_train(a[1], a[2], a[3], "--neox" in a)
+        return 0
+    if a[0] == "added":
+        cmd_added(a[1], a[2])
         return 0
     if a[0] == "encode":
         cmd_encode(a[1], a[2], a[3])

@@ -1,8 +1,10 @@
+#define _POSIX_C_SOURCE 200809L
 /* Config tree (src/io/config.c): loading spd-style YAML, dotted / [index] / [ClassName]
  * lookup, typed getters and their exact error messages with line numbers, the
  * unknown-key check with suggestions and ignore patterns, --set overrides, and the
  * emit → parse round trip. */
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "testutil.h"
@@ -397,6 +399,109 @@ static void test_emit_roundtrip(void) {
     vpd_config_free(c);
 }
 
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Issue 17: 100k keys took 105 s (a duplicate scan per key) and a deep file 89 s before
+ * the nesting error (libyaml's scanner is quadratic in the flow depth). Both must be
+ * linear / fail at the level that crosses the limit. Bounds are ~20x the ASan time. */
+static void test_scaling(void) {
+    enum { NK = 100000, ND = 200000 };
+    char *text = malloc((size_t)NK * 24 + 4 * (size_t)ND + 16);
+    if (!text) return;
+    size_t k = 0;
+    for (int i = 0; i < NK; i++) k += (size_t)sprintf(text + k, "key_%d: %d\n", i, i);
+    vpd_config *c = NULL;
+    double t0 = now_s();
+    vpd_status st = vpd_config_parse(text, k, "big.yaml", &c);
+    double t_parse = now_s() - t0;
+    CHECK(st == VPD_OK && c && c->n == NK, "100k keys: %s", vpd_last_error());
+    CHECK(t_parse < 10.0, "100k keys parsed in %.2f s (must be linear)", t_parse);
+    int v = 0;
+    CHECK(vpd_config_get_int(c, "key_99999", 0, 0, NK, &v) == VPD_OK && v == 99999, "last key");
+    t0 = now_s();
+    const char *ign[] = {"key_*", NULL};
+    vpd_config_note_ignored(c, ign);
+    CHECK(now_s() - t0 < 10.0, "ignore over 100k keys: %.2f s", now_s() - t0);
+    vpd_config_free(c);
+    /* a duplicate at the end of 100k keys is still found, with both lines */
+    k += (size_t)sprintf(text + k, "key_5: 1\n");
+    CHECK_MSG(vpd_config_parse(text, k, "big.yaml", &c), "big.yaml:100001: duplicate key 'key_5' (first at line 6)");
+    /* deep nesting: flow, block sequences, block mappings */
+    for (int form = 0; form < 3; form++) {
+        k = 0;
+        if (form == 0) {
+            k += (size_t)sprintf(text, "a: ");
+            for (int i = 0; i < ND; i++) text[k++] = '[';
+            for (int i = 0; i < ND; i++) text[k++] = ']';
+        } else if (form == 1) {
+            k += (size_t)sprintf(text, "a:\n");
+            for (int i = 0; i < ND; i++) { text[k++] = '-'; text[k++] = ' '; }
+            text[k++] = '1';
+        } else {
+            for (int i = 0; i < 2000; i++) { /* 2000 levels of indentation: 2 MB */
+                for (int j = 0; j < i; j++) text[k++] = ' ';
+                k += (size_t)sprintf(text + k, "k:\n");
+            }
+        }
+        text[k] = 0;
+        t0 = now_s();
+        st = vpd_config_parse(text, k, "deep.yaml", &c);
+        double t = now_s() - t0;
+        CHECK(st == VPD_ERR_CONFIG && strstr(vpd_last_error(), "nesting deeper than 64 levels"), "deep form %d: %s",
+              form, vpd_last_error());
+        CHECK(t < 2.0, "deep form %d refused after %.2f s (must fail fast)", form, t);
+    }
+    free(text);
+    /* aliases: recursive, undefined, and a bomb */
+    const char *rec = "a: &x\n  b: *x\n";
+    CHECK(vpd_config_parse(rec, strlen(rec), "t.yaml", &c) == VPD_ERR_CONFIG, "recursive alias accepted");
+    const char *undef = "a: *nope\n";
+    CHECK(vpd_config_parse(undef, strlen(undef), "t.yaml", &c) == VPD_ERR_CONFIG && strstr(vpd_last_error(), "nope"),
+          "undefined alias: %s", vpd_last_error());
+    const char *bomb = "a: &a [1,1,1,1,1,1,1,1,1,1]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n"
+                       "c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n"
+                       "e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n"
+                       "g: [*f,*f,*f,*f,*f,*f,*f,*f,*f,*f]\n";
+    CHECK(vpd_config_parse(bomb, strlen(bomb), "t.yaml", &c) == VPD_ERR_CONFIG &&
+              strstr(vpd_last_error(), "more than 1000000 nodes"), "alias bomb: %s", vpd_last_error());
+    const char *anch = "base: &b {x: 1, y: [2, 3]}\nother: *b\nk: &kk name\n*kk : 4\n";
+    CHECK(vpd_config_parse(anch, strlen(anch), "t.yaml", &c) == VPD_OK, "anchors: %s", vpd_last_error());
+    CHECK(c && vpd_config_get_int(c, "other.y.1", 0, 0, 9, &v) == VPD_OK && v == 3 &&
+              vpd_config_get_int(c, "name", 0, 0, 9, &v) == VPD_OK && v == 4, "alias copy and alias key");
+    vpd_config_free(c);
+}
+
+/* Issue 17: a --set with invalid UTF-8 was written into config.yaml and the run could not
+ * be resumed; the config module refuses it, for the key and for the value. */
+static void test_set_utf8(void) {
+    vpd_config *c = parse(TMS);
+    if (!c) return;
+    CHECK_MSG(vpd_config_set(c, "se\xff" "ed=3"), "--set: the key has a byte that is not valid UTF-8 (0xFF at byte 2 "
+              "of the argument); config keys and values must be UTF-8 text");
+    CHECK_MSG(vpd_config_set(c, "seed=\xc3\x28"), "--set: the value has a byte that is not valid UTF-8 (0xC3 at byte 5 "
+              "of the argument); config keys and values must be UTF-8 text");
+    CHECK(vpd_config_set(c, "new.k\xed\xa0\x80=1") == VPD_ERR_ARG, "surrogate in key accepted");
+    CHECK(vpd_config_set(c, "new.k\xc0\xaf=1") == VPD_ERR_ARG, "overlong in key accepted");
+    CHECK(vpd_config_set(c, "new.k\x01=1") == VPD_ERR_ARG, "control char in key accepted");
+    CHECK(vpd_config_set(c, "wandb_run_name=caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80") == VPD_OK, "valid UTF-8 refused: %s",
+          vpd_last_error());
+    /* what was set round-trips through the emitter and the loader */
+    char *y = NULL;
+    size_t yl = 0;
+    vpd_config *d = NULL;
+    CHECK(vpd_config_emit(c, &y, &yl) == VPD_OK && vpd_config_parse(y, yl, "e.yaml", &d) == VPD_OK, "re-parse: %s", vpd_last_error());
+    const char *s = NULL;
+    CHECK(d && vpd_config_get_string(d, "wandb_run_name", NULL, &s) == VPD_OK && s &&
+              !strcmp(s, "caf\xc3\xa9 \xe6\x97\xa5\xf0\x9f\x98\x80"), "round trip");
+    free(y);
+    vpd_config_free(d);
+    vpd_config_free(c);
+}
+
 int main(void) {
     test_load_and_lookup();
     test_getter_errors();
@@ -404,5 +509,7 @@ int main(void) {
     test_parse_errors();
     test_set();
     test_emit_roundtrip();
+    test_scaling();
+    test_set_utf8();
     TEST_REPORT();
 }

@@ -212,6 +212,26 @@ static void test_token_files(void) {
           "odd size: %s", vpd_last_error());
     CHECK(vpd_tokens_open(&t, odd, 4, 256) == VPD_ERR_FORMAT, "7 bytes as uint32 accepted");
     remove(odd);
+    /* issue 17: a directory, an empty file, one token, and a start asked for a window that cannot fit */
+    CHECK(vpd_tokens_open(&t, ".", 2, 256) == VPD_ERR_IO && strstr(vpd_last_error(), "not a regular file") &&
+              strstr(vpd_last_error(), "directory"), "directory: %s", vpd_last_error());
+    CHECK(write_file(odd, "", 0) == 0, "write");
+    CHECK(vpd_tokens_open(&t, odd, 2, 256) == VPD_ERR_FORMAT && strstr(vpd_last_error(), "0 tokens, need at least 2"),
+          "empty: %s", vpd_last_error());
+    CHECK(write_file(odd, "\x01\x00\x02\x00", 4) == 0, "write");
+    CHECK(vpd_tokens_open(&t, odd, 2, 256) == VPD_OK, "2 tokens: %s", vpd_last_error());
+    int32_t in[4], tg[4];
+    CHECK(vpd_tokens_start(&t, 1, VPD_DATA_TRAIN, 0, 0, 3) == 0, "start for a window that does not fit");
+    CHECK(vpd_tokens_batch(&t, 1, VPD_DATA_TRAIN, 0, 0, 1, 3, in, tg) == VPD_ERR_ARG &&
+              strstr(vpd_last_error(), "fewer than one window"), "batch: %s", vpd_last_error());
+    CHECK(vpd_tokens_batch(&t, 1, VPD_DATA_TRAIN, 0, 0, 1, 1, in, tg) == VPD_OK && in[0] == 1 && tg[0] == 2, "S=1");
+    vpd_tokens_close(&t);
+    CHECK(write_file(odd, "\xff\xff\xff\xff\x00\x00\x00\x00", 8) == 0, "write");
+    CHECK(vpd_tokens_open(&t, odd, 4, 256) == VPD_OK, "open");
+    CHECK(vpd_tokens_window(&t, 0, 1, in, tg) == VPD_ERR_VALUE && strstr(vpd_last_error(), "4294967295"),
+          "id 2^32-1: %s", vpd_last_error());
+    vpd_tokens_close(&t);
+    remove(odd);
     CHECK(vpd_tokens_open(&t, "no/such/tokens.bin", 2, 256) == VPD_ERR_IO && strstr(vpd_last_error(), "no/such/tokens.bin"),
           "missing file: %s", vpd_last_error());
     int w = 0;

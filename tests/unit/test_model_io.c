@@ -74,6 +74,36 @@ static void test_config(void) {
     EXPECT_FAIL(vpd_model_config_read(&c, "no_such_model_dir"), VPD_ERR_IO, "no_such_model_dir/config.json");
 }
 
+/* Issue 17: a huge n_layers overflowed `2 + 9 * n_layers` (signed) in the model code; every
+ * size is bounded in config.json with the key and the limit named, and so is the product. */
+static void test_config_limits(void) {
+    vpd_model_config c;
+    const char *llama = "{\"model_type\":\"llama_simple_mlp\",\"vocab_size\":%s,\"n_embd\":%s,\"n_head\":1,"
+                        "\"n_key_value_heads\":1,\"n_intermediate\":%s,\"n_layer\":%s}";
+    struct { const char *v, *d, *f, *l, *key, *limit; } big[] = {
+        {"50", "16", "24", "2147483647", "'n_layer' = 2147483647", "4096"},
+        {"50", "16", "24", "4097", "'n_layer' = 4097", "4096"},
+        {"50", "16", "24", "1e300", "'n_layer'", "4096"},
+        {"16777217", "16", "24", "1", "'vocab_size' = 16777217", "16777216"},
+        {"50", "1048577", "24", "1", "'n_embd' = 1048577", "1048576"},
+        {"50", "16", "2000000000", "1", "'n_intermediate' = 2000000000", "1048576"},
+        {"50", "65536", "65536", "4096", "parameters", "reduce vocab_size, n_embd, n_intermediate, n_layer"},
+    };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++) {
+        char json[512];
+        snprintf(json, sizeof json, llama, big[i].v, big[i].d, big[i].f, big[i].l);
+        EXPECT_FAIL(vpd_model_config_parse(&c, json, "big.json"), VPD_ERR_CONFIG, "big.json", big[i].key, big[i].limit);
+    }
+    EXPECT_FAIL(vpd_model_config_parse(&c, "{\"model_type\":\"resid_mlp\",\"n_features\":4,\"d_embed\":8,"
+                                           "\"d_mlp\":3,\"n_layers\":100000000}", "r.json"),
+                VPD_ERR_CONFIG, "'n_layers' = 100000000", "4096");
+    EXPECT_FAIL(vpd_model_config_parse(&c, "{\"model_type\":\"tms\",\"n_features\":1048576,\"n_hidden\":1048576}",
+                                       "t.json"), VPD_ERR_CONFIG, "parameters", "n_features, n_hidden");
+    /* at the limits, a small model is still fine */
+    CHECK(vpd_model_config_parse(&c, "{\"model_type\":\"resid_mlp\",\"n_features\":4,\"d_embed\":8,\"d_mlp\":3,"
+                                     "\"n_layers\":4096}", "r.json") == VPD_OK, "4096 layers: %s", vpd_last_error());
+}
+
 static void fill_params(vpd_model *m) {
     for (int p = 0; p < m->n_pinfo; p++)
         for (size_t i = 0; i < m->pinfo[p].numel; i++) m->params[m->pinfo[p].offset + i] = val((int)i, p + 1);
@@ -320,6 +350,7 @@ static void test_from_python(void) {
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     test_config();
+    test_config_limits();
     test_roundtrips();
     test_ties_and_errors();
     test_from_python();

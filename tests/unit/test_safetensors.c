@@ -144,6 +144,62 @@ static void test_malformed(void) {
     vpd_st_close(&st);
 }
 
+/* Issue 17: untrusted headers. `__metadata__` twice wrote past the metadata arrays (heap
+ * overflow); overlapping and repeated tensors were accepted; shape products that wrap. */
+static void test_hostile_headers(void) {
+    vpd_safetensors st;
+    const char *meta2 = "{\"__metadata__\":{\"a\":\"1\"},\"__metadata__\":{\"b\":\"2\",\"c\":\"3\",\"d\":\"4\","
+                        "\"e\":\"5\",\"f\":\"6\",\"g\":\"7\",\"h\":\"8\",\"i\":\"9\"},"
+                        "\"w\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}";
+    write_raw("meta2.safetensors", strlen(meta2), meta2, 4);
+    EXPECT_FAIL(vpd_st_open(&st, "meta2.safetensors"), VPD_ERR_FORMAT, "meta2.safetensors", "__metadata__", "twice");
+
+    const char *overlap = "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]},"
+                          "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,16]}}";
+    write_raw("overlap.safetensors", strlen(overlap), overlap, 16);
+    EXPECT_FAIL(vpd_st_open(&st, "overlap.safetensors"), VPD_ERR_FORMAT, "overlap.safetensors", "'a'", "'b'",
+                "overlap", "[0, 16]", "[8, 16]");
+    /* the same, listed in the other order and with a tensor between them */
+    const char *overlap2 = "{\"late\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]},"
+                           "\"mid\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[14,14]},"
+                           "\"big\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}";
+    write_raw("overlap2.safetensors", strlen(overlap2), overlap2, 20);
+    EXPECT_FAIL(vpd_st_open(&st, "overlap2.safetensors"), VPD_ERR_FORMAT, "'big'", "'late'", "overlap");
+    /* adjacent and empty tensors are fine */
+    const char *adj = "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+                      "\"e\":{\"dtype\":\"F32\",\"shape\":[0,3],\"data_offsets\":[8,8]},"
+                      "\"b\":{\"dtype\":\"F16\",\"shape\":[2],\"data_offsets\":[8,12]}}";
+    write_raw("adj.safetensors", strlen(adj), adj, 12);
+    CHECK(vpd_st_open(&st, "adj.safetensors") == VPD_OK && st.n == 3, "adjacent tensors: %s", vpd_last_error());
+    vpd_st_close(&st);
+
+    const char *twice = "{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
+                        "\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[4,8]}}";
+    write_raw("twice.safetensors", strlen(twice), twice, 8);
+    EXPECT_FAIL(vpd_st_open(&st, "twice.safetensors"), VPD_ERR_FORMAT, "'a'", "twice");
+
+    /* 2^32 * 2^32 elements: the product wraps to 0 in 64 bits, matching a [0,0] span */
+    const char *wrap = "{\"w\":{\"dtype\":\"F32\",\"shape\":[4294967296,4294967296],\"data_offsets\":[0,0]}}";
+    write_raw("wrap.safetensors", strlen(wrap), wrap, 0);
+    EXPECT_FAIL(vpd_st_open(&st, "wrap.safetensors"), VPD_ERR_FORMAT, "'w'", "shape too large");
+    const char *wrap2 = "{\"w\":{\"dtype\":\"F64\",\"shape\":[4503599627370496,4096],\"data_offsets\":[0,0]}}";
+    write_raw("wrap2.safetensors", strlen(wrap2), wrap2, 0);
+    EXPECT_FAIL(vpd_st_open(&st, "wrap2.safetensors"), VPD_ERR_FORMAT, "'w'", "shape too large");
+    /* offsets past the end of the file, begin > end, negative, fractional */
+    const char *far = "{\"w\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[9007199254740988,9007199254740992]}}";
+    write_raw("far.safetensors", strlen(far), far, 4);
+    EXPECT_FAIL(vpd_st_open(&st, "far.safetensors"), VPD_ERR_FORMAT, "'w'", "beyond");
+    const char *neg = "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[-1,0]}}";
+    write_raw("neg.safetensors", strlen(neg), neg, 4);
+    EXPECT_FAIL(vpd_st_open(&st, "neg.safetensors"), VPD_ERR_FORMAT, "'w'", "data_offsets");
+    const char *rev = "{\"w\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[2,1]}}";
+    write_raw("rev.safetensors", strlen(rev), rev, 4);
+    EXPECT_FAIL(vpd_st_open(&st, "rev.safetensors"), VPD_ERR_FORMAT, "'w'", "begin <= end");
+    const char *notobj = "{\"w\":[1,2]}";
+    write_raw("notobj.safetensors", strlen(notobj), notobj, 0);
+    EXPECT_FAIL(vpd_st_open(&st, "notobj.safetensors"), VPD_ERR_FORMAT, "'w'");
+}
+
 static void test_h5(void) {
     vpd_h5 f;
     CHECK(vpd_h5_create(&f, "vpd_h5_roundtrip.h5") == VPD_OK, "%s", vpd_last_error());
@@ -235,6 +291,7 @@ int main(int argc, char **argv) {
     test_roundtrip();
     test_python_file();
     test_malformed();
+    test_hostile_headers();
     test_h5();
     test_h5_mpi();
     MPI_Finalize();
