@@ -19,7 +19,6 @@
 #include <mpi.h>
 
 #include "vpd/core.h"
-#include "vpd/models.h"
 
 /* ---- safetensors ------------------------------------------------------------------ */
 #define VPD_ST_MAX_DIMS 8
@@ -105,26 +104,6 @@ vpd_status vpd_h5_get_attr_int(const vpd_h5 *f, const char *obj, const char *nam
 vpd_status vpd_h5_set_attr_double(vpd_h5 *f, const char *obj, const char *name, double value);
 vpd_status vpd_h5_get_attr_double(const vpd_h5 *f, const char *obj, const char *name, double *value);
 bool vpd_h5_has_attr(const vpd_h5 *f, const char *obj, const char *name);
-
-/* ---- model directories -------------------------------------------------------------- */
-typedef enum { VPD_WEIGHTS_SAFETENSORS = 0, VPD_WEIGHTS_H5 = 1 } vpd_weights_format;
-
-/* Parse <dir>/config.json. Unsupported values are VPD_ERR_CONFIG naming config.json and the key. */
-vpd_status vpd_model_config_read(vpd_model_config *cfg, const char *dir);
-/* Same from JSON text; `source` names it in messages (e.g. "run.h5:/config"). */
-vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const char *source);
-/* config.json text for cfg (malloc'd, free with free()); NULL on allocation failure. */
-char *vpd_model_config_to_json(const vpd_model_config *cfg);
-/* config.json + model.safetensors (else model.h5) -> vpd_model_create + weights + sync.
- * Every tensor in m->pinfo is read by its PyTorch name and shape and checked finite.
- * Extra tensors in the file produce a warning, except the model's tied duplicates
- * (TMS linear2.weight = linear1.weight^T, Llama lm_head.weight = wte.weight), which may
- * replace a missing partner and are checked to agree. On failure m is freed. */
-vpd_status vpd_model_load(vpd_model *m, const char *dir);
-/* Create dir (mkdir -p) and write config.json + model.safetensors (all pinfo tensors plus
- * the tied duplicates, so PyTorch's load_state_dict(strict=True) accepts the file). */
-vpd_status vpd_model_save(const vpd_model *m, const char *dir);
-vpd_status vpd_model_save_as(const vpd_model *m, const char *dir, vpd_weights_format fmt);
 
 /* mkdir -p; VPD_ERR_IO naming the path on failure */
 vpd_status vpd_mkdirs(const char *dir);

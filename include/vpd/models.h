@@ -98,4 +98,24 @@ int vpd_model_find_param(const vpd_model *m, const char *name);
 void vpd_model_free(vpd_model *m);
 const char *vpd_model_kind_name(vpd_model_kind k);
 
+/* ---- model directories (src/models/model_io.c: config.json + safetensors / HDF5 weights) ---- */
+typedef enum { VPD_WEIGHTS_SAFETENSORS = 0, VPD_WEIGHTS_H5 = 1 } vpd_weights_format;
+
+/* Parse <dir>/config.json. Unsupported values are VPD_ERR_CONFIG naming config.json and the key. */
+vpd_status vpd_model_config_read(vpd_model_config *cfg, const char *dir);
+/* Same from JSON text; `source` names it in messages (e.g. "run.h5:/config"). */
+vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const char *source);
+/* config.json text for cfg (malloc'd, free with free()); NULL on allocation failure. */
+char *vpd_model_config_to_json(const vpd_model_config *cfg);
+/* config.json + model.safetensors (else model.h5) -> vpd_model_create + weights + sync.
+ * Every tensor in m->pinfo is read by its PyTorch name and shape and checked finite.
+ * Extra tensors in the file produce a warning, except the model's tied duplicates
+ * (TMS linear2.weight = linear1.weight^T, Llama lm_head.weight = wte.weight), which may
+ * replace a missing partner and are checked to agree. On failure m is freed. */
+vpd_status vpd_model_load(vpd_model *m, const char *dir);
+/* Create dir (mkdir -p) and write config.json + model.safetensors (all pinfo tensors plus
+ * the tied duplicates, so PyTorch's load_state_dict(strict=True) accepts the file). */
+vpd_status vpd_model_save(const vpd_model *m, const char *dir);
+vpd_status vpd_model_save_as(const vpd_model *m, const char *dir, vpd_weights_format fmt);
+
 #endif

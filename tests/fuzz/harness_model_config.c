@@ -2,6 +2,7 @@
  * the same sizes. */
 #include "fuzz_util.h"
 #include "vpd/io.h"
+#include "vpd/models.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     (void)fuzz_dir();

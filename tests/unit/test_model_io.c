@@ -9,6 +9,7 @@
 
 #include "testutil.h"
 #include "vpd/io.h"
+#include "vpd/models.h"
 
 static real val(int i, int seed) { return (real)(((37 * i + 11 * seed) % 64) / 16.0 - 2.0); }
 
