@@ -3,7 +3,7 @@
 
 Prints the validation curve from DIR/training.jsonl, the model's cross-entropy on
 windows of n_ctx+1 tokens of a uint16 token file (computed with the independent
-PyTorch forward of tools/reference_models.py, so it also cross-checks `vpd pretrain`'s
+PyTorch forward of tools/reference/reference_models.py, so it also cross-checks `vpd pretrain`'s
 own val_loss), the unigram and bigram baselines on the same target tokens, and a few
 sampled continuations decoded with the byte-level BPE tokenizer.json (no `tokenizers`
 package: the vocab and merges are read from the json).
@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
 import reference_models as RM  # noqa: E402  llama_forward
 from reference_vpd import load_safetensors  # noqa: E402
 torch.set_default_dtype(torch.float32)  # reference_vpd sets float64; float32 is plenty here

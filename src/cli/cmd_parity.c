@@ -1,7 +1,7 @@
 /* `vpd parity IN.h5 [--out OUT.h5] [--grad]`: the value of every loss term of a fixed
  * problem (docs/parity.md) and, with --grad, its gradients with respect to V, U and the
  * causal importances; printed as a table and written to OUT.h5. The comparison against
- * the PyTorch reference is tools/reference_vpd.py compare IN.h5 OUT.h5. */
+ * the PyTorch reference is tools/reference/reference_vpd.py compare IN.h5 OUT.h5. */
 #include <stdio.h>
 #include <string.h>
 

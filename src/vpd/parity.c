@@ -1,6 +1,6 @@
 /* vpd parity (docs/parity.md): loss terms of a decomposition evaluated on a problem given
  * entirely by an HDF5 file, for comparison with an independent implementation (the
- * PyTorch reference tools/reference_vpd.py).
+ * PyTorch reference tools/reference/reference_vpd.py).
  *
  * The file fixes everything the training loop would compute or draw: the components V, U,
  * the causal importances (z or g directly), and every random draw a loss takes (through the

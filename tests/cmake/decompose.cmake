@@ -20,7 +20,7 @@ add_test(NAME decompose.all_losses_2ranks
          COMMAND ${VPD_MPIEXEC} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} --out runs/all_losses_np2 --quiet
          WORKING_DIRECTORY ${VPD_FIXTURES})
 add_test(NAME decompose.rank_equivalence
-         COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/all_losses_np1 runs/all_losses_np2
+         COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py runs/all_losses_np1 runs/all_losses_np2
                  --rtol 1e-4 --atol 1e-6 --metrics-rtol 1e-4 --l0-atol 0.01
          WORKING_DIRECTORY ${VPD_FIXTURES})
 set_tests_properties(decompose.all_losses_1rank decompose.all_losses_2ranks PROPERTIES
@@ -33,7 +33,7 @@ set_tests_properties(decompose.rank_equivalence PROPERTIES FIXTURES_REQUIRED all
 set(VPD_TMS52_TEST_STEPS 10000 CACHE STRING "steps of the TMS 5-2 recovery test (spd's full config: 10000)")
 add_test(NAME decompose.tms52_recovery
          COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV}
-                 sh -c "${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/tms_5-2.yaml --set steps=${VPD_TMS52_TEST_STEPS} --set target.path=models/tms_5-2 --out runs/tms52_recovery --quiet && ${VPD_PYTHON} ${VPD_TOOLS}/check_run.py runs/tms52_recovery --min-mmcs 0.99 --captured 5"
+                 sh -c "${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/tms_5-2.yaml --set steps=${VPD_TMS52_TEST_STEPS} --set target.path=models/tms_5-2 --out runs/tms52_recovery --quiet && ${VPD_PYTHON} ${VPD_TOOLS}/reference/check_run.py runs/tms52_recovery --min-mmcs 0.99 --captured 5"
          WORKING_DIRECTORY ${VPD_FIXTURES})
 # ~25 s of CPU per 1000 steps on an idle Zen 4 core; the timeout is generous because on a host
 # shared with other work the test gets a fraction of a core (900 s was hit at load 10 on 2 cores).
@@ -78,7 +78,7 @@ set_tests_properties(decompose.cp_baseline_1rank decompose.cp2 decompose.dp2_cp2
                      FIXTURES_REQUIRED tms52 FIXTURES_SETUP cp_runs LABELS "decompose;mpi"
                      ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
 add_test(NAME decompose.cp_equivalence COMMAND sh -c
-         "${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/cp_np1 runs/cp_cp2 --atol 1e-6 --l0-atol 0.01 && ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py runs/cp_np1 runs/cp_dp2cp2 --atol 1e-6 --l0-atol 0.01"
+         "${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py runs/cp_np1 runs/cp_cp2 --atol 1e-6 --l0-atol 0.01 && ${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py runs/cp_np1 runs/cp_dp2cp2 --atol 1e-6 --l0-atol 0.01"
          WORKING_DIRECTORY ${VPD_FIXTURES})
 set_tests_properties(decompose.cp_equivalence PROPERTIES FIXTURES_REQUIRED cp_runs LABELS "decompose;mpi;python" TIMEOUT 60)
 vpd_expect_failure(decompose.cp_not_divisible "C = 10 is not divisible by the component-parallel size 3"

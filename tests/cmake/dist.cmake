@@ -2,7 +2,7 @@
 # the SVD initialisation from contiguous component shards, against the serial result on every
 # dp × cp grid of 1, 2 and 4 ranks (4 oversubscribed through VPD_TEST_ENV). The test program is
 # built in float (libvpd, PSGEMM/PSGESVD, tolerance 1e-5) and double (libvpd64, 1e-10).
-# Also builds tools/bench_dist.c (communication volume per step of the data-parallel trainer).
+# Also builds tools/dev/bench_dist.c (communication volume per step of the data-parallel trainer).
 foreach(flavour vpd vpd64)
   if(flavour STREQUAL "vpd")
     set(tname test_dist)
@@ -20,8 +20,8 @@ foreach(flavour vpd vpd64)
   endforeach()
 endforeach()
 
-if(EXISTS ${CMAKE_SOURCE_DIR}/tools/bench_dist.c)
-  add_executable(bench_dist ${CMAKE_SOURCE_DIR}/tools/bench_dist.c)
+if(EXISTS ${CMAKE_SOURCE_DIR}/tools/dev/bench_dist.c)
+  add_executable(bench_dist ${CMAKE_SOURCE_DIR}/tools/dev/bench_dist.c)
   target_include_directories(bench_dist PRIVATE ${CMAKE_SOURCE_DIR}/src)
   target_link_libraries(bench_dist PRIVATE vpd)
   # the meter: vpd_trainer_step (called from run.c) goes through bench_dist's wrapper

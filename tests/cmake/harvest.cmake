@@ -1,7 +1,7 @@
 # vpd harvest (labels: lm / decompose, mpi, python): the lm_tiny decomposition of lm.cmake
 # (its run.h5 copied into a directory of our own, so the lm tests' run stays untouched) and
 # a short TMS 5-2 decomposition are harvested on 1 and 2 ranks; the two files must hold
-# identical datasets; tools/check_harvest.py recomputes with numpy a_c of the embedding,
+# identical datasets; tools/reference/check_harvest.py recomputes with numpy a_c of the embedding,
 # the logit lens, head shares, the q/k interaction under RoPE, contexts against the token
 # file, the toy CI of every recorded example, and with PyTorch (--recompute: the project's
 # reference target and CI transformer in float64) the densities, mean g and top examples of
@@ -10,7 +10,7 @@ set(HV_DIR ${VPD_FIXTURES}/harvest)
 file(MAKE_DIRECTORY ${HV_DIR})
 set(HV_MPIEXEC ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG})
 string(JOIN " " HV_MPIEXEC_STR ${HV_MPIEXEC})
-set(HV_CHECK ${VPD_PYTHON} ${CMAKE_SOURCE_DIR}/tools/check_harvest.py)
+set(HV_CHECK ${VPD_PYTHON} ${CMAKE_SOURCE_DIR}/tools/reference/check_harvest.py)
 string(JOIN " " HV_CHECK_STR ${HV_CHECK})
 
 # ---- language model ----

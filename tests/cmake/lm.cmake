@@ -1,15 +1,9 @@
 # Language-model decomposition end to end (label: lm): a tiny LlamaSimpleMLP pretrained on
-# byte tokens of the project's sources (~1 s), decomposed with configs/lm_tiny.yaml (the
+# byte tokens of a fixed Markov chain (tests/data/make_lm_tokens.py; ~1 s), decomposed with configs/lm_tiny.yaml (the
 # paper's losses, the global_shared_transformer CI function, wte + all 12 matrices) on 1 and
 # 2 ranks (compared), then `vpd eval` and its /eval group checked with h5py.
 set(LM_DIR ${VPD_FIXTURES}/lm)
 file(MAKE_DIRECTORY ${LM_DIR})
-file(WRITE ${LM_DIR}/make_tokens.py "import glob, sys, numpy as np
-b = np.frombuffer(b''.join(open(f, 'rb').read() for f in sorted(glob.glob(sys.argv[1] + '/src/*/*.c'))), np.uint8)[:300000]
-n = len(b) * 9 // 10
-b[:n].astype('<u2').tofile(sys.argv[2] + '/train.bin')
-b[n:].astype('<u2').tofile(sys.argv[2] + '/val.bin')
-")
 file(WRITE ${LM_DIR}/check_eval.py "import h5py, math, sys
 f = h5py.File(sys.argv[1] + '/run.h5', 'r')
 e = f['eval']
@@ -26,7 +20,7 @@ assert 'pgd_2' in e['adversarial']
 print('eval ok')
 ")
 add_test(NAME lm.setup COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
-         "${VPD_PYTHON} ${LM_DIR}/make_tokens.py ${CMAKE_SOURCE_DIR} ${LM_DIR} && ${VPD_CLI} pretrain ${CMAKE_SOURCE_DIR}/configs/lm_tiny-target.yaml --out ${LM_DIR}/model --set steps=60 --set train_tokens=${LM_DIR}/train.bin --set val_tokens=${LM_DIR}/val.bin"
+         "${VPD_PYTHON} ${CMAKE_SOURCE_DIR}/tests/data/make_lm_tokens.py ${LM_DIR} 300000 && ${VPD_CLI} pretrain ${CMAKE_SOURCE_DIR}/configs/lm_tiny-target.yaml --out ${LM_DIR}/model --set steps=60 --set train_tokens=${LM_DIR}/train.bin --set val_tokens=${LM_DIR}/val.bin"
          WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.setup PROPERTIES FIXTURES_SETUP lm_tiny LABELS "lm;fixture" TIMEOUT 120)
 # p stays at 1 here: annealed below 1 within a dozen steps, (g + eps)^(p-1) jumps by orders of
@@ -41,7 +35,7 @@ add_test(NAME lm.decompose_2ranks COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPRO
          ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS} --out ${LM_DIR}/run_np2 WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.decompose_1rank lm.decompose_2ranks PROPERTIES FIXTURES_REQUIRED lm_tiny FIXTURES_SETUP lm_runs
                      LABELS "lm;mpi" ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
-add_test(NAME lm.rank_equivalence COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py ${LM_DIR}/run_np1 ${LM_DIR}/run_np2
+add_test(NAME lm.rank_equivalence COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py ${LM_DIR}/run_np1 ${LM_DIR}/run_np2
          --rtol 1e-4 --atol 1e-5 --metrics-rtol 5e-4 --l0-atol 0.5)
 add_test(NAME lm.eval COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
          "${VPD_CLI} eval ${LM_DIR}/run_np1 --batches 1 --pgd-steps 2 && ${VPD_PYTHON} ${LM_DIR}/check_eval.py ${LM_DIR}/run_np1"
@@ -71,7 +65,7 @@ add_test(NAME lm.dp2_cp2 COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 4
          WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.cp_1rank lm.dp2_cp2 PROPERTIES FIXTURES_REQUIRED lm_tiny FIXTURES_SETUP lm_cp_runs
                      LABELS "lm;mpi" ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
-add_test(NAME lm.cp_equivalence COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py ${LM_DIR}/cp_np1 ${LM_DIR}/cp_dp2cp2
+add_test(NAME lm.cp_equivalence COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py ${LM_DIR}/cp_np1 ${LM_DIR}/cp_dp2cp2
          --rtol 1e-4 --atol 1e-5 --metrics-rtol 5e-4 --l0-atol 0.5)
 set_tests_properties(lm.cp_equivalence PROPERTIES FIXTURES_REQUIRED lm_cp_runs LABELS "lm;mpi;python" TIMEOUT 60)
 # an HDF5 dataset as token input (int64, 2-D) gives exactly the run of the flat .bin file
@@ -82,7 +76,7 @@ for name in ('train', 'val'):
         f.create_dataset('data/ids', data=t.reshape(-1, 100) if len(t) % 100 == 0 else t)
 ")
 add_test(NAME lm.h5_tokens COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
-         "${VPD_PYTHON} to_h5.py . && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --out h5tok_bin && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --set data.train=train.h5:/data/ids --set data.eval=val.h5:/data/ids --out h5tok_h5 && ${VPD_PYTHON} ${VPD_TOOLS}/compare_runs.py h5tok_bin h5tok_h5 --exact"
+         "${VPD_PYTHON} to_h5.py . && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --out h5tok_bin && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --set data.train=train.h5:/data/ids --set data.eval=val.h5:/data/ids --out h5tok_h5 && ${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py h5tok_bin h5tok_h5 --exact"
          WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.h5_tokens PROPERTIES FIXTURES_REQUIRED lm_tiny LABELS "lm;python" TIMEOUT 120)
 # param-decomp configs name no output loss: a language-model target gets kl (as param-decomp)

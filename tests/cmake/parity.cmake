@@ -1,12 +1,12 @@
-# vpd parity against the PyTorch reference (tools/reference_vpd.py), label: parity.
+# vpd parity against the PyTorch reference (tools/reference/reference_vpd.py), label: parity.
 # For each target kind the reference writes a parity problem with every loss term and its
 # own values and gradients (fixture), `vpd parity --grad` evaluates it, and the reference
 # compares: values |x - ref| <= 1e-5 + 2e-4 |ref|, gradients max|diff|/max|ref| <= 1e-4.
 # Then bad inputs (missing dataset, wrong shape, NaN) must fail with the dataset named.
 set(VPD_PAR_DIR ${VPD_FIXTURES}/parity)
 file(MAKE_DIRECTORY ${VPD_PAR_DIR})
-set(VPD_PAR_REF ${VPD_PYTHON} ${VPD_TOOLS}/reference_vpd.py)        # COMMAND form
-set(VPD_PAR_REF_SH "${VPD_PYTHON} ${VPD_TOOLS}/reference_vpd.py") # inside sh -c
+set(VPD_PAR_REF ${VPD_PYTHON} ${VPD_TOOLS}/reference/reference_vpd.py)        # COMMAND form
+set(VPD_PAR_REF_SH "${VPD_PYTHON} ${VPD_TOOLS}/reference/reference_vpd.py") # inside sh -c
 
 # kind / CI input (z: pre-sigmoid, direct: ci_lower and ci_upper)
 foreach(case tms:z resid_mlp:z llama:direct tms:direct)

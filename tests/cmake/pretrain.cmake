@@ -70,13 +70,8 @@ sys.exit(0 if abs(loss - vpd) < 0.1 * vpd else 1)
     set(dir ${PT_FIXTURES}/pretrain_lm_tiny)
     file(REMOVE_RECURSE ${dir})
     file(MAKE_DIRECTORY ${dir})
-    # byte tokens (uint16 little-endian) of the project's sources: 90 % train, 10 % val
-    # (no ';' inside inline Python: CMake would split the argument there)
-    pt_run(mk ${PT_PYTHON} -c "import glob, sys, numpy as np
-b = np.frombuffer(b''.join(open(f, 'rb').read() for f in sorted(glob.glob(sys.argv[1] + '/src/*/*.c'))), np.uint8)[:200000]
-n = len(b) * 9 // 10
-b[:n].astype('<u2').tofile(sys.argv[2])
-b[n:].astype('<u2').tofile(sys.argv[3])" ${PT_SRC} ${dir}/train.bin ${dir}/val.bin)
+    # byte tokens (uint16 little-endian) of a fixed Markov chain: 90 % train, 10 % val
+    pt_run(mk ${PT_PYTHON} ${PT_SRC}/tests/data/make_lm_tokens.py ${dir} 200000)
     if(NOT mk_rc EQUAL 0)
       message(FATAL_ERROR "writing token files with ${PT_PYTHON}: ${mk}")
     endif()

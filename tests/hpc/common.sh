@@ -11,5 +11,5 @@ expect_rc() { local want=$1 name=$2; shift 2; run "$name" "$@"; local rc=$?; [ $
 # cp_sets CP: the --set arguments of a component-parallel run (the CI function must read the
 # layer inputs: shared_mlp), or nothing for CP = 1
 cp_sets() { [ "${1:-1}" -gt 1 ] && echo "--set ci_config.fn_type=shared_mlp --set ci_config.hidden_dims=[8] --set parallel.component_parallel=$1"; }
-compare_exact() { echo "+ compare_runs.py $1 $2 --exact"; "$PY" "$TOOLS/compare_runs.py" "$1" "$2" --exact > "hpc_cmp_$(basename "$2").log" || { cat "hpc_cmp_$(basename "$2").log"; fail "$1 and $2 differ (bitwise)"; }; tail -n 2 "hpc_cmp_$(basename "$2").log"; }
-compare_tol() { echo "+ compare_runs.py $1 $2 (rank-invariance tolerance)"; "$PY" "$TOOLS/compare_runs.py" "$1" "$2" --rtol 1e-4 --metrics-rtol 5e-4 --l0-atol 0.01 > "hpc_cmp_$(basename "$2").log" || { cat "hpc_cmp_$(basename "$2").log"; fail "$1 and $2 differ beyond tolerance"; }; tail -n 2 "hpc_cmp_$(basename "$2").log"; }
+compare_exact() { echo "+ compare_runs.py $1 $2 --exact"; "$PY" "$TOOLS/reference/compare_runs.py" "$1" "$2" --exact > "hpc_cmp_$(basename "$2").log" || { cat "hpc_cmp_$(basename "$2").log"; fail "$1 and $2 differ (bitwise)"; }; tail -n 2 "hpc_cmp_$(basename "$2").log"; }
+compare_tol() { echo "+ compare_runs.py $1 $2 (rank-invariance tolerance)"; "$PY" "$TOOLS/reference/compare_runs.py" "$1" "$2" --rtol 1e-4 --metrics-rtol 5e-4 --l0-atol 0.01 > "hpc_cmp_$(basename "$2").log" || { cat "hpc_cmp_$(basename "$2").log"; fail "$1 and $2 differ beyond tolerance"; }; tail -n 2 "hpc_cmp_$(basename "$2").log"; }

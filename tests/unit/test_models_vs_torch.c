@@ -1,5 +1,5 @@
 /* The three target models in float against PyTorch (llm.c's test_gpt2 pattern).
- * tools/reference_models.py writes model directories with a reference.h5 holding the
+ * tools/reference/reference_models.py writes model directories with a reference.h5 holding the
  * input, PyTorch's logits (computed in double on the float32 weights), the loss, its
  * gradient w.r.t. the logits and w.r.t. every parameter and the input. For each fixture
  * directory (argv, else the four that tests/cmake/models.cmake generates under the

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Scaling of the data-parallel trainer from 1 to 2 ranks on this machine (docs/distribution.md).
-#   tools/bench_dist.sh [BUILD_DIR] [WORK_DIR] [STEPS]
+#   tools/dev/bench_dist.sh [BUILD_DIR] [WORK_DIR] [STEPS]
 # Needs BUILD_DIR/bin/vpd and BUILD_DIR/bin/bench_dist (built by tests/cmake/dist.cmake).
 # For each workload, runs `bench_dist CONFIG --set steps=STEPS` (= `vpd decompose` with a meter
 # on vpd_trainer_step and MPI_Allreduce) as
@@ -10,7 +10,7 @@
 # and prints the BENCH lines. Workloads:
 #   resid_mlp1   configs/resid_mlp1.yaml (target pretrained into WORK_DIR/models/resid_mlp1 if
 #                missing: `vpd pretrain configs/resid_mlp1-target.yaml`, ~45 s)
-#   llama_tiny   a random LlamaSimpleMLP from tools/reference_models.py --kind llama (d 32,
+#   llama_tiny   a random LlamaSimpleMLP from tools/reference/reference_models.py --kind llama (d 32,
 #                2 blocks, vocab 97, n_ctx raised to 64), random tokens, global_shared_mlp CI,
 #                KL output, batch 16 x 64 tokens, 12 decomposed matrices + wte.
 set -eu
@@ -33,7 +33,7 @@ fi
 
 if [ ! -f llama/model/model.safetensors ]; then
   mkdir -p llama
-  $PY "$ROOT/tools/reference_models.py" --kind llama --out llama/model >/dev/null
+  $PY "$ROOT/tools/reference/reference_models.py" --kind llama --out llama/model >/dev/null
   $PY - <<'EOF'
 import json, numpy as np
 p = "llama/model/config.json"

@@ -157,7 +157,7 @@ def write_safetensors(path, tensors):
         header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [off, off + len(b)]}
         blobs.append(b)
         off += len(b)
-    header["__metadata__"] = {"format": "pt", "writer": "vpd tools/reference_models.py"}
+    header["__metadata__"] = {"format": "pt", "writer": "vpd tools/reference/reference_models.py"}
     h = json.dumps(header, separators=(",", ":")).encode()
     h += b" " * ((8 - len(h) % 8) % 8)
     with open(path, "wb") as f:

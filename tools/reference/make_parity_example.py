@@ -5,7 +5,7 @@
 
 The file holds a target (inline for the toy models, a model directory next to it for
 the LM), components, CI values, every loss term with its fixed draws, and under
-/reference the PyTorch reference's values and gradients (tools/reference_vpd.py).
+/reference the PyTorch reference's values and gradients (tools/reference/reference_vpd.py).
 """
 import argparse
 import os

@@ -323,7 +323,7 @@ def check(run_dir):
 
 
 def recompute_lm(run_dir):
-    """Language models, independently of vpd's C code: run the target (tools/reference_vpd.py)
+    """Language models, independently of vpd's C code: run the target (tools/reference/reference_vpd.py)
     and the global_shared_transformer CI function (tests/ci_transformer/make_ref.py, spd's
     module re-implemented in PyTorch) in float64 on the harvested windows, from run.h5 and the
     token file; compare count_pos, count_fire, mean_g and the top lists with the file. Float32
@@ -333,7 +333,7 @@ def recompute_lm(run_dir):
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
     import reference_vpd as RV
-    spec = importlib.util.spec_from_file_location("ci_ref", os.path.join(here, "..", "tests", "ci_transformer", "make_ref.py"))
+    spec = importlib.util.spec_from_file_location("ci_ref", os.path.join(here, "..", "..", "tests", "ci_transformer", "make_ref.py"))
     CR = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(CR)
     hf = h5py.File(os.path.join(run_dir, "harvest.h5"), "r")
@@ -426,7 +426,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("run_dir")
     ap.add_argument("--compare")
-    ap.add_argument("--recompute", action="store_true", help="LM: recompute g with PyTorch (tools/reference_vpd.py)")
+    ap.add_argument("--recompute", action="store_true", help="LM: recompute g with PyTorch (tools/reference/reference_vpd.py)")
     args = ap.parse_args()
     if args.recompute:
         recompute_lm(args.run_dir)

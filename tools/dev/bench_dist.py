@@ -2,7 +2,7 @@
 """Analytic model of communication volume and memory per rank for VPD at the paper's scale
 (VPD_METHOD.md §7; docs/distribution.md prints this script's output).
 
-    python3 tools/bench_dist.py [--bw 25e9] [--alpha 2e-6]
+    python3 tools/dev/bench_dist.py [--bw 25e9] [--alpha 2e-6]
 
 Everything here is MODELLED (counted from the method and the trainer's allreduces), not
 measured. Conventions: fp32 (4 B) parameters/gradients/activations, fp64 (8 B) for the

@@ -3,7 +3,7 @@
 # layouts MACHINE.md asks benchmarks to state: 1 rank x 1 and 2 OpenBLAS threads (not pinned),
 # then 2 ranks x 1 thread (mpiexec pins each rank to a core). Each row: median s/step,
 # GFLOP/s, % of the FMA peak measured at start, speed-up over bench/baseline-<isa>.json.
-#   tools/bench.sh [build dir, default build] [extra `vpd bench` options, e.g. --steps 30]
+#   tools/dev/bench.sh [build dir, default build] [extra `vpd bench` options, e.g. --steps 30]
 # Run from the project root (reads configs/ and models/; a missing models/<name> is
 # replaced by a random target of the same sizes, LM data by random tokens). Timings on this shared host vary by
 # ±20 %: compare rows of one run.
