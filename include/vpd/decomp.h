@@ -4,6 +4,16 @@
  * order global CI functions and the RNG use), its components V, U and Δ; one flat
  * block of component parameters (all V and U) with its gradient; the CI function (its
  * own flat block); and every per-step buffer, allocated once for the local batch.
+ * Its fields are grouped by lifetime (as llm.c's ParameterTensors / ActivationTensors):
+ *   (top level)  the model: cfg, target, layers … — read-only after create; and `step`
+ *   d->params    trained parameters: flat component block + gradient, tied scratch, CI fn
+ *   d->grid      this rank's dp × cp place (communicators, sizes, ranks) — fixed at create
+ *   d->batch     batch geometry (fixed at create) and this step's input (every step)
+ *   d->act       per-step activations: target output, CI z / g and their gradients
+ *   d->pass      per-pass buffers: masks, sources, routing, masked output, workspace
+ *   d->loss      state losses keep across steps (persistent PGD, annealed p)
+ *   d->opt       AdamW state of the two parameter blocks (moments in the trainer's buffer)
+ * (tools/dev/regroup_decomp.py rewrites code written against the old flat field names.)
  *
  * One training step (trainer.c) runs, in the order of §5: schedules → Δ → target
  * forward caching each layer's input → CI forward → PPGD warmup → losses (each a

@@ -150,7 +150,7 @@ static vpd_status allocate(vpd_decomp *d) {
     PLAN(nCS, real); /* ci_in */
     for (int i = 0; i < 8; i++) PLAN(nCS, real); /* z zp g_lower g_upper dg_lower dg_upper dz dci_in */
     for (int i = 0; i < 5; i++) PLAN(nCS, real); /* a mask dmask src dsrc */
-    for (int i = 0; i < 4; i++) PLAN(nLN, real);
+    for (int i = 0; i < 2; i++) PLAN(nLN, real); /* srcdelta dsrcdelta */
     PLAN(nLN, uint8_t);
     for (int i = 0; i < 3; i++) PLAN(outn, real); /* target_out out dout */
     if (kl) { PLAN((size_t)N * vocab, real); PLAN(3 * (size_t)N, double); PLAN((size_t)N * vocab, real); }
@@ -175,8 +175,8 @@ static vpd_status allocate(vpd_decomp *d) {
     real **bufs1[] = {&d->act.z, &d->act.zp, &d->act.g_lower, &d->act.g_upper, &d->act.dg_lower, &d->act.dg_upper, &d->act.dz, &d->act.dci_in,
                       &d->pass.a, &d->pass.mask, &d->pass.dmask, &d->pass.src, &d->pass.dsrc};
     for (size_t i = 0; i < sizeof bufs1 / sizeof bufs1[0]; i++) *bufs1[i] = vpd_arena_new(a, real, nCS);
-    real **bufs2[] = {&d->mdelta, &d->dmdelta, &d->pass.srcdelta, &d->pass.dsrcdelta};
-    for (size_t i = 0; i < 4; i++) *bufs2[i] = vpd_arena_new(a, real, nLN);
+    d->pass.srcdelta = vpd_arena_new(a, real, nLN);
+    d->pass.dsrcdelta = vpd_arena_new(a, real, nLN);
     d->pass.route = vpd_arena_new(a, uint8_t, nLN);
     d->act.target_out = vpd_arena_new(a, real, outn);
     d->pass.out = vpd_arena_new(a, real, outn);
