@@ -4,6 +4,16 @@
  * order global CI functions and the RNG use), its components V, U and Δ; one flat
  * block of component parameters (all V and U) with its gradient; the CI function (its
  * own flat block); and every per-step buffer, allocated once for the local batch.
+ * Its fields are grouped by lifetime (as llm.c's ParameterTensors / ActivationTensors):
+ *   (top level)  the model: cfg, target, layers … — read-only after create; and `step`
+ *   d->params    trained parameters: flat component block + gradient, tied scratch, CI fn
+ *   d->grid      this rank's dp × cp place (communicators, sizes, ranks) — fixed at create
+ *   d->batch     batch geometry (fixed at create) and this step's input (every step)
+ *   d->act       per-step activations: target output, CI z / g and their gradients
+ *   d->pass      per-pass buffers: masks, sources, routing, masked output, workspace
+ *   d->loss      state losses keep across steps (persistent PGD, annealed p)
+ *   d->opt       AdamW state of the two parameter blocks (moments in the trainer's buffer)
+ * (tools/dev/regroup_decomp.py rewrites code written against the old flat field names.)
  *
  * One training step (trainer.c) runs, in the order of §5: schedules → Δ → target
  * forward caching each layer's input → CI forward → PPGD warmup → losses (each a
@@ -170,10 +180,10 @@ typedef struct vpd_decomp vpd_decomp;
 /* Fixed random draws (vpd parity, tests): when d->fixed is set, every draw a loss would take
  * from the RNG is asked of these callbacks instead. Each fills the same buffers the RNG
  * would and returns VPD_OK, or an error naming what is missing.
- *   stochastic(loss, sample):   d->src (all layers) and d->srcdelta for mask sample `sample`
- *   routing(loss, draw):        d->route [L, N] for routing draw `draw` of the loss
- *   pgd_init(loss, restart):    initial adversarial sources of one PGD run: d->src and
- *                               d->srcdelta rows (unique_per_datapoint) or, for
+ *   stochastic(loss, sample):   d->pass.src (all layers) and d->pass.srcdelta for mask sample `sample`
+ *   routing(loss, draw):        d->pass.route [L, N] for routing draw `draw` of the loss
+ *   pgd_init(loss, restart):    initial adversarial sources of one PGD run: d->pass.src and
+ *                               d->pass.srcdelta rows (unique_per_datapoint) or, for
  *                               shared_across_batch, `shared` ([ΣC + L]: layer k's C_k + 1
  *                               values at c_off[k] + k)
  * (restart = the replaced layer for PGDReconLayerwise, else 0). */
@@ -184,7 +194,87 @@ typedef struct {
     vpd_status (*pgd_init)(void *ctx, vpd_decomp *d, int loss, int restart, real *shared);
 } vpd_fixed_draws;
 
+/* The groups of a vpd_decomp, by lifetime (the header comment's legend: B, S, N, L, C_l, ΣC).
+ * Every buffer of `act` and `pass` is carved once from d->arena for the local batch.
+ *
+ * params: the trained parameters — one flat block of every untied layer's V, U (per-layer
+ * views in d->layers[k].comp, gradients in .dV/.dU) and the CI function (its own flat block
+ * and table of named tensors). Changed only by the optimiser, warmup and checkpoint loads. */
+typedef struct {
+    size_t n_comp_params;
+    real *comp_params, *comp_grads; /* [n_comp_params] all untied V, U / their gradient */
+    real *tied_buf;                 /* materialised V, U, dV, dU of tied layers */
+    vpd_ci_fn *ci;
+} vpd_decomp_params;
+
+/* grid: this rank's place in the dp × cp layout (copied from the vpd_layout given to
+ * vpd_decomp_create, which owns the communicators and must outlive d). Fixed at create. */
+typedef struct {
+    MPI_Comm dp_comm;   /* data-parallel replicas: ranks holding the same component blocks */
+    int dp_size, dp_rank;
+    MPI_Comm cp_comm;   /* component-parallel group: ranks sharing a batch, each one block of
+                           every layer's subcomponents (MPI_COMM_SELF when cp = 1) */
+    int cp_size, cp_rank;
+} vpd_decomp_grid;
+
+/* batch: the geometry of this rank's batch (fixed at create: vpd_batch_geom's B, S, N,
+ * example0, B_global) and this step's input (refilled by vpd_trainer_load_batch). */
+typedef struct {
+    int B, S, N;
+    int64_t example0;   /* global index of the first local example */
+    int B_global;
+    int out_numel;      /* elements of one model output for the local batch */
+    vpd_model_input input;
+    real *x_batch;      /* [B, n_features] toy input */
+    int32_t *tok_in;    /* [B, S] LM tokens */
+} vpd_decomp_batch;
+
+/* act: per-step activations — written once per step (target forward, CI forward) and read
+ * by every loss of the step; the ∂/∂g buffers accumulate over the step's losses. */
+typedef struct {
+    real *target_out;    /* [out_numel] f(x) */
+    real *target_probs;  /* [N, vocab] softmax f(x) for KL (LM) */
+    double *target_rowc; /* [3N] per row max, log-sum-exp, Σ p of target_probs (kl_target_prepare) */
+    /* CI buffers [ΣC·N] */
+    real *ci_in;         /* [ΣC·N] CI inputs that are component activations (mlp / embeddings) */
+    real *z, *zp;        /* [ΣC·N] pre-sigmoid (zp: binomial-perturbed input of the lower sigmoid) */
+    real *g_lower, *g_upper;   /* [ΣC·N] */
+    real *dg_lower, *dg_upper; /* [ΣC·N] ∂/∂g accumulated over the step's losses */
+    real *dz, *dci_in;         /* [ΣC·N] */
+    real *z_full, *dz_full; /* [ΣC_total·N] CI output / gradient (cp > 1 only) */
+    real *tmp_dx;        /* [N, max d_in] partial input gradient (cp > 1 only) */
+} vpd_decomp_act;
+
+/* pass: per-pass buffers — overwritten by every masked forward/backward (vpd_masked_pass,
+ * vpd_recon_pass) and its mask sampling. */
+typedef struct {
+    real *a;                    /* [ΣC·N] component activations of the current pass */
+    real *mask, *dmask;         /* [ΣC·N] */
+    real *src, *dsrc;           /* [ΣC·N] stochastic or adversarial sources r */
+    real *srcdelta, *dsrcdelta; /* [L, N] delta sources r_Δ */
+    uint8_t *route;             /* [L, N] */
+    real *out, *dout;           /* [out_numel] */
+    real *q_probs;              /* [N, vocab] (LM KL) */
+    real *work;                 /* [work_size] components workspace */
+    size_t work_size;
+    real *tmp_layer;            /* [N, max d_out] scratch */
+} vpd_decomp_pass;
+
+/* loss: state the losses keep across steps. */
+typedef struct {
+    /* persistent PGD, one per PPGD loss (index = loss index; NULL otherwise) */
+    vpd_ppgd_state *ppgd[VPD_MAX_LOSSES];
+    double im_p_current; /* the importance-minimality p of this step (annealed) */
+} vpd_decomp_loss;
+
+/* opt: AdamW state of the two parameter blocks (moments in the trainer's adam_buf); kept
+ * here because the checkpoint table (state.c: vpd_decomp_state_table) is built from d. */
+typedef struct {
+    vpd_adamw adam_comp, adam_ci;
+} vpd_decomp_opt;
+
 struct vpd_decomp {
+    /* model: read-only after create */
     const vpd_decomp_config *cfg;
     const vpd_fixed_draws *fixed; /* NULL: draws come from the counter-based RNG */
     vpd_model *target;
@@ -192,66 +282,18 @@ struct vpd_decomp {
     vpd_layer_state *layers; /* strcmp order */
     int *model_to_decomp;    /* [target->n_layers] -> decomposed index or -1 */
     int C_sum;
+    int C_sum_total;         /* Σ C_total: width of the CI function's output */
 
-    /* flat parameter blocks: all untied V, U */
-    size_t n_comp_params;
-    real *comp_params, *comp_grads;
-    real *tied_buf; /* materialised V, U, dV, dU of tied layers */
-    vpd_ci_fn *ci;
+    int step;                /* training step: names every random draw (vpd_decomp_draw) */
 
-    /* batch geometry of this rank */
-    int B, S, N;
-    int64_t example0;   /* global index of the first local example */
-    int B_global;
-    int out_numel;      /* elements of one model output for the local batch */
-    MPI_Comm dp_comm;   /* data-parallel replicas: ranks holding the same component blocks */
-    int dp_size, dp_rank;
-    MPI_Comm cp_comm;   /* component-parallel group: ranks sharing a batch, each one block of
-                           every layer's subcomponents (MPI_COMM_SELF when cp = 1) */
-    int cp_size, cp_rank;
-    int C_sum_total;    /* Σ C_total: width of the CI function's output */
-    real *z_full, *dz_full; /* [ΣC_total·N] CI output / gradient (cp > 1 only) */
-    real *tmp_dx;       /* [N, max d_in] partial input gradient (cp > 1 only) */
-
-    /* this step's data */
-    vpd_model_input input;
-    real *x_batch;       /* [B, n_features] toy input */
-    real *y_batch;       /* [B, n_features] toy labels (pretraining only) */
-    int32_t *tok_batch;  /* [B, S+1] LM windows; input = first S */
-    int32_t *tok_in;     /* [B, S] */
-    real *target_out;    /* [out_numel] f(x) */
-    real *target_probs;  /* [N, vocab] softmax f(x) for KL (LM) */
-    double *target_rowc; /* [3N] per row max, log-sum-exp, Σ p of target_probs (kl_target_prepare) */
-
-    /* per-step CI buffers [ΣC·N] */
-    real *ci_in;      /* CI inputs that are component activations (mlp / embeddings) */
-    real *z, *zp;     /* pre-sigmoid (zp: binomial-perturbed input of the lower sigmoid) */
-    real *g_lower, *g_upper;
-    real *dg_lower, *dg_upper, *dz, *dci_in;
-
-    /* per-pass buffers */
-    real *a;          /* [ΣC·N] component activations of the current pass */
-    real *mask, *dmask;      /* [ΣC·N] */
-    real *src, *dsrc;        /* [ΣC·N] stochastic or adversarial sources r */
-    real *mdelta, *dmdelta;  /* [L, N] delta masks */
-    real *srcdelta, *dsrcdelta; /* [L, N] */
-    uint8_t *route;          /* [L, N] */
-    real *out, *dout;        /* [out_numel] */
-    real *q_probs;           /* [N, vocab] (LM KL) */
-    real *work;              /* components workspace */
-    size_t work_size;
-    real *tmp_layer;         /* [N, max d_out] scratch */
-    vpd_arena arena;         /* owns every per-step buffer above */
-
-    /* persistent PGD, one per PPGD loss (index = loss index; NULL otherwise) */
-    vpd_ppgd_state *ppgd[VPD_MAX_LOSSES];
-
-    /* training state */
-    int step;
-    vpd_adamw adam_comp, adam_ci;
-    double loss_values[VPD_MAX_LOSSES];
-    double last_total_loss;
-    double im_p_current;
+    vpd_decomp_params params;
+    vpd_decomp_grid grid;
+    vpd_decomp_batch batch;
+    vpd_decomp_act act;
+    vpd_decomp_pass pass;
+    vpd_decomp_loss loss;
+    vpd_decomp_opt opt;
+    vpd_arena arena;         /* owns every buffer of act and pass (and layers[k].x_in, y_target) */
 };
 
 /* output_loss when the config does not name one: kl for a LlamaSimpleMLP, else mse */
@@ -284,7 +326,7 @@ void vpd_decomp_zero_grads(vpd_decomp *d, bool ci_params);
 /* Fold the scratch gradients of tied layers into their sources (dV₁ += dU₂ᵀ, dU₁ += dV₂ᵀ). */
 void vpd_decomp_fold_tied_grads(vpd_decomp *d);
 
-/* Run the target on d->input, caching each decomposed layer's input (and output) and the
+/* Run the target on d->batch.input, caching each decomposed layer's input (and output) and the
  * target output f(x) (and its softmax for KL). */
 void vpd_decomp_target_forward(vpd_decomp *d);
 
@@ -299,7 +341,7 @@ vpd_draw vpd_decomp_draw(const vpd_decomp *d, int k, uint32_t sample);
 /* CI: z from the cached inputs, then g_lower / g_upper (binomial: 1.05 z − 0.05 u, u drawn
  * at (step, sample 0xFFFF)). */
 vpd_status vpd_decomp_ci_forward(vpd_decomp *d);
-/* Backward of the CI from d->dg_lower / d->dg_upper into the CI gradient and (mlp, and
+/* Backward of the CI from d->act.dg_lower / d->act.dg_upper into the CI gradient and (mlp, and
  * embeddings) into dV. */
 vpd_status vpd_decomp_ci_backward(vpd_decomp *d);
 
@@ -330,11 +372,11 @@ double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass
 /* One pass of the reconstruction family (losses.c), described by a named spec:
  *   vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES, .route = route,
  *                                      .dscale = 1.0, .grad_sources = true});
- * Masks from sources (m = g + (1−g)·r over d->src, m_Δ = d->srcdelta when
+ * Masks from sources (m = g + (1−g)·r over d->pass.src, m_Δ = d->pass.srcdelta when
  * use_delta_component), from the CI (m = g, no Δ) or none (m = 1, no Δ), for the layers in
  * `replaced` (NULL = all) with optional routing [L, N]. Backward of dscale·D (dscale 0:
- * forward only): dU, dV and ∂/∂g into d->dg_lower when param_grads; when grad_sources,
- * ∂D/∂r into d->dsrc and ∂D/∂r_Δ into d->dsrcdelta. Returns D (hidden_acts: the sum of
+ * forward only): dU, dV and ∂/∂g into d->act.dg_lower when param_grads; when grad_sources,
+ * ∂D/∂r into d->pass.dsrc and ∂D/∂r_Δ into d->pass.dsrcdelta. Returns D (hidden_acts: the sum of
  * squared errors, its pooled count in *numel_out). Fields left out are 0 / NULL / false. */
 typedef enum { VPD_MASKS_SOURCES = 0, VPD_MASKS_CI = 1, VPD_MASKS_NONE = 2 } vpd_mask_source;
 typedef struct {
@@ -343,7 +385,7 @@ typedef struct {
     const uint8_t *route;  /* [L, N] per-row routing; NULL = every row uses components */
     double dscale;         /* backward of dscale·D; 0 = forward only */
     bool param_grads;      /* accumulate dU, dV and ∂/∂g */
-    bool grad_sources;     /* ∂D/∂r into d->dsrc, ∂D/∂r_Δ into d->dsrcdelta (zeroed first) */
+    bool grad_sources;     /* ∂D/∂r into d->pass.dsrc, ∂D/∂r_Δ into d->pass.dsrcdelta (zeroed first) */
     bool hidden_acts;      /* D = the hidden-activations error (StochasticHiddenActsRecon) */
     double *numel_out;     /* hidden_acts: the pooled element count (NULL: not wanted) */
 } vpd_pass_spec;
@@ -353,7 +395,7 @@ double vpd_recon_pass(vpd_decomp *d, const vpd_pass_spec *ps);
  * What each loss is lives in one table (loss_table.h). vpd_loss_evaluate runs loss `index`
  * (its position in cfg->losses, which names its random draws) through its row: the value
  * (before the coefficient) and, when backward, coeff·∂loss/∂(U, V) into the component
- * gradient and coeff·∂loss/∂g into d->dg_lower / d->dg_upper — the coefficient passed once,
+ * gradient and coeff·∂loss/∂g into d->act.dg_lower / d->act.dg_upper — the coefficient passed once,
  * as the gradient seed. */
 double vpd_loss_evaluate(vpd_decomp *d, int index, bool backward);
 

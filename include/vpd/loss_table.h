@@ -12,7 +12,7 @@
  *   evaluate       value and backward; the coefficient arrives ONCE, as the gradient seed
  *                  dscale (= coeff when the backward is wanted, 0 otherwise), and every
  *                  gradient the loss adds is ∂(dscale·loss)
- *   persistent     keeps state across steps (persistent PGD: d->ppgd[index])
+ *   persistent     keeps state across steps (persistent PGD: d->loss.ppgd[index])
  *   over_blocks    how its value combines over the component blocks of a cp group
  *   over_replicas  how its value combines over data-parallel replicas (the logged metric)
  *   needs          what it takes from the step (VPD_LOSS_NEEDS_*: mask samples, routing, PGD
@@ -38,8 +38,8 @@ enum {
 
 /* what a loss takes from the step besides the CI, Δ and the target output */
 enum {
-    VPD_LOSS_NEEDS_MASK_SAMPLES = 1u << 0, /* n_mask_samples stochastic source draws (d->src, d->srcdelta) */
-    VPD_LOSS_NEEDS_ROUTING = 1u << 1,      /* routing draws into d->route: one per mask sample when it
+    VPD_LOSS_NEEDS_MASK_SAMPLES = 1u << 0, /* n_mask_samples stochastic source draws (d->pass.src, d->pass.srcdelta) */
+    VPD_LOSS_NEEDS_ROUTING = 1u << 1,      /* routing draws into d->pass.route: one per mask sample when it
                                               draws mask samples, else one (draw 0) */
     VPD_LOSS_NEEDS_PGD_INIT = 1u << 2,     /* PGD initial sources: one restart, or one per layer (layerwise) */
     VPD_LOSS_NEEDS_HIDDEN_ACTS = 1u << 3,  /* the target's layer outputs (d->layers[k].y_target) */
@@ -53,8 +53,8 @@ typedef enum {
 } vpd_loss_reduce;
 
 /* Value of loss `index` (d->cfg->losses[index]) on the step's batch. When backward: adds
- * ∂(dscale·loss)/∂(U, V) into the component gradient and ∂(dscale·loss)/∂g into d->dg_lower /
- * d->dg_upper (dscale = coeff; 0 adds nothing); a persistent loss also keeps its source
+ * ∂(dscale·loss)/∂(U, V) into the component gradient and ∂(dscale·loss)/∂g into d->act.dg_lower /
+ * d->act.dg_upper (dscale = coeff; 0 adds nothing); a persistent loss also keeps its source
  * gradient for the ascent (even when dscale is 0). */
 typedef double vpd_loss_eval_fn(vpd_decomp *d, int index, double dscale, bool backward);
 

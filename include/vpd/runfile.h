@@ -33,7 +33,7 @@ struct vpd_config;
 typedef enum { VPD_STATE_PARAMS = 0, VPD_STATE_RUNFILE, VPD_STATE_CHECKPOINT } vpd_state_which;
 
 /* The table of d's state for `which` (rows point into d). Collective only for RUNFILE (the
- * host name comes from rank 0 of the group). RUNFILE's communicator is d->cp_comm (one
+ * host name comes from rank 0 of the group). RUNFILE's communicator is d->grid.cp_comm (one
  * replica's component group writes run.h5); the others span the whole dp × cp grid.
  * config and summary are used by RUNFILE only (may be NULL). Free with vpd_table_free. */
 vpd_status vpd_decomp_state_table(vpd_decomp *d, vpd_state_which which, const struct vpd_config *config,
@@ -55,7 +55,7 @@ vpd_status vpd_checkpoint_read(const char *path, vpd_decomp *d);
 vpd_status vpd_decomp_read_params(vpd_decomp *d, const char *path, bool *is_checkpoint);
 
 /* Write run.h5 at path atomically (temporary name, then rename). summary and config may be
- * NULL. Collective over d->cp_comm: with component parallelism every rank of the group calls
+ * NULL. Collective over d->grid.cp_comm: with component parallelism every rank of the group calls
  * it and writes its blocks (parallel HDF5). */
 vpd_status vpd_runfile_write(const char *path, const vpd_decomp *d, const struct vpd_config *config,
                              const vpd_summary *summary);

@@ -21,7 +21,7 @@
 #include "vpd/io.h"
 #include "vpd/nn.h"
 
-static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->N * (size_t)d->layers[k].c_off; }
+static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->batch.N * (size_t)d->layers[k].c_off; }
 
 /* one forward with masks `mask` ([ΣC·N] blocks; NULL = ones) in every layer, no Δ */
 static double masked_eval(vpd_run *r, const real *mask, double *ce) {
@@ -30,13 +30,13 @@ static double masked_eval(vpd_run *r, const real *mask, double *ce) {
     memset(spec, 0, sizeof spec);
     for (int k = 0; k < d->L; k++) {
         spec[k].replaced = true;
-        spec[k].m = mask ? mask + (size_t)d->N * d->layers[k].c_off : NULL;
+        spec[k].m = mask ? mask + (size_t)d->batch.N * d->layers[k].c_off : NULL;
     }
     vpd_pass_opts o = {0.0, false, false};
     double D = vpd_masked_pass(d, spec, &o, NULL);
     *ce = NAN;
-    if (r->job.trainer.lm && d->q_probs)
-        *ce = cross_entropy_forward(d->q_probs, d->out, r->job.trainer.tok_targets, d->N, vpd_model_out_dim(d->target));
+    if (r->job.trainer.lm && d->pass.q_probs)
+        *ce = cross_entropy_forward(d->pass.q_probs, d->pass.out, r->job.trainer.tok_targets, d->batch.N, vpd_model_out_dim(d->target));
     return D;
 }
 
@@ -87,7 +87,7 @@ static double compute_recovered(const vpd_run *r, double ce) {
 
 vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res) {
     vpd_decomp *d = r->d;
-    const int L = d->L, N = d->N, CS = d->C_sum;
+    const int L = d->L, N = d->batch.N, CS = d->C_sum;
     memset(res, 0, sizeof *res);
     res->threshold = r->job.cfg.ci_alive_threshold;
     res->l0 = calloc((size_t)L, sizeof(double));
@@ -127,7 +127,7 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
         VPD_TRY(vpd_decomp_ci_forward(d));
         for (int k = 0; k < L; k++) {
             const int C = d->layers[k].C;
-            const real *g = blk(d, d->g_lower, k);
+            const real *g = blk(d, d->act.g_lower, k);
             /* L0, L0 above the threshold and Σ g: ci.h's counting rule (shared with the trainer
              * and the summary); the per-component density and the histogram are eval's own */
             vpd_ci_count_l0(g, (size_t)N, C, 0.0, &res->l0[k]);
@@ -145,24 +145,24 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
         double D, ce;
         /* target */
         res->table[0].D += 0;
-        if (r->job.trainer.lm && d->q_probs)
-            res->table[0].ce += cross_entropy_forward(d->q_probs, d->target_out, r->job.trainer.tok_targets, N, V);
+        if (r->job.trainer.lm && d->pass.q_probs)
+            res->table[0].ce += cross_entropy_forward(d->pass.q_probs, d->act.target_out, r->job.trainer.tok_targets, N, V);
         /* CI masks */
-        D = masked_eval(r, d->g_lower, &ce);
+        D = masked_eval(r, d->act.g_lower, &ce);
         res->table[1].D += D; res->table[1].ce += ce;
         /* rounded */
         const double taus[3] = {0.0, 0.1, 0.5};
         for (int t = 0; t < 3; t++) {
-            for (size_t i = 0; i < (size_t)N * CS; i++) mask[i] = d->g_lower[i] > taus[t] ? 1 : 0;
+            for (size_t i = 0; i < (size_t)N * CS; i++) mask[i] = d->act.g_lower[i] > taus[t] ? 1 : 0;
             D = masked_eval(r, mask, &ce);
             res->table[2 + t].D += D; res->table[2 + t].ce += ce;
         }
         /* stochastic: g + (1−g)·U(0,1), and random m ~ U(0,1) (sources from the RNG) */
         for (int k = 0; k < L; k++) {
             vpd_draw dr = vpd_decomp_draw(d, k, 60000);
-            vpd_mask_source_draw(blk(d, d->src, k), &dr, VPD_SAMPLING_CONTINUOUS);
+            vpd_mask_source_draw(blk(d, d->pass.src, k), &dr, VPD_SAMPLING_CONTINUOUS);
         }
-        vpd_mask_forward(mask, d->g_lower, d->src, (size_t)N * CS);
+        vpd_mask_forward(mask, d->act.g_lower, d->pass.src, (size_t)N * CS);
         D = masked_eval(r, mask, &ce);
         res->table[5].D += D; res->table[5].ce += ce;
         D = masked_eval(r, NULL, &ce);
@@ -182,7 +182,7 @@ vpd_status vpd_evaluate(vpd_run *r, const vpd_eval_opts *o, vpd_eval_result *res
             res->adv_steps[a] = o->pgd_steps[a];
             res->adv_D[a] += vpd_loss_evaluate(d, adv_index, false);
             double c2 = NAN;
-            if (r->job.trainer.lm && d->q_probs) c2 = cross_entropy_forward(d->q_probs, d->out, r->job.trainer.tok_targets, N, V);
+            if (r->job.trainer.lm && d->pass.q_probs) c2 = cross_entropy_forward(d->pass.q_probs, d->pass.out, r->job.trainer.tok_targets, N, V);
             res->adv_ce[a] += c2;
         }
     }

@@ -137,7 +137,7 @@ typedef struct {
     uint8_t *valid;                     /* [N] */
     /* per subcomponent (global index gi = c_off + c) */
     real *unorm;    /* [ΣC] ‖U_c‖ */
-    real *A;        /* [ΣC·N] a_c, layer-major blocks like d->g_lower */
+    real *A;        /* [ΣC·N] a_c, layer-major blocks like d->act.g_lower */
     int64_t *n_pos, *n_fire, *n_fire_next, *gsum_hi, *gsum_lo, *ghist, *ahist, *qcount;
     double *aexp, *arange, *amin, *amax; /* arange = 2^aexp */
     uint64_t *gacc; /* [ΣC] this batch's fixed-point sum of g */
@@ -197,9 +197,9 @@ static vpd_status hv_setup(hv *h) {
     const vpd_model_config *mc = &d->target->cfg;
     h->L = d->L;
     h->CS = d->C_sum;
-    h->B = d->B;
-    h->S = d->S;
-    h->N = d->N;
+    h->B = d->batch.B;
+    h->S = d->batch.S;
+    h->N = d->batch.N;
     h->lm = mc->kind == VPD_MODEL_LLAMA;
     const int64_t dflt = 1000000;
     if (h->lm) {
@@ -330,7 +330,7 @@ static vpd_status load_batch(hv *h, int64_t b) {
     if (h->lm) {
         for (int bi = 0; bi < h->B; bi++) {
             int64_t w = b * h->B + bi;
-            int32_t *in = d->tok_in + (size_t)bi * h->S, *nx = h->next + (size_t)bi * h->S;
+            int32_t *in = d->batch.tok_in + (size_t)bi * h->S, *nx = h->next + (size_t)bi * h->S;
             bool ok = w < h->n_windows;
             int64_t start = ok ? w * h->S : 0;
             /* the last token of the file has no next token: read S tokens, and the next one if any */
@@ -343,7 +343,7 @@ static vpd_status load_batch(hv *h, int64_t b) {
             for (int s = 0; s < h->S; s++) h->valid[(size_t)bi * h->S + s] = ok;
         }
     } else {
-        vpd_toy_batch(&h->r->job.trainer.toy, VPD_DATA_EVAL, (uint64_t)b, 0, h->B, d->x_batch, NULL);
+        vpd_toy_batch(&h->r->job.trainer.toy, VPD_DATA_EVAL, (uint64_t)b, 0, h->B, d->batch.x_batch, NULL);
         for (int bi = 0; bi < h->B; bi++) h->valid[bi] = b * h->B + bi < h->n_positions_req;
     }
     return VPD_OK;
@@ -359,7 +359,7 @@ static void activations(hv *h) {
         const int C = ls->C;
         if (ls->embedding) {
             for (int n = 0; n < h->N; n++) {
-                const real *v = ls->comp.V + (size_t)d->tok_in[n] * C;
+                const real *v = ls->comp.V + (size_t)d->batch.tok_in[n] * C;
                 for (int c = 0; c < C; c++) A[(size_t)n * C + c] = v[c] * un[c];
             }
         } else {
@@ -378,7 +378,7 @@ static void fill_payload(hv *h, unsigned char *p, int k, int n, int c) {
     if (h->lm) {
         int32_t *t = (int32_t *)p;
         float *gw = (float *)(p + WIN * 4), *aw = (float *)(p + WIN * 8);
-        const real *g = blk(h, d->g_lower, k), *A = blk(h, h->A, k);
+        const real *g = blk(h, d->act.g_lower, k), *A = blk(h, h->A, k);
         int bi = n / h->S, s = n % h->S;
         for (int j = 0; j < WIN; j++) {
             int s2 = s - HW + j;
@@ -387,14 +387,14 @@ static void fill_payload(hv *h, unsigned char *p, int k, int n, int c) {
                 gw[j] = aw[j] = 0;
             } else {
                 size_t n2 = (size_t)bi * h->S + s2;
-                t[j] = d->tok_in[n2];
+                t[j] = d->batch.tok_in[n2];
                 gw[j] = (float)g[n2 * C + c];
                 aw[j] = (float)A[n2 * C + c];
             }
         }
     } else {
         float *x = (float *)p;
-        for (int f = 0; f < h->F; f++) x[f] = (float)d->x_batch[(size_t)n * h->F + f];
+        for (int f = 0; f < h->F; f++) x[f] = (float)d->batch.x_batch[(size_t)n * h->F + f];
     }
 }
 
@@ -405,13 +405,13 @@ static void batch_stats(hv *h, int64_t b) {
         if (!h->valid[n]) continue;
         h->n_rows++;
         if (h->lm) {
-            if (h->cnt_in) h->cnt_in[d->tok_in[n]]++;
+            if (h->cnt_in) h->cnt_in[d->batch.tok_in[n]]++;
             if (h->next[n] >= 0) {
                 h->n_rows_next++;
                 if (h->cnt_next) h->cnt_next[h->next[n]]++;
             }
         } else {
-            for (int f = 0; f < h->F; f++) h->feat[f] += d->x_batch[(size_t)n * h->F + f] != 0;
+            for (int f = 0; f < h->F; f++) h->feat[f] += d->batch.x_batch[(size_t)n * h->F + f] != 0;
         }
     }
     /* row-major over each layer's [N, C] block (contiguous); per-subcomponent state in arrays */
@@ -419,7 +419,7 @@ static void batch_stats(hv *h, int64_t b) {
     for (int k = 0; k < h->L; k++) {
         const vpd_layer_state *ls = &d->layers[k];
         const int C = ls->C, off = ls->c_off;
-        const real *g = blk(h, d->g_lower, k), *A = blk(h, h->A, k);
+        const real *g = blk(h, d->act.g_lower, k), *A = blk(h, h->A, k);
         for (int n = 0; n < N; n++) {
             if (!h->valid[n]) continue;
             const real *gr = g + (size_t)n * C, *ar = A + (size_t)n * C;
@@ -461,13 +461,13 @@ static void batch_stats(hv *h, int64_t b) {
                     fill_payload(h, list_pay(&h->quant, gi * NQ + q, slot), k, n, c);
                 }
                 if (h->lm) {
-                    if (h->tin) h->tin[(size_t)d->tok_in[n] * CS + gi]++;
+                    if (h->tin) h->tin[(size_t)d->batch.tok_in[n] * CS + gi]++;
                     if (h->next[n] >= 0) {
                         h->n_fire_next[gi]++;
                         if (h->tnext) h->tnext[(size_t)h->next[n] * CS + gi]++;
                     }
                 } else {
-                    for (int f = 0; f < h->F; f++) h->fcount[(size_t)gi * h->F + f] += d->x_batch[(size_t)n * h->F + f] != 0;
+                    for (int f = 0; f < h->F; f++) h->fcount[(size_t)gi * h->F + f] += d->batch.x_batch[(size_t)n * h->F + f] != 0;
                 }
             }
         }
@@ -482,7 +482,7 @@ static void batch_stats(hv *h, int64_t b) {
             int m = 0;
             for (int k = 0; k < h->L; k++) {
                 const int C = d->layers[k].C, off = d->layers[k].c_off;
-                const real *g = blk(h, d->g_lower, k) + (size_t)n * C;
+                const real *g = blk(h, d->act.g_lower, k) + (size_t)n * C;
                 for (int c = 0; c < C; c++)
                     if (g[c] > VPD_HARVEST_FIRE) h->firing[m++] = off + c;
             }

@@ -38,14 +38,14 @@ static vpd_status select_layers(vpd_decomp *d) {
         vpd_layer_state *ls = &d->layers[L++];
         snprintf(ls->name, sizeof ls->name, "%s", t->layers[l].name);
         ls->model_layer = l;
-        if (C % d->cp_size != 0)
+        if (C % d->grid.cp_size != 0)
             return vpd_error(VPD_ERR_CONFIG,
                              "layer '%s': C = %d is not divisible by the component-parallel size %d "
                              "(parallel.component_parallel); choose C or component_parallel so that it is",
-                             ls->name, C, d->cp_size);
+                             ls->name, C, d->grid.cp_size);
         ls->C_total = C;
-        ls->C = C / d->cp_size;
-        ls->c0 = d->cp_rank * ls->C;
+        ls->C = C / d->grid.cp_size;
+        ls->c0 = d->grid.cp_rank * ls->C;
         ls->d_in = t->layers[l].d_in;
         ls->d_out = t->layers[l].d_out;
         ls->embedding = t->layers[l].embedding;
@@ -92,7 +92,7 @@ static vpd_status select_layers(vpd_decomp *d) {
 }
 
 static vpd_status allocate(vpd_decomp *d) {
-    const int N = d->N, L = d->L, CS = d->C_sum;
+    const int N = d->batch.N, L = d->L, CS = d->C_sum;
     /* component parameters: V then U for every untied layer */
     size_t n = 0, n_tied = 0, max_dout = 1, max_W = 0;
     for (int k = 0; k < L; k++) {
@@ -102,24 +102,24 @@ static vpd_status allocate(vpd_decomp *d) {
         if ((size_t)ls->d_out > max_dout) max_dout = (size_t)ls->d_out;
         if (ls->numel_W > max_W) max_W = ls->numel_W;
     }
-    d->n_comp_params = n;
-    d->comp_params = vpd_calloc(sizeof(real) * n, "component parameters (V, U)");
-    d->comp_grads = vpd_calloc(sizeof(real) * n, "component gradients");
-    d->tied_buf = n_tied ? vpd_calloc(sizeof(real) * n_tied, "tied components") : NULL;
-    if (!d->comp_params || !d->comp_grads || (n_tied && !d->tied_buf)) return VPD_ERR_MEM;
+    d->params.n_comp_params = n;
+    d->params.comp_params = vpd_calloc(sizeof(real) * n, "component parameters (V, U)");
+    d->params.comp_grads = vpd_calloc(sizeof(real) * n, "component gradients");
+    d->params.tied_buf = n_tied ? vpd_calloc(sizeof(real) * n_tied, "tied components") : NULL;
+    if (!d->params.comp_params || !d->params.comp_grads || (n_tied && !d->params.tied_buf)) return VPD_ERR_MEM;
     size_t off = 0, toff = 0;
     for (int k = 0; k < L; k++) {
         vpd_layer_state *ls = &d->layers[k];
         size_t nv = (size_t)ls->d_in * ls->C, nu = (size_t)ls->C * ls->d_out;
         real *V, *U;
         if (ls->tied_to < 0) {
-            V = d->comp_params + off; ls->dV = d->comp_grads + off; off += nv;
-            U = d->comp_params + off; ls->dU = d->comp_grads + off; off += nu;
+            V = d->params.comp_params + off; ls->dV = d->params.comp_grads + off; off += nv;
+            U = d->params.comp_params + off; ls->dU = d->params.comp_grads + off; off += nu;
         } else {
-            V = d->tied_buf + toff; toff += nv;
-            U = d->tied_buf + toff; toff += nu;
-            ls->dV = d->tied_buf + toff; toff += nv;
-            ls->dU = d->tied_buf + toff; toff += nu;
+            V = d->params.tied_buf + toff; toff += nv;
+            U = d->params.tied_buf + toff; toff += nu;
+            ls->dV = d->params.tied_buf + toff; toff += nv;
+            ls->dU = d->params.tied_buf + toff; toff += nu;
         }
         const vpd_layer_info *li = &d->target->layers[ls->model_layer];
         real *delta = vpd_malloc(sizeof(real) * ls->numel_W, "weight delta");
@@ -128,7 +128,7 @@ static vpd_status allocate(vpd_decomp *d) {
                                      li->b, delta));
         ls->comp.c0 = ls->c0;
         ls->comp.C_total = ls->C_total;
-        ls->comp.shared_terms = d->cp_rank == 0; /* one rank of the group adds bias, Δx, routed-out rows */
+        ls->comp.shared_terms = d->grid.cp_rank == 0; /* one rank of the group adds bias, Δx, routed-out rows */
     }
     /* per-step buffers, one block */
     bool hidden = vpd_loss_any_needs(d->cfg, VPD_LOSS_NEEDS_HIDDEN_ACTS);
@@ -139,8 +139,8 @@ static vpd_status allocate(vpd_decomp *d) {
         size_t w = vpd_components_work_size(&d->layers[k].comp, N);
         if (w > work) work = w;
     }
-    d->work_size = work;
-    size_t nCS = (size_t)N * (size_t)CS, nLN = (size_t)L * (size_t)N, outn = (size_t)d->out_numel;
+    d->pass.work_size = work;
+    size_t nCS = (size_t)N * (size_t)CS, nLN = (size_t)L * (size_t)N, outn = (size_t)d->batch.out_numel;
     size_t bytes = 0;
 #define PLAN(count, type) bytes += vpd_arena_size(sizeof(type) * (size_t)(count))
     for (int k = 0; k < L; k++) {
@@ -150,7 +150,7 @@ static vpd_status allocate(vpd_decomp *d) {
     PLAN(nCS, real); /* ci_in */
     for (int i = 0; i < 8; i++) PLAN(nCS, real); /* z zp g_lower g_upper dg_lower dg_upper dz dci_in */
     for (int i = 0; i < 5; i++) PLAN(nCS, real); /* a mask dmask src dsrc */
-    for (int i = 0; i < 4; i++) PLAN(nLN, real);
+    for (int i = 0; i < 2; i++) PLAN(nLN, real); /* srcdelta dsrcdelta */
     PLAN(nLN, uint8_t);
     for (int i = 0; i < 3; i++) PLAN(outn, real); /* target_out out dout */
     if (kl) { PLAN((size_t)N * vocab, real); PLAN(3 * (size_t)N, double); PLAN((size_t)N * vocab, real); }
@@ -159,7 +159,7 @@ static vpd_status allocate(vpd_decomp *d) {
     size_t max_din = 1, nCT = (size_t)N * (size_t)d->C_sum_total;
     for (int k = 0; k < L; k++)
         if ((size_t)d->layers[k].d_in > max_din) max_din = (size_t)d->layers[k].d_in;
-    if (d->cp_size > 1) {
+    if (d->grid.cp_size > 1) {
         PLAN(nCT, real);
         PLAN(nCT, real);
         PLAN((size_t)N * max_din, real);
@@ -171,27 +171,27 @@ static vpd_status allocate(vpd_decomp *d) {
         if (!d->layers[k].embedding) d->layers[k].x_in = vpd_arena_new(a, real, (size_t)N * d->layers[k].d_in);
         if (hidden) d->layers[k].y_target = vpd_arena_new(a, real, (size_t)N * d->layers[k].d_out);
     }
-    d->ci_in = vpd_arena_new(a, real, nCS);
-    real **bufs1[] = {&d->z, &d->zp, &d->g_lower, &d->g_upper, &d->dg_lower, &d->dg_upper, &d->dz, &d->dci_in,
-                      &d->a, &d->mask, &d->dmask, &d->src, &d->dsrc};
+    d->act.ci_in = vpd_arena_new(a, real, nCS);
+    real **bufs1[] = {&d->act.z, &d->act.zp, &d->act.g_lower, &d->act.g_upper, &d->act.dg_lower, &d->act.dg_upper, &d->act.dz, &d->act.dci_in,
+                      &d->pass.a, &d->pass.mask, &d->pass.dmask, &d->pass.src, &d->pass.dsrc};
     for (size_t i = 0; i < sizeof bufs1 / sizeof bufs1[0]; i++) *bufs1[i] = vpd_arena_new(a, real, nCS);
-    real **bufs2[] = {&d->mdelta, &d->dmdelta, &d->srcdelta, &d->dsrcdelta};
-    for (size_t i = 0; i < 4; i++) *bufs2[i] = vpd_arena_new(a, real, nLN);
-    d->route = vpd_arena_new(a, uint8_t, nLN);
-    d->target_out = vpd_arena_new(a, real, outn);
-    d->out = vpd_arena_new(a, real, outn);
-    d->dout = vpd_arena_new(a, real, outn);
+    d->pass.srcdelta = vpd_arena_new(a, real, nLN);
+    d->pass.dsrcdelta = vpd_arena_new(a, real, nLN);
+    d->pass.route = vpd_arena_new(a, uint8_t, nLN);
+    d->act.target_out = vpd_arena_new(a, real, outn);
+    d->pass.out = vpd_arena_new(a, real, outn);
+    d->pass.dout = vpd_arena_new(a, real, outn);
     if (kl) {
-        d->target_probs = vpd_arena_new(a, real, (size_t)N * vocab);
-        d->target_rowc = vpd_arena_new(a, double, 3 * (size_t)N);
-        d->q_probs = vpd_arena_new(a, real, (size_t)N * vocab);
+        d->act.target_probs = vpd_arena_new(a, real, (size_t)N * vocab);
+        d->act.target_rowc = vpd_arena_new(a, double, 3 * (size_t)N);
+        d->pass.q_probs = vpd_arena_new(a, real, (size_t)N * vocab);
     }
-    d->work = vpd_arena_new(a, real, work);
-    d->tmp_layer = vpd_arena_new(a, real, (size_t)N * max_dout);
-    if (d->cp_size > 1) {
-        d->z_full = vpd_arena_new(a, real, nCT);
-        d->dz_full = vpd_arena_new(a, real, nCT);
-        d->tmp_dx = vpd_arena_new(a, real, (size_t)N * max_din);
+    d->pass.work = vpd_arena_new(a, real, work);
+    d->pass.tmp_layer = vpd_arena_new(a, real, (size_t)N * max_dout);
+    if (d->grid.cp_size > 1) {
+        d->act.z_full = vpd_arena_new(a, real, nCT);
+        d->act.dz_full = vpd_arena_new(a, real, nCT);
+        d->act.tmp_dx = vpd_arena_new(a, real, (size_t)N * max_din);
     }
     return VPD_OK;
 }
@@ -201,7 +201,7 @@ static vpd_status create_ci(vpd_decomp *d) {
     vpd_ci_layer_spec *sp = d->L <= (int)(sizeof specs / sizeof specs[0]) ? specs : NULL;
     if (!sp) return vpd_error(VPD_ERR_CONFIG, "too many decomposed layers (%d)", d->L);
     for (int k = 0; k < d->L; k++) {
-        if (d->cp_size > 1 && ci_input_is_acts(d, k))
+        if (d->grid.cp_size > 1 && ci_input_is_acts(d, k))
             return vpd_error(VPD_ERR_CONFIG,
                              "layer '%s': with component_parallel > 1 the CI function must read the layer input "
                              "(vector_mlp, shared_mlp, global_shared_mlp, global_shared_transformer; no embedding "
@@ -211,13 +211,13 @@ static vpd_status create_ci(vpd_decomp *d) {
         sp[k].C = d->layers[k].C_total; /* the CI function is replicated over the component group */
         sp[k].d_in = ci_input_is_acts(d, k) ? d->layers[k].C : d->layers[k].d_in;
     }
-    VPD_TRY(vpd_ci_create_from(&d->ci, d->cfg->ci_type, sp, d->L,
+    VPD_TRY(vpd_ci_create_from(&d->params.ci, d->cfg->ci_type, sp, d->L,
                                &(vpd_ci_args){.hidden = d->cfg->ci_hidden,
                                               .n_hidden = d->cfg->ci_n_hidden,
                                               .transformer = &d->cfg->ci_transformer}));
-    vpd_ci_init(d->ci, d->cfg->seed);
-    VPD_TRY(vpd_ci_set_seq_len(d->ci, d->S)); /* the transformer attends over positions */
-    return vpd_ci_reserve(d->ci, d->N);
+    vpd_ci_init(d->params.ci, d->cfg->seed);
+    VPD_TRY(vpd_ci_set_seq_len(d->params.ci, d->batch.S)); /* the transformer attends over positions */
+    return vpd_ci_reserve(d->params.ci, d->batch.N);
 }
 
 vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd_model *target, const vpd_layout *lay,
@@ -228,18 +228,18 @@ vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd
     const int B = geom->B, S = geom->S;
     d->cfg = cfg;
     d->target = target;
-    d->B = B;
-    d->S = S;
-    d->N = geom->N;
-    d->example0 = geom->example0;
-    d->B_global = geom->B_global;
-    d->dp_comm = lay->dp_comm;
-    d->dp_size = lay->dp;
-    d->dp_rank = lay->dp_rank;
-    d->cp_comm = lay->cp_comm;
-    d->cp_size = lay->cp;
-    d->cp_rank = lay->cp_rank;
-    d->out_numel = (int)vpd_model_out_size(target, B, S);
+    d->batch.B = B;
+    d->batch.S = S;
+    d->batch.N = geom->N;
+    d->batch.example0 = geom->example0;
+    d->batch.B_global = geom->B_global;
+    d->grid.dp_comm = lay->dp_comm;
+    d->grid.dp_size = lay->dp;
+    d->grid.dp_rank = lay->dp_rank;
+    d->grid.cp_comm = lay->cp_comm;
+    d->grid.cp_size = lay->cp;
+    d->grid.cp_rank = lay->cp_rank;
+    d->batch.out_numel = (int)vpd_model_out_size(target, B, S);
     vpd_status s = vpd_model_reserve(target, B, S);
     if (s == VPD_OK) s = select_layers(d);
     if (s == VPD_OK) s = allocate(d);
@@ -254,7 +254,7 @@ vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd
         /* the ScaLAPACK grid over the same dp × cp layout (src/dist): each rank gets its block
          * of the top singular triplets; the rest keeps the random draw, scaled down */
         vpd_grid g;
-        s = vpd_grid_create(&g, lay->comm, d->cp_size, 0);
+        s = vpd_grid_create(&g, lay->comm, d->grid.cp_size, 0);
         for (int k = 0; s == VPD_OK && k < d->L; k++) {
             if (d->layers[k].tied_to >= 0) continue;
             int rank = 0;
@@ -273,7 +273,7 @@ vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd
     }
     for (int i = 0; i < cfg->n_losses; i++) {
         if (vpd_loss_def_of(cfg->losses[i].kind)->persistent) {
-            s = vpd_ppgd_create(&d->ppgd[i], d, i);
+            s = vpd_ppgd_create(&d->loss.ppgd[i], d, i);
             if (s != VPD_OK) {
                 vpd_decomp_free(d);
                 return s;
@@ -281,8 +281,8 @@ vpd_status vpd_decomp_create(vpd_decomp **out, const vpd_decomp_config *cfg, vpd
         }
     }
     vpd_decomp_refresh(d);
-    d->input.B = B;
-    d->input.S = S;
+    d->batch.input.B = B;
+    d->batch.input.S = S;
     *out = d;
     return VPD_OK;
 }
@@ -298,13 +298,13 @@ vpd_status vpd_decomp_create_local(vpd_decomp **out, const vpd_decomp_config *cf
 
 void vpd_decomp_free(vpd_decomp *d) {
     if (!d) return;
-    for (int i = 0; i < VPD_MAX_LOSSES; i++) vpd_ppgd_free(d->ppgd[i]);
+    for (int i = 0; i < VPD_MAX_LOSSES; i++) vpd_ppgd_free(d->loss.ppgd[i]);
     if (d->layers)
         for (int k = 0; k < d->L; k++) vpd_free(d->layers[k].comp.delta);
-    vpd_ci_free(d->ci);
-    vpd_free(d->comp_params);
-    vpd_free(d->comp_grads);
-    vpd_free(d->tied_buf);
+    vpd_ci_free(d->params.ci);
+    vpd_free(d->params.comp_params);
+    vpd_free(d->params.comp_grads);
+    vpd_free(d->params.tied_buf);
     vpd_arena_free(&d->arena);
     free(d->layers);
     free(d->model_to_decomp);
@@ -312,9 +312,9 @@ void vpd_decomp_free(vpd_decomp *d) {
 }
 
 size_t vpd_decomp_memory_bytes(const vpd_decomp *d) {
-    size_t b = d->arena.capacity + 2 * sizeof(real) * d->n_comp_params;
+    size_t b = d->arena.capacity + 2 * sizeof(real) * d->params.n_comp_params;
     for (int k = 0; k < d->L; k++) b += sizeof(real) * d->layers[k].numel_W;
-    if (d->ci) b += 2 * sizeof(real) * d->ci->n_params + vpd_ci_workspace_bytes(d->ci, d->N);
+    if (d->params.ci) b += 2 * sizeof(real) * d->params.ci->n_params + vpd_ci_workspace_bytes(d->params.ci, d->batch.N);
     return b;
 }
 
@@ -332,13 +332,13 @@ void vpd_decomp_refresh(vpd_decomp *d) {
             transpose(ls->comp.U, src->comp.V, src->d_in, src->C);  /* U₂ [C, d_out₂ = d_in₁] = V₁ᵀ */
         }
         vpd_components_delta(&ls->comp);
-        if (d->cp_size > 1) {
+        if (d->grid.cp_size > 1) {
             /* each rank has W − P_r (P_r its block's (V U)ᵀ): Δ = W − Σ_r P_r */
             size_t n = ls->numel_W;
             real *D = ls->comp.delta;
             const real *W = ls->comp.W;
             for (size_t i = 0; i < n; i++) D[i] -= W[i];
-            vpd_sum_real(D, n, d->cp_comm);
+            vpd_sum_real(D, n, d->grid.cp_comm);
             for (size_t i = 0; i < n; i++) D[i] += W[i];
         }
     }
@@ -360,20 +360,20 @@ void vpd_decomp_fold_tied_grads(vpd_decomp *d) {
 }
 
 void vpd_decomp_zero_grads(vpd_decomp *d, bool ci_params) {
-    memset(d->comp_grads, 0, sizeof(real) * d->n_comp_params);
+    memset(d->params.comp_grads, 0, sizeof(real) * d->params.n_comp_params);
     for (int k = 0; k < d->L; k++)
         if (d->layers[k].tied_to >= 0) { /* scratch gradients of tied layers */
             memset(d->layers[k].dV, 0, sizeof(real) * (size_t)d->layers[k].d_in * d->layers[k].C);
             memset(d->layers[k].dU, 0, sizeof(real) * (size_t)d->layers[k].C * d->layers[k].d_out);
         }
-    if (ci_params) vpd_ci_zero_grad(d->ci);
-    size_t n = (size_t)d->N * d->C_sum;
-    memset(d->dg_lower, 0, sizeof(real) * n);
-    memset(d->dg_upper, 0, sizeof(real) * n);
+    if (ci_params) vpd_ci_zero_grad(d->params.ci);
+    size_t n = (size_t)d->batch.N * d->C_sum;
+    memset(d->act.dg_lower, 0, sizeof(real) * n);
+    memset(d->act.dg_upper, 0, sizeof(real) * n);
 }
 
 /* ---- CI forward / backward ------------------------------------------------------------------ */
-static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->N * (size_t)d->layers[k].c_off; }
+static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->batch.N * (size_t)d->layers[k].c_off; }
 
 vpd_draw vpd_decomp_draw(const vpd_decomp *d, int k, uint32_t sample) {
     vpd_draw dr;
@@ -382,9 +382,9 @@ vpd_draw vpd_decomp_draw(const vpd_decomp *d, int k, uint32_t sample) {
     dr.step = (uint32_t)d->step;
     dr.sample = sample;
     dr.layer = (uint32_t)(k < 0 ? 0 : k);
-    dr.example0 = d->example0;
-    dr.B = d->B;
-    dr.S = d->S;
+    dr.example0 = d->batch.example0;
+    dr.B = d->batch.B;
+    dr.S = d->batch.S;
     if (k >= 0) {
         dr.C_total = d->layers[k].comp.C_total;
         dr.c0 = d->layers[k].comp.c0;
@@ -394,17 +394,17 @@ vpd_draw vpd_decomp_draw(const vpd_decomp *d, int k, uint32_t sample) {
 }
 
 vpd_status vpd_decomp_ci_forward(vpd_decomp *d) {
-    const int N = d->N, L = d->L;
+    const int N = d->batch.N, L = d->L;
     const real *in[VPD_MAX_MODULE_PATTERNS * 4] = {0};
     real *z[VPD_MAX_MODULE_PATTERNS * 4] = {0};
-    const bool cp = d->cp_size > 1;
+    const bool cp = d->grid.cp_size > 1;
     for (int k = 0; k < L; k++) {
         vpd_layer_state *ls = &d->layers[k];
-        z[k] = cp ? d->z_full + (size_t)N * ls->c_off_total : blk(d, d->z, k);
+        z[k] = cp ? d->act.z_full + (size_t)N * ls->c_off_total : blk(d, d->act.z, k);
         if (ci_input_is_acts(d, k)) {
-            real *acts = blk(d, d->ci_in, k);
+            real *acts = blk(d, d->act.ci_in, k);
             if (ls->embedding)
-                embedding_forward(acts, d->tok_in, ls->comp.V, N, ls->d_in, ls->C);
+                embedding_forward(acts, d->batch.tok_in, ls->comp.V, N, ls->d_in, ls->C);
             else
                 vpd_gemm(false, false, N, ls->C, ls->d_in, 1, ls->x_in, ls->d_in, ls->comp.V, ls->C, 0, acts, ls->C);
             in[k] = acts;
@@ -412,11 +412,11 @@ vpd_status vpd_decomp_ci_forward(vpd_decomp *d) {
             in[k] = ls->x_in;
         }
     }
-    VPD_TRY(vpd_ci_forward(d->ci, z, in, N));
+    VPD_TRY(vpd_ci_forward(d->params.ci, z, in, N));
     if (cp) /* this rank's block of each layer's z */
         for (int k = 0; k < L; k++) {
             const vpd_layer_state *ls = &d->layers[k];
-            real *zl = blk(d, d->z, k);
+            real *zl = blk(d, d->act.z, k);
             for (int r = 0; r < N; r++)
                 memcpy(zl + (size_t)r * ls->C, z[k] + (size_t)r * ls->C_total + ls->c0, sizeof(real) * (size_t)ls->C);
         }
@@ -424,45 +424,45 @@ vpd_status vpd_decomp_ci_forward(vpd_decomp *d) {
     for (int k = 0; k < L; k++) {
         if (d->cfg->sampling == VPD_SAMPLING_BINOMIAL) {
             vpd_draw dr = vpd_decomp_draw(d, k, VPD_SAMPLE_BINOMIAL_U);
-            vpd_binomial_perturb_forward(blk(d, d->zp, k), blk(d, d->z, k), &dr);
+            vpd_binomial_perturb_forward(blk(d, d->act.zp, k), blk(d, d->act.z, k), &dr);
         }
     }
-    const real *zl = d->cfg->sampling == VPD_SAMPLING_BINOMIAL ? d->zp : d->z;
-    vpd_sigmoid_forward(d->cfg->sigmoid_lower, d->g_lower, zl, n);
-    vpd_sigmoid_forward(d->cfg->sigmoid_upper, d->g_upper, d->z, n);
+    const real *zl = d->cfg->sampling == VPD_SAMPLING_BINOMIAL ? d->act.zp : d->act.z;
+    vpd_sigmoid_forward(d->cfg->sigmoid_lower, d->act.g_lower, zl, n);
+    vpd_sigmoid_forward(d->cfg->sigmoid_upper, d->act.g_upper, d->act.z, n);
     return VPD_OK;
 }
 
 vpd_status vpd_decomp_ci_backward(vpd_decomp *d) {
-    const int N = d->N, L = d->L;
+    const int N = d->batch.N, L = d->L;
     size_t n = (size_t)N * (size_t)d->C_sum;
-    memset(d->dz, 0, sizeof(real) * n);
-    vpd_sigmoid_backward(d->cfg->sigmoid_upper, d->dz, d->dg_upper, d->z, n);
+    memset(d->act.dz, 0, sizeof(real) * n);
+    vpd_sigmoid_backward(d->cfg->sigmoid_upper, d->act.dz, d->act.dg_upper, d->act.z, n);
     if (d->cfg->sampling == VPD_SAMPLING_BINOMIAL) {
-        real *dzp = d->dmask; /* free between passes */
+        real *dzp = d->pass.dmask; /* free between passes */
         memset(dzp, 0, sizeof(real) * n);
-        vpd_sigmoid_backward(d->cfg->sigmoid_lower, dzp, d->dg_lower, d->zp, n);
-        vpd_binomial_perturb_backward(d->dz, dzp, n);
+        vpd_sigmoid_backward(d->cfg->sigmoid_lower, dzp, d->act.dg_lower, d->act.zp, n);
+        vpd_binomial_perturb_backward(d->act.dz, dzp, n);
     } else {
-        vpd_sigmoid_backward(d->cfg->sigmoid_lower, d->dz, d->dg_lower, d->z, n);
+        vpd_sigmoid_backward(d->cfg->sigmoid_lower, d->act.dz, d->act.dg_lower, d->act.z, n);
     }
     const real *in[VPD_MAX_MODULE_PATTERNS * 4] = {0}, *dz[VPD_MAX_MODULE_PATTERNS * 4] = {0};
     real *din[VPD_MAX_MODULE_PATTERNS * 4] = {0};
     bool any_acts = false;
-    const bool cp = d->cp_size > 1;
-    if (cp) memset(d->dz_full, 0, sizeof(real) * (size_t)N * d->C_sum_total);
+    const bool cp = d->grid.cp_size > 1;
+    if (cp) memset(d->act.dz_full, 0, sizeof(real) * (size_t)N * d->C_sum_total);
     for (int k = 0; k < L; k++) {
-        dz[k] = blk(d, d->dz, k);
+        dz[k] = blk(d, d->act.dz, k);
         if (cp) { /* the full-width gradient, zero outside this rank's block */
             const vpd_layer_state *ls = &d->layers[k];
-            real *full = d->dz_full + (size_t)N * ls->c_off_total;
+            real *full = d->act.dz_full + (size_t)N * ls->c_off_total;
             for (int r = 0; r < N; r++)
                 memcpy(full + (size_t)r * ls->C_total + ls->c0, dz[k] + (size_t)r * ls->C, sizeof(real) * (size_t)ls->C);
             dz[k] = full;
         }
         if (ci_input_is_acts(d, k)) {
-            in[k] = blk(d, d->ci_in, k);
-            din[k] = blk(d, d->dci_in, k);
+            in[k] = blk(d, d->act.ci_in, k);
+            din[k] = blk(d, d->act.dci_in, k);
             memset(din[k], 0, sizeof(real) * (size_t)N * d->layers[k].C);
             any_acts = true;
         } else {
@@ -470,13 +470,13 @@ vpd_status vpd_decomp_ci_backward(vpd_decomp *d) {
             din[k] = NULL;
         }
     }
-    VPD_TRY(vpd_ci_backward(d->ci, any_acts ? din : NULL, dz, in, N));
+    VPD_TRY(vpd_ci_backward(d->params.ci, any_acts ? din : NULL, dz, in, N));
     /* the CI input a = x V (or V[tok]) is not detached: its gradient trains V */
     for (int k = 0; k < L; k++) {
         if (!din[k]) continue;
         vpd_layer_state *ls = &d->layers[k];
         if (ls->embedding)
-            embedding_backward(ls->dV, din[k], d->tok_in, N, ls->d_in, ls->C);
+            embedding_backward(ls->dV, din[k], d->batch.tok_in, N, ls->d_in, ls->C);
         else
             vpd_gemm(true, false, ls->d_in, ls->C, N, 1, ls->x_in, ls->d_in, din[k], ls->C, 1, ls->dV, ls->C);
     }

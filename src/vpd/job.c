@@ -476,8 +476,8 @@ vpd_status vpd_job_train(vpd_job *j, bool quiet, int stop_at_step) {
     const vpd_ckpt_opts *ck = &j->ck_opts;
     vpd_info("target %s (%s), %d layers decomposed, C = %d in total; %zu component + %zu CI parameters; "
              "output loss %s%s",
-             cfg->target_dir, vpd_model_kind_name(j->target.cfg.kind), d->L, d->C_sum_total, d->n_comp_params,
-             d->ci->n_params, cfg->output_loss == VPD_OUT_KL ? "kl" : "mse", cfg->output_loss_given ? "" : " (from the target kind)");
+             cfg->target_dir, vpd_model_kind_name(j->target.cfg.kind), d->L, d->C_sum_total, d->params.n_comp_params,
+             d->params.ci->n_params, cfg->output_loss == VPD_OUT_KL ? "kl" : "mse", cfg->output_loss_given ? "" : " (from the target kind)");
     vpd_info("batch %d (%d per replica x %d data-parallel replicas; %d component block%s) x %d positions; "
              "memory plan %.1f MiB per rank; run dir %s",
              cfg->batch_size, j->geom.B, j->layout.dp, j->layout.cp, j->layout.cp > 1 ? "s" : "", j->geom.S,

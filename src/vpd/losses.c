@@ -1,7 +1,7 @@
 /* The losses of VPD_METHOD.md §4 (spd spd/losses.py + spd/metrics/), each evaluated on the
  * current step's batch, CI and Δ, with its backward accumulated right away:
- * coeff·∂loss/∂(U, V) into the component gradient and coeff·∂loss/∂g into d->dg_lower
- * (masks) / d->dg_upper (importance minimality).
+ * coeff·∂loss/∂(U, V) into the component gradient and coeff·∂loss/∂g into d->act.dg_lower
+ * (masks) / d->act.dg_upper (importance minimality).
  *
  * The reconstruction family is one routine, recon_pass, parameterised by where the masks
  * come from (stochastic / given adversarial sources: m = g + (1−g) r and m_Δ = r_Δ; CI:
@@ -19,7 +19,7 @@
 #include "vpd/decomp.h"
 #include "vpd/loss_table.h"
 
-static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->N * (size_t)d->layers[k].c_off; }
+static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->batch.N * (size_t)d->layers[k].c_off; }
 
 /* ---- faithfulness: Σ_l ‖Δ_l‖²_F / Σ_l numel(W_l) ----------------------------------------- */
 double vpd_loss_faithfulness_eval(vpd_decomp *d, int index, double dscale, bool backward) {
@@ -48,10 +48,10 @@ double vpd_im_annealed_p(const vpd_loss_cfg *lc, double frac) {
 double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dscale, bool backward) {
     (void)backward; /* dscale 0: value only */
     const vpd_loss_cfg *lc = &d->cfg->losses[index];
-    const int N = d->N;
+    const int N = d->batch.N;
     const double p = vpd_im_annealed_p(lc, d->cfg->steps > 0 ? (double)d->step / d->cfg->steps : 0.0);
     const double eps = lc->eps, beta = lc->beta;
-    d->im_p_current = p;
+    d->loss.im_p_current = p;
     /* S_c over the global batch: local sums, one allreduce */
     double *S = calloc((size_t)d->C_sum, sizeof(double));
     VPD_ASSERT(S, "out of memory (importance minimality sums)");
@@ -59,7 +59,7 @@ double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dsca
     const double pow0 = pow(eps, p), dpow0 = pow(eps, p - 1.0);
     for (int k = 0; k < d->L; k++) {
         const int C = d->layers[k].C;
-        const real *g = blk(d, d->g_upper, k);
+        const real *g = blk(d, d->act.g_upper, k);
         double *Sk = S + d->layers[k].c_off;
         /* p = 1 and p = 2 (the configs' common values) as separate branch-free loops that vectorise */
         if (p == 1.0)
@@ -81,21 +81,21 @@ double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dsca
                     Sk[c] += v == 0 ? pow0 : pow(v + eps, p);
                 }
     }
-    vpd_sum_double(S, (size_t)d->C_sum, d->dp_comm);
-    const double Ng = (double)N * d->dp_size;
+    vpd_sum_double(S, (size_t)d->C_sum, d->grid.dp_comm);
+    const double Ng = (double)N * d->grid.dp_size;
     double loss = 0;
     for (int j = 0; j < d->C_sum; j++) loss += S[j] / Ng + beta * (S[j] / Ng) * log2(1.0 + S[j]);
     if (dscale != 0) {
         /* ∂loss/∂g = p(g+eps)^(p−1)·[1/Ng + (β/Ng)·log2(1+S_c) + β·(S_c/Ng)/((1+S_c)·ln 2)];
          * × dp_size because the trainer averages gradients over the replicas */
-        const double scale = dscale * d->dp_size;
+        const double scale = dscale * d->grid.dp_size;
         /* the per-component factor first, then the rows in memory order (row-major [N, C]) */
         for (int j = 0; j < d->C_sum; j++)
             S[j] = scale * p * (1.0 / Ng + beta / Ng * log2(1.0 + S[j]) + beta * (S[j] / Ng) / ((1.0 + S[j]) * 0.69314718055994530942));
         for (int k = 0; k < d->L; k++) {
             const int C = d->layers[k].C;
-            const real *g = blk(d, d->g_upper, k);
-            real *dg = blk(d, d->dg_upper, k);
+            const real *g = blk(d, d->act.g_upper, k);
+            real *dg = blk(d, d->act.dg_upper, k);
             const double *fk = S + d->layers[k].c_off;
             if (p == 1.0)
                 for (int n = 0; n < N; n++)
@@ -131,7 +131,7 @@ double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dsca
  * the masked forward and the backward of dscale·D into dU, dV, dg_lower and dsrc. */
 double vpd_recon_pass(vpd_decomp *d, const vpd_pass_spec *ps) {
     const vpd_mask_source ms = ps->masks;
-    const int N = d->N, L = d->L;
+    const int N = d->batch.N, L = d->L;
     const bool delta = d->cfg->use_delta_component && ms == VPD_MASKS_SOURCES;
     vpd_pass_layer spec[VPD_MAX_MODULE_PATTERNS * 4] = {{0}};
     VPD_ASSERT(L <= (int)(sizeof spec / sizeof spec[0]), "too many layers");
@@ -142,22 +142,22 @@ double vpd_recon_pass(vpd_decomp *d, const vpd_pass_spec *ps) {
         sp->replaced = ps->replaced ? ps->replaced[k] : true;
         if (!sp->replaced) continue;
         size_t nk = (size_t)N * d->layers[k].C;
-        real *g = blk(d, d->g_lower, k);
+        real *g = blk(d, d->act.g_lower, k);
         if (ms == VPD_MASKS_SOURCES) {
-            real *m = blk(d, d->mask, k);
-            vpd_mask_forward(m, g, blk(d, d->src, k), nk);
+            real *m = blk(d, d->pass.mask, k);
+            vpd_mask_forward(m, g, blk(d, d->pass.src, k), nk);
             sp->m = m;
         } else if (ms == VPD_MASKS_CI) {
             sp->m = g;
         }
-        if (delta) sp->mdelta = d->srcdelta + (size_t)k * N;
+        if (delta) sp->mdelta = d->pass.srcdelta + (size_t)k * N;
         sp->route = ps->route ? ps->route + (size_t)k * N : NULL;
         if (bwd && ms != VPD_MASKS_NONE) {
-            sp->dm = blk(d, d->dmask, k);
+            sp->dm = blk(d, d->pass.dmask, k);
             memset(sp->dm, 0, sizeof(real) * nk);
         }
         if (bwd && delta && ps->grad_sources) {
-            sp->dmdelta = d->dsrcdelta + (size_t)k * N;
+            sp->dmdelta = d->pass.dsrcdelta + (size_t)k * N;
             memset(sp->dmdelta, 0, sizeof(real) * (size_t)N);
         }
     }
@@ -167,17 +167,17 @@ double vpd_recon_pass(vpd_decomp *d, const vpd_pass_spec *ps) {
     for (int k = 0; k < L; k++) {
         if (!spec[k].replaced || ms == VPD_MASKS_NONE) continue;
         size_t nk = (size_t)N * d->layers[k].C;
-        real *dg = blk(d, d->dg_lower, k);
+        real *dg = blk(d, d->act.dg_lower, k);
         if (ms == VPD_MASKS_CI) {
             vpd_axpy(nk, 1, spec[k].dm, dg);
         } else {
             real *dr = NULL;
             if (ps->grad_sources) {
-                dr = blk(d, d->dsrc, k);
+                dr = blk(d, d->pass.dsrc, k);
                 memset(dr, 0, sizeof(real) * nk);
             }
             /* the gradient into g trains the CI function only when the loss is scaled in */
-            vpd_mask_backward(ps->param_grads ? dg : NULL, dr, spec[k].dm, blk(d, d->g_lower, k), blk(d, d->src, k), nk);
+            vpd_mask_backward(ps->param_grads ? dg : NULL, dr, spec[k].dm, blk(d, d->act.g_lower, k), blk(d, d->pass.src, k), nk);
         }
     }
     return D;
@@ -197,8 +197,8 @@ static void draw_stochastic(vpd_decomp *d, int index, int s) {
     uint32_t sample = vpd_loss_sample(index, 2 * s);
     for (int k = 0; k < d->L; k++) {
         vpd_draw dr = vpd_decomp_draw(d, k, sample);
-        vpd_mask_source_draw(blk(d, d->src, k), &dr, d->cfg->sampling);
-        if (d->cfg->use_delta_component) vpd_delta_source_draw(d->srcdelta + (size_t)k * d->N, &dr);
+        vpd_mask_source_draw(blk(d, d->pass.src, k), &dr, d->cfg->sampling);
+        if (d->cfg->use_delta_component) vpd_delta_source_draw(d->pass.srcdelta + (size_t)k * d->batch.N, &dr);
     }
 }
 
@@ -209,7 +209,7 @@ static void draw_routing(vpd_decomp *d, int index, int draw, uint32_t sample) {
         return;
     }
     vpd_draw dr = vpd_decomp_draw(d, -1, sample);
-    vpd_status s = vpd_routing_draw(d->route, &dr, d->L, lc->routing, lc->routing_p);
+    vpd_status s = vpd_routing_draw(d->pass.route, &dr, d->L, lc->routing, lc->routing_p);
     VPD_ASSERT(s == VPD_OK, "routing draw: %s", vpd_last_error()); /* checked when the config was read */
 }
 
@@ -226,7 +226,7 @@ double vpd_loss_recon_eval(vpd_decomp *d, int index, double dscale, bool backwar
     const int passes_per_sample = layerwise ? L : 1;
     double hidden_numel = 0;
     if (hidden) /* pooled over samples and layers: Σ ‖·‖² / Σ numel */
-        for (int k = 0; k < L; k++) hidden_numel += (double)d->N * d->layers[k].d_out;
+        for (int k = 0; k < L; k++) hidden_numel += (double)d->batch.N * d->layers[k].d_out;
     const double denom = hidden ? hidden_numel * samples : (double)samples * passes_per_sample;
     double total = 0;
     bool replaced[VPD_MAX_MODULE_PATTERNS * 4];
@@ -237,7 +237,7 @@ double vpd_loss_recon_eval(vpd_decomp *d, int index, double dscale, bool backwar
             for (int k = 0; k < L; k++) replaced[k] = !layerwise || k == p;
             total += vpd_recon_pass(d, &(vpd_pass_spec){.masks = ms,
                                                         .replaced = replaced,
-                                                        .route = subset ? d->route : NULL,
+                                                        .route = subset ? d->pass.route : NULL,
                                                         .dscale = dscale / denom,
                                                         .param_grads = true,
                                                         .hidden_acts = hidden});
@@ -248,10 +248,10 @@ double vpd_loss_recon_eval(vpd_decomp *d, int index, double dscale, bool backwar
 
 /* ---- one-shot PGD (§4 PGDRecon / Subset / Layerwise) ------------------------------------------ */
 static void pgd_init_sources(vpd_decomp *d, const vpd_loss_cfg *lc, int k, uint32_t sample, real *r_shared) {
-    const int N = d->N, C = d->layers[k].C;
+    const int N = d->batch.N, C = d->layers[k].C;
     const bool delta = d->cfg->use_delta_component;
     const int Cs = C + (delta ? 1 : 0);
-    real *r = blk(d, d->src, k), *rd = d->srcdelta + (size_t)k * N;
+    real *r = blk(d, d->pass.src, k), *rd = d->pass.srcdelta + (size_t)k * N;
     if (lc->pgd_init != VPD_PGD_INIT_RANDOM) {
         real v = lc->pgd_init == VPD_PGD_INIT_ONES ? 1 : 0;
         for (int j = 0; j < Cs; j++) r_shared[j] = v;
@@ -268,18 +268,18 @@ static void pgd_init_sources(vpd_decomp *d, const vpd_loss_cfg *lc, int k, uint3
         return;
     }
     for (int n = 0; n < N; n++) {
-        uint64_t row = (uint64_t)(d->example0 * d->S + n);
+        uint64_t row = (uint64_t)(d->batch.example0 * d->batch.S + n);
         vpd_rng_fill_uniform(&rng, row * Ct + (uint64_t)d->layers[k].comp.c0, (size_t)C, r + (size_t)n * C);
         if (delta) rd[n] = vpd_rng_uniform(&rng, row * Ct + (uint64_t)d->layers[k].comp.C_total);
     }
 }
 
 static void pgd_expand_shared(vpd_decomp *d, int k, const real *r_shared) {
-    const int N = d->N, C = d->layers[k].C;
-    real *r = blk(d, d->src, k);
+    const int N = d->batch.N, C = d->layers[k].C;
+    real *r = blk(d, d->pass.src, k);
     for (int n = 0; n < N; n++) memcpy(r + (size_t)n * C, r_shared, sizeof(real) * (size_t)C);
     if (d->cfg->use_delta_component)
-        for (int n = 0; n < N; n++) d->srcdelta[(size_t)k * N + n] = r_shared[C];
+        for (int n = 0; n < N; n++) d->pass.srcdelta[(size_t)k * N + n] = r_shared[C];
 }
 
 static inline real sgn(real x) { return (real)((x > 0) - (x < 0)); }
@@ -289,7 +289,7 @@ static inline real sgn(real x) { return (real)((x > 0) - (x < 0)); }
 static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint8_t *route, double dscale,
                       int restart, uint32_t sample) {
     const vpd_loss_cfg *lc = &d->cfg->losses[index];
-    const int N = d->N, L = d->L;
+    const int N = d->batch.N, L = d->L;
     const bool delta = d->cfg->use_delta_component;
     const bool shared = lc->mask_scope == VPD_SCOPE_SHARED_ACROSS_BATCH;
     real *shared_src = NULL, *shared_grad = NULL;
@@ -315,13 +315,13 @@ static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint
             for (int k = 0; k < L; k++) {
                 if (replaced && !replaced[k]) continue;
                 const int C = d->layers[k].C;
-                const real *dr = blk(d, d->dsrc, k);
+                const real *dr = blk(d, d->pass.dsrc, k);
                 for (int n = 0; n < N; n++)
                     for (int c = 0; c < C; c++) SHG(k)[c] += dr[(size_t)n * C + c];
                 if (delta)
-                    for (int n = 0; n < N; n++) SHG(k)[C] += d->dsrcdelta[(size_t)k * N + n];
+                    for (int n = 0; n < N; n++) SHG(k)[C] += d->pass.dsrcdelta[(size_t)k * N + n];
             }
-            vpd_dp_mean(shared_grad, n_shared, d->dp_comm);
+            vpd_dp_mean(shared_grad, n_shared, d->grid.dp_comm);
             for (int k = 0; k < L; k++) {
                 if (replaced && !replaced[k]) continue;
                 const int Cs = d->layers[k].C + (delta ? 1 : 0);
@@ -335,16 +335,16 @@ static double pgd_run(vpd_decomp *d, int index, const bool *replaced, const uint
             for (int k = 0; k < L; k++) {
                 if (replaced && !replaced[k]) continue;
                 size_t nk = (size_t)N * d->layers[k].C;
-                real *r = blk(d, d->src, k);
-                const real *dr = blk(d, d->dsrc, k);
+                real *r = blk(d, d->pass.src, k);
+                const real *dr = blk(d, d->pass.dsrc, k);
                 for (size_t i = 0; i < nk; i++) {
                     real v = r[i] + (real)lc->step_size * sgn(dr[i]);
                     r[i] = v < 0 ? 0 : v > 1 ? 1 : v;
                 }
                 if (delta)
                     for (int n = 0; n < N; n++) {
-                        real *v = &d->srcdelta[(size_t)k * N + n];
-                        real w = *v + (real)lc->step_size * sgn(d->dsrcdelta[(size_t)k * N + n]);
+                        real *v = &d->pass.srcdelta[(size_t)k * N + n];
+                        real w = *v + (real)lc->step_size * sgn(d->pass.dsrcdelta[(size_t)k * N + n]);
                         *v = w < 0 ? 0 : w > 1 ? 1 : w;
                     }
             }
@@ -374,7 +374,7 @@ double vpd_loss_pgd_eval(vpd_decomp *d, int index, double dscale, bool backward)
     const uint8_t *route = NULL;
     if (def->needs & VPD_LOSS_NEEDS_ROUTING) {
         draw_routing(d, index, 0, vpd_loss_sample(index, 1023)); /* once per call, held fixed */
-        route = d->route;
+        route = d->pass.route;
     }
     return pgd_run(d, index, NULL, route, dscale, 0, vpd_loss_sample(index, 0));
 }

@@ -51,10 +51,10 @@ static void cache_backward(vpd_hook *h, int l, const real *x, const int32_t *tok
 
 void vpd_decomp_target_forward(vpd_decomp *d) {
     cache_hook ch = {{cache_forward, cache_backward}, d};
-    vpd_model_forward(d->target, &d->input, d->target_out, &ch.base);
+    vpd_model_forward(d->target, &d->batch.input, d->act.target_out, &ch.base);
     if (d->cfg->output_loss == VPD_OUT_KL) {
         int V = vpd_model_out_dim(d->target);
-        kl_target_prepare(d->target_probs, d->target_rowc, d->target_out, d->N, V); /* once per step */
+        kl_target_prepare(d->act.target_probs, d->act.target_rowc, d->act.target_out, d->batch.N, V); /* once per step */
     }
 }
 
@@ -78,9 +78,9 @@ static void pass_forward(vpd_hook *h, int l, const real *x, const int32_t *tok, 
     }
     vpd_layer_state *ls = &d->layers[k];
     const vpd_pass_layer *sp = &ph->spec[k];
-    real *a = d->a + (size_t)N * (size_t)ls->c_off;
-    vpd_components_forward(y, a, &ls->comp, x, tok, sp->m, sp->mdelta, sp->route, N, d->work);
-    vpd_sum_real(y, (size_t)N * (size_t)ls->d_out, d->cp_comm); /* the component blocks' partial outputs */
+    real *a = d->pass.a + (size_t)N * (size_t)ls->c_off;
+    vpd_components_forward(y, a, &ls->comp, x, tok, sp->m, sp->mdelta, sp->route, N, d->pass.work);
+    vpd_sum_real(y, (size_t)N * (size_t)ls->d_out, d->grid.cp_comm); /* the component blocks' partial outputs */
     if (ph->opts->hidden_acts) {
         size_t n = (size_t)N * (size_t)ls->d_out;
         double s = 0;
@@ -108,67 +108,67 @@ static void pass_backward(vpd_hook *h, int l, const real *x, const int32_t *tok,
         /* this layer's own term: ∂(dscale·Σ‖y − y_target‖²)/∂y = 2·dscale·(y − y_target);
          * y is recomputed from the saved activations instead of being stored per layer */
         size_t n = (size_t)N * (size_t)ls->d_out;
-        real *yy = d->tmp_layer;
-        vpd_components_forward(yy, d->a + (size_t)N * (size_t)ls->c_off, &ls->comp, x, tok, sp->m, sp->mdelta,
-                               sp->route, N, d->work);
-        vpd_sum_real(yy, n, d->cp_comm);
+        real *yy = d->pass.tmp_layer;
+        vpd_components_forward(yy, d->pass.a + (size_t)N * (size_t)ls->c_off, &ls->comp, x, tok, sp->m, sp->mdelta,
+                               sp->route, N, d->pass.work);
+        vpd_sum_real(yy, n, d->grid.cp_comm);
         real s = (real)(2.0 * ph->opts->dscale);
         for (size_t i = 0; i < n; i++) yy[i] = dy[i] + s * (yy[i] - ls->y_target[i]);
         dy_eff = yy;
     }
-    const real *a = d->a + (size_t)N * (size_t)ls->c_off;
+    const real *a = d->pass.a + (size_t)N * (size_t)ls->c_off;
     bool pg = ph->opts->param_grads;
-    if (d->cp_size == 1) {
+    if (d->grid.cp_size == 1) {
         vpd_components_backward(dx, pg ? ls->dV : NULL, pg ? ls->dU : NULL, sp->dm, sp->dmdelta, dy_eff, a, &ls->comp,
-                                x, tok, sp->m, sp->mdelta, sp->route, N, d->work);
+                                x, tok, sp->m, sp->mdelta, sp->route, N, d->pass.work);
         return;
     }
     /* component parallel: each block's input gradient is partial (summed over the group);
      * ∂/∂m_Δ comes from the rank that adds Δx and is shared with the others */
     real *pdx = NULL;
     if (dx) {
-        pdx = d->tmp_dx;
+        pdx = d->act.tmp_dx;
         memset(pdx, 0, sizeof(real) * (size_t)N * (size_t)ls->d_in);
     }
     vpd_components_backward(pdx, pg ? ls->dV : NULL, pg ? ls->dU : NULL, sp->dm, sp->dmdelta, dy_eff, a, &ls->comp, x,
-                            tok, sp->m, sp->mdelta, sp->route, N, d->work);
+                            tok, sp->m, sp->mdelta, sp->route, N, d->pass.work);
     if (dx) {
-        vpd_sum_real(pdx, (size_t)N * (size_t)ls->d_in, d->cp_comm);
+        vpd_sum_real(pdx, (size_t)N * (size_t)ls->d_in, d->grid.cp_comm);
         vpd_axpy((size_t)N * (size_t)ls->d_in, 1, pdx, dx);
     }
-    if (sp->dmdelta) vpd_sum_real(sp->dmdelta, (size_t)N, d->cp_comm); /* zero on every rank but the shared one */
+    if (sp->dmdelta) vpd_sum_real(sp->dmdelta, (size_t)N, d->grid.cp_comm); /* zero on every rank but the shared one */
 }
 
 static double output_loss_forward_backward(vpd_decomp *d, double dscale) {
-    size_t n = (size_t)d->out_numel;
+    size_t n = (size_t)d->batch.out_numel;
     if (d->cfg->output_loss == VPD_OUT_MSE) {
-        double D = mse_forward(d->out, d->target_out, n);
+        double D = mse_forward(d->pass.out, d->act.target_out, n);
         if (dscale != 0) {
-            memset(d->dout, 0, sizeof(real) * n);
-            mse_backward(d->dout, d->out, d->target_out, n, (real)dscale);
+            memset(d->pass.dout, 0, sizeof(real) * n);
+            mse_backward(d->pass.dout, d->pass.out, d->act.target_out, n, (real)dscale);
         }
         return D;
     }
     int V = vpd_model_out_dim(d->target);
-    double D = kl_forward_prepared(d->q_probs, d->target_probs, d->target_rowc, d->target_out, d->out, d->N, V);
+    double D = kl_forward_prepared(d->pass.q_probs, d->act.target_probs, d->act.target_rowc, d->act.target_out, d->pass.out, d->batch.N, V);
     if (dscale != 0) {
-        memset(d->dout, 0, sizeof(real) * n);
-        kl_backward(d->dout, d->target_probs, d->q_probs, d->N, V, (real)dscale);
+        memset(d->pass.dout, 0, sizeof(real) * n);
+        kl_backward(d->pass.dout, d->act.target_probs, d->pass.q_probs, d->batch.N, V, (real)dscale);
     }
     return D;
 }
 
 double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass_opts *opts, double *numel_out) {
     pass_hook ph = {{pass_forward, pass_backward}, d, spec, opts, 0, 0};
-    vpd_model_forward(d->target, &d->input, d->out, &ph.base);
+    vpd_model_forward(d->target, &d->batch.input, d->pass.out, &ph.base);
     double D;
     if (opts->hidden_acts) {
         D = ph.hidden_sq;
         if (numel_out) *numel_out = ph.hidden_numel;
-        if (opts->dscale != 0) memset(d->dout, 0, sizeof(real) * (size_t)d->out_numel);
+        if (opts->dscale != 0) memset(d->pass.dout, 0, sizeof(real) * (size_t)d->batch.out_numel);
     } else {
         D = output_loss_forward_backward(d, opts->dscale);
     }
-    if (opts->dscale != 0) vpd_model_backward(d->target, d->dout, NULL, NULL, &ph.base);
+    if (opts->dscale != 0) vpd_model_backward(d->target, d->pass.dout, NULL, NULL, &ph.base);
     return D;
 }

@@ -39,7 +39,7 @@ typedef struct {
     real *scratch;  /* [N, max C + 1] */
 } parity_ctx;
 
-static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->N * (size_t)d->layers[k].c_off; }
+static real *blk(const vpd_decomp *d, real *buf, int k) { return buf + (size_t)d->batch.N * (size_t)d->layers[k].c_off; }
 
 /* ---- reading helpers ------------------------------------------------------------------ */
 
@@ -159,12 +159,12 @@ static vpd_status fx_stochastic(void *ctx, vpd_decomp *d, int loss, int sample) 
     for (int k = 0; k < d->L; k++) {
         int nd = row_shape(P, d->layers[k].C, shape);
         snprintf(path, sizeof path, "losses/%s/stochastic/%d/%s/src", P->loss_name[loss], sample, d->layers[k].name);
-        VPD_TRY(read_real(P, path, blk(d, d->src, k), nd, shape));
+        VPD_TRY(read_real(P, path, blk(d, d->pass.src, k), nd, shape));
         if (P->cfg.use_delta_component) {
             nd = row_shape(P, 0, shape);
             snprintf(path, sizeof path, "losses/%s/stochastic/%d/%s/delta", P->loss_name[loss], sample,
                      d->layers[k].name);
-            VPD_TRY(read_real(P, path, d->srcdelta + (size_t)k * d->N, nd, shape));
+            VPD_TRY(read_real(P, path, d->pass.srcdelta + (size_t)k * d->batch.N, nd, shape));
         }
     }
     return VPD_OK;
@@ -179,11 +179,11 @@ static vpd_status fx_routing(void *ctx, vpd_decomp *d, int loss, int draw) {
         int nd = row_shape(P, 0, shape);
         snprintf(path, sizeof path, "losses/%s/routing/%d/%s", P->loss_name[loss], draw, d->layers[k].name);
         VPD_TRY(vpd_h5_read_i32(&P->f, path, buf, nd, shape));
-        for (int n = 0; n < d->N; n++) {
+        for (int n = 0; n < d->batch.N; n++) {
             if (buf[n] != 0 && buf[n] != 1)
                 return vpd_error(VPD_ERR_VALUE, "%s: dataset '%s': routing flags must be 0 or 1, found %d at flat index %d",
                                  P->path, path, (int)buf[n], n);
-            d->route[(size_t)k * d->N + n] = (uint8_t)buf[n];
+            d->pass.route[(size_t)k * d->batch.N + n] = (uint8_t)buf[n];
         }
     }
     return VPD_OK;
@@ -206,10 +206,10 @@ static vpd_status fx_pgd_init(void *ctx, vpd_decomp *d, int loss, int restart, r
         }
         int nd = row_shape(P, Cs, shape);
         VPD_TRY(read_real(P, path, P->scratch, nd, shape));
-        real *r = blk(d, d->src, k);
-        for (int n = 0; n < d->N; n++) {
+        real *r = blk(d, d->pass.src, k);
+        for (int n = 0; n < d->batch.N; n++) {
             memcpy(r + (size_t)n * C, P->scratch + (size_t)n * Cs, sizeof(real) * (size_t)C);
-            if (delta) d->srcdelta[(size_t)k * d->N + n] = P->scratch[(size_t)n * Cs + C];
+            if (delta) d->pass.srcdelta[(size_t)k * d->batch.N + n] = P->scratch[(size_t)n * Cs + C];
         }
     }
     return VPD_OK;
@@ -219,7 +219,7 @@ static vpd_status fx_pgd_init(void *ctx, vpd_decomp *d, int loss, int restart, r
 static vpd_status load_ppgd(parity_ctx *P, int i) {
     vpd_decomp *d = P->d;
     const vpd_loss_cfg *lc = &P->cfg.losses[i];
-    const int rows = vpd_ppgd_rows(d->ppgd[i]);
+    const int rows = vpd_ppgd_rows(d->loss.ppgd[i]);
     int64_t Ns = 1, Ss = 1;
     switch (lc->ppgd_scope) {
     case VPD_PPGD_SINGLE_SOURCE: break;
@@ -228,7 +228,7 @@ static vpd_status load_ppgd(parity_ctx *P, int i) {
     case VPD_PPGD_PER_BATCH_PER_POSITION: Ns = P->B; Ss = P->S; break;
     }
     VPD_ASSERT(Ns * Ss == rows, "persistent PGD rows %d vs %lld", rows, (long long)(Ns * Ss));
-    real *src = vpd_ppgd_sources(d->ppgd[i]);
+    real *src = vpd_ppgd_sources(d->loss.ppgd[i]);
     size_t off = 0;
     char path[600];
     for (int k = 0; k < d->L; k++) {
@@ -244,7 +244,7 @@ static vpd_status load_ppgd(parity_ctx *P, int i) {
                                      "found %g at flat index %lld", P->path, path, (double)src[off + (size_t)j], (long long)j);
         off += (size_t)(Ns * Ss * Cs);
     }
-    VPD_ASSERT(off == vpd_ppgd_numel(d->ppgd[i]), "persistent PGD layout");
+    VPD_ASSERT(off == vpd_ppgd_numel(d->loss.ppgd[i]), "persistent PGD layout");
     return VPD_OK;
 }
 
@@ -566,12 +566,12 @@ static vpd_status fill_state(parity_ctx *P) {
     VPD_TRY(s);
 
     /* input and the target forward (caches each layer's input and f(x)) */
-    d->input.B = P->B;
-    d->input.S = P->S;
-    d->input.x = P->x;
-    d->input.tokens = P->tok;
+    d->batch.input.B = P->B;
+    d->batch.input.S = P->S;
+    d->batch.input.x = P->x;
+    d->batch.input.tokens = P->tok;
     if (P->tok) {
-        d->tok_in = P->tok;
+        d->batch.tok_in = P->tok;
     }
     vpd_decomp_target_forward(d);
 
@@ -585,22 +585,22 @@ static vpd_status fill_state(parity_ctx *P) {
         int nd = row_shape(P, d->layers[k].C, sh);
         if (P->ci_direct) {
             snprintf(path, sizeof path, "layers/%s/ci_lower", d->layers[k].name);
-            VPD_TRY(read_real(P, path, blk(d, d->g_lower, k), nd, sh));
+            VPD_TRY(read_real(P, path, blk(d, d->act.g_lower, k), nd, sh));
             snprintf(path, sizeof path, "layers/%s/ci_upper", d->layers[k].name);
-            VPD_TRY(read_real(P, path, blk(d, d->g_upper, k), nd, sh));
+            VPD_TRY(read_real(P, path, blk(d, d->act.g_upper, k), nd, sh));
         } else {
             snprintf(path, sizeof path, "layers/%s/z", d->layers[k].name);
             if (!vpd_h5_exists(&P->f, path))
                 return vpd_error(VPD_ERR_FORMAT,
                                  "%s: dataset '%s' not found (give z, or ci_lower and ci_upper, for every layer)",
                                  P->path, path);
-            VPD_TRY(read_real(P, path, blk(d, d->z, k), nd, sh));
+            VPD_TRY(read_real(P, path, blk(d, d->act.z, k), nd, sh));
         }
     }
-    size_t n = (size_t)d->N * (size_t)d->C_sum;
+    size_t n = (size_t)d->batch.N * (size_t)d->C_sum;
     if (!P->ci_direct) {
-        vpd_sigmoid_forward(P->cfg.sigmoid_lower, d->g_lower, d->z, n);
-        vpd_sigmoid_forward(P->cfg.sigmoid_upper, d->g_upper, d->z, n);
+        vpd_sigmoid_forward(P->cfg.sigmoid_lower, d->act.g_lower, d->act.z, n);
+        vpd_sigmoid_forward(P->cfg.sigmoid_upper, d->act.g_upper, d->act.z, n);
     }
     return VPD_OK;
 }
@@ -611,11 +611,11 @@ static vpd_status fill_state(parity_ctx *P) {
 static vpd_status write_grads(parity_ctx *P, vpd_h5 *out, int i) {
     vpd_decomp *d = P->d;
     vpd_decomp_fold_tied_grads(d);
-    size_t n = (size_t)d->N * (size_t)d->C_sum;
+    size_t n = (size_t)d->batch.N * (size_t)d->C_sum;
     if (!P->ci_direct) { /* dz = σ_lower'·dg_lower + σ_upper'·dg_upper (continuous sampling) */
-        memset(d->dz, 0, sizeof(real) * n);
-        vpd_sigmoid_backward(P->cfg.sigmoid_lower, d->dz, d->dg_lower, d->z, n);
-        vpd_sigmoid_backward(P->cfg.sigmoid_upper, d->dz, d->dg_upper, d->z, n);
+        memset(d->act.dz, 0, sizeof(real) * n);
+        vpd_sigmoid_backward(P->cfg.sigmoid_lower, d->act.dz, d->act.dg_lower, d->act.z, n);
+        vpd_sigmoid_backward(P->cfg.sigmoid_upper, d->act.dz, d->act.dg_upper, d->act.z, n);
     }
     char path[600];
     for (int k = 0; k < d->L; k++) {
@@ -633,12 +633,12 @@ static vpd_status write_grads(parity_ctx *P, vpd_h5 *out, int i) {
         int nd = row_shape(P, ls->C, sh);
         if (P->ci_direct) {
             snprintf(path, sizeof path, "losses/%s/grad/%s/dci_lower", P->loss_name[i], ls->name);
-            VPD_TRY(vpd_h5_write_real(out, path, blk(d, d->dg_lower, k), nd, sh));
+            VPD_TRY(vpd_h5_write_real(out, path, blk(d, d->act.dg_lower, k), nd, sh));
             snprintf(path, sizeof path, "losses/%s/grad/%s/dci_upper", P->loss_name[i], ls->name);
-            VPD_TRY(vpd_h5_write_real(out, path, blk(d, d->dg_upper, k), nd, sh));
+            VPD_TRY(vpd_h5_write_real(out, path, blk(d, d->act.dg_upper, k), nd, sh));
         } else {
             snprintf(path, sizeof path, "losses/%s/grad/%s/dz", P->loss_name[i], ls->name);
-            VPD_TRY(vpd_h5_write_real(out, path, blk(d, d->dz, k), nd, sh));
+            VPD_TRY(vpd_h5_write_real(out, path, blk(d, d->act.dz, k), nd, sh));
         }
     }
     return VPD_OK;

@@ -64,19 +64,19 @@ vpd_status vpd_ppgd_create(vpd_ppgd_state **out, vpd_decomp *d, int loss_index) 
     p->per_rank = lc->ppgd_scope == VPD_PPGD_PER_BATCH_PER_POSITION;
     switch (lc->ppgd_scope) {
     case VPD_PPGD_SINGLE_SOURCE: p->Ns = 1; p->Ss = 1; break;
-    case VPD_PPGD_BROADCAST_ACROSS_BATCH: p->Ns = 1; p->Ss = d->S; break;
+    case VPD_PPGD_BROADCAST_ACROSS_BATCH: p->Ns = 1; p->Ss = d->batch.S; break;
     case VPD_PPGD_REPEAT_ACROSS_BATCH:
         p->Ns = lc->ppgd_n_sources;
-        p->Ss = d->S;
-        if (p->Ns <= 0 || d->B % p->Ns != 0) {
+        p->Ss = d->batch.S;
+        if (p->Ns <= 0 || d->batch.B % p->Ns != 0) {
             free(p);
             return vpd_error(VPD_ERR_CONFIG,
                              "%s: scope repeat_across_batch n_sources=%d must divide the per-rank batch size %d "
                              "(batch_size / data-parallel ranks); adjust n_sources or batch_size",
-                             vpd_loss_classname(lc->kind), lc->ppgd_n_sources, d->B);
+                             vpd_loss_classname(lc->kind), lc->ppgd_n_sources, d->batch.B);
         }
         break;
-    case VPD_PPGD_PER_BATCH_PER_POSITION: p->Ns = d->B; p->Ss = d->S; break;
+    case VPD_PPGD_PER_BATCH_PER_POSITION: p->Ns = d->batch.B; p->Ss = d->batch.S; break;
     }
     p->off = malloc(sizeof(size_t) * (size_t)d->L);
     p->Cs = malloc(sizeof(int) * (size_t)d->L);
@@ -109,7 +109,7 @@ vpd_status vpd_ppgd_create(vpd_ppgd_state **out, vpd_decomp *d, int loss_index) 
         const uint64_t Ct = (uint64_t)d->layers[k].C_total + (p->delta ? 1 : 0), c0 = (uint64_t)d->layers[k].c0;
         for (int row = 0; row < p->Ns * p->Ss; row++) {
             /* per_batch_per_position rows are global (example, position); others are shared */
-            uint64_t grow = p->per_rank ? (uint64_t)(d->example0 * d->S + row) : (uint64_t)row;
+            uint64_t grow = p->per_rank ? (uint64_t)(d->batch.example0 * d->batch.S + row) : (uint64_t)row;
             real *o = s + (size_t)row * Cs;
             if (p->sigmoid) {
                 vpd_rng_fill_normal(&rng, grow * Ct + c0, (size_t)C, o);
@@ -131,37 +131,37 @@ static inline real eff(const vpd_ppgd_state *p, real s) { return p->sigmoid ? (r
 
 /* source row of local row n = b·S + pos */
 static inline int src_row(const vpd_ppgd_state *p, const vpd_decomp *d, int n) {
-    int b = n / d->S, pos = n % d->S;
+    int b = n / d->batch.S, pos = n % d->batch.S;
     return (b % p->Ns) * p->Ss + (p->Ss == 1 ? 0 : pos);
 }
 
-/* write the effective sources into d->src / d->srcdelta for every row */
+/* write the effective sources into d->pass.src / d->pass.srcdelta for every row */
 static void expand(vpd_ppgd_state *p, vpd_decomp *d) {
-    const int N = d->N;
+    const int N = d->batch.N;
     for (int k = 0; k < d->L; k++) {
         const int C = d->layers[k].C, Cs = p->Cs[k];
         const real *s = p->src + p->off[k];
-        real *r = d->src + (size_t)N * d->layers[k].c_off;
+        real *r = d->pass.src + (size_t)N * d->layers[k].c_off;
         for (int n = 0; n < N; n++) {
             const real *row = s + (size_t)src_row(p, d, n) * Cs;
             for (int c = 0; c < C; c++) r[(size_t)n * C + c] = eff(p, row[c]);
-            if (p->delta) d->srcdelta[(size_t)k * N + n] = eff(p, row[C]);
+            if (p->delta) d->pass.srcdelta[(size_t)k * N + n] = eff(p, row[C]);
         }
     }
 }
 
-/* reduce d->dsrc / d->dsrcdelta (∂(scale·D)/∂r per row) into p->grad = ∂D/∂(raw source) */
+/* reduce d->pass.dsrc / d->pass.dsrcdelta (∂(scale·D)/∂r per row) into p->grad = ∂D/∂(raw source) */
 static void gather_grad(vpd_ppgd_state *p, vpd_decomp *d, double inv_scale) {
-    const int N = d->N;
+    const int N = d->batch.N;
     memset(p->grad, 0, sizeof(real) * p->n);
     for (int k = 0; k < d->L; k++) {
         const int C = d->layers[k].C, Cs = p->Cs[k];
         real *g = p->grad + p->off[k];
-        const real *dr = d->dsrc + (size_t)N * d->layers[k].c_off;
+        const real *dr = d->pass.dsrc + (size_t)N * d->layers[k].c_off;
         for (int n = 0; n < N; n++) {
             real *row = g + (size_t)src_row(p, d, n) * Cs;
             for (int c = 0; c < C; c++) row[c] += dr[(size_t)n * C + c];
-            if (p->delta) row[C] += d->dsrcdelta[(size_t)k * N + n];
+            if (p->delta) row[C] += d->pass.dsrcdelta[(size_t)k * N + n];
         }
     }
     if (p->sigmoid)
@@ -172,10 +172,10 @@ static void gather_grad(vpd_ppgd_state *p, vpd_decomp *d, double inv_scale) {
     /* per-rank sources: the gradient of the GLOBAL mean loss, which is the local mean's
      * divided by the replica count — so the ascent (and the Adam moments) are the same on
      * any number of ranks as in one process */
-    if (p->per_rank && d->dp_size > 1) inv_scale /= d->dp_size;
+    if (p->per_rank && d->grid.dp_size > 1) inv_scale /= d->grid.dp_size;
     if (inv_scale != 1.0) vpd_scale(p->n, (real)inv_scale, p->grad);
-    if (!p->per_rank && d->dp_size > 1) {
-        vpd_dp_mean(p->grad, p->n, d->dp_comm);
+    if (!p->per_rank && d->grid.dp_size > 1) {
+        vpd_dp_mean(p->grad, p->n, d->grid.dp_comm);
     }
 }
 
@@ -185,13 +185,13 @@ static const uint8_t *route_for(vpd_decomp *d, const vpd_loss_cfg *lc, int loss_
     if (d->fixed) {
         vpd_status s = d->fixed->routing(d->fixed->ctx, d, loss_index, draw);
         VPD_ASSERT(s == VPD_OK, "fixed draws: %s", vpd_last_error());
-        return d->route;
+        return d->pass.route;
     }
     uint32_t sample = vpd_loss_sample(loss_index, draw);
     vpd_draw dr = vpd_decomp_draw(d, -1, sample);
-    vpd_status s = vpd_routing_draw(d->route, &dr, d->L, lc->routing, lc->routing_p);
+    vpd_status s = vpd_routing_draw(d->pass.route, &dr, d->L, lc->routing, lc->routing_p);
     VPD_ASSERT(s == VPD_OK, "routing draw: %s", vpd_last_error());
-    return d->route;
+    return d->pass.route;
 }
 
 void vpd_ppgd_step(vpd_decomp *d, vpd_ppgd_state *p) {
@@ -240,7 +240,7 @@ double vpd_ppgd_loss(vpd_decomp *d, vpd_ppgd_state *p, int loss_index, double ds
     return D;
 }
 
-/* the row's evaluate: the loss's persistent state is d->ppgd[index] */
+/* the row's evaluate: the loss's persistent state is d->loss.ppgd[index] */
 double vpd_loss_ppgd_eval(vpd_decomp *d, int index, double dscale, bool backward) {
-    return vpd_ppgd_loss(d, d->ppgd[index], index, dscale, backward);
+    return vpd_ppgd_loss(d, d->loss.ppgd[index], index, dscale, backward);
 }

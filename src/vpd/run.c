@@ -77,8 +77,8 @@ static vpd_status hpc_boundary(vpd_decomp *d, const vpd_run_opts *opts, vpd_run_
     if (ck && vpd_log_rank() == 0 && ck->every_minutes > 0 && vpd_wtime() - *t_last_ckpt >= 60.0 * ck->every_minutes)
         flags[1] = 1;
     /* every rank of the dp × cp grid (the checkpoint is collective over all of them) */
-    vpd_max_ints(flags, 2, d->dp_comm);
-    vpd_max_ints(flags, 2, d->cp_comm);
+    vpd_max_ints(flags, 2, d->grid.dp_comm);
+    vpd_max_ints(flags, 2, d->grid.cp_comm);
     if (!flags[0] && !flags[1]) return VPD_OK;
     vpd_ckpt_opts fallback;
     if (!ck) { /* no checkpoint section: a signal still checkpoints into RUN_DIR/checkpoints */
@@ -156,7 +156,7 @@ vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_ru
         if (!mf && s == VPD_OK) s = vpd_error(VPD_ERR_IO, "cannot write %s", path);
     }
     /* every rank must learn about rank 0's failure, or the others would wait in the loop */
-    int bad = vpd_max_int(vpd_max_int(s != VPD_OK, d->dp_comm), d->cp_comm);
+    int bad = vpd_max_int(vpd_max_int(s != VPD_OK, d->grid.dp_comm), d->grid.cp_comm);
     if (bad) return s != VPD_OK ? s : vpd_error(VPD_ERR_IO, "rank 0 could not open metrics.jsonl");
     if (hpc) {
         vpd_signals_install();

@@ -16,7 +16,7 @@
 #define TRY_S(x) do { if (s == VPD_OK) s = (x); } while (0)
 
 /* the communicator spanning the whole dp × cp grid (as decomp_setup's SVD initialisation) */
-static MPI_Comm grid_comm(const vpd_decomp *d) { return d->cp_size > 1 ? vpd_comm_world() : d->dp_comm; }
+static MPI_Comm grid_comm(const vpd_decomp *d) { return d->grid.cp_size > 1 ? vpd_comm_world() : d->grid.dp_comm; }
 
 /* V [d_in, C_total] by column block and U [C_total, d_out] by row block of layer k, at
  * prefix (e.g. "/components" or "/optimizer/components/m"); V, U point to this rank's blocks */
@@ -41,13 +41,13 @@ static vpd_status add_params(vpd_decomp *d, vpd_tensor_table *t) {
         if (ls->tied_to >= 0) TRY_S(vpd_table_attr_str(t, g, "tied_to", d->layers[ls->tied_to].name, VPD_ATTR_INFO, NULL));
     }
     /* the CI function's own table of named tensors, replicated */
-    for (int i = 0; i < d->ci->n_tensors && s == VPD_OK; i++) {
-        vpd_tensor tv = vpd_ci_param_view(d->ci, i);
+    for (int i = 0; i < d->params.ci->n_tensors && s == VPD_OK; i++) {
+        vpd_tensor tv = vpd_ci_param_view(d->params.ci, i);
         char p[VPD_TABLE_NAME_MAX];
-        snprintf(p, sizeof p, "/ci_fn/%s", d->ci->tensors[i].name);
+        snprintf(p, sizeof p, "/ci_fn/%s", d->params.ci->tensors[i].name);
         TRY_S(vpd_table_replicated(t, p, tv.data, VPD_TT_REAL, tv.ndim, tv.shape));
     }
-    TRY_S(vpd_table_attr_str(t, "/ci_fn", "fn_type", vpd_ci_type_name(d->ci->type), VPD_ATTR_CHECK,
+    TRY_S(vpd_table_attr_str(t, "/ci_fn", "fn_type", vpd_ci_type_name(d->params.ci->type), VPD_ATTR_CHECK,
                              "the file was made with another ci_config.fn_type"));
     return s;
 }
@@ -57,34 +57,34 @@ static vpd_status add_optimizer(vpd_decomp *d, vpd_tensor_table *t) {
     vpd_status s = VPD_OK;
     const char *mv[2] = {"m", "v"};
     for (int b = 0; b < 2 && s == VPD_OK; b++) {
-        real *comp = b ? d->adam_comp.v : d->adam_comp.m, *ci = b ? d->adam_ci.v : d->adam_ci.m;
+        real *comp = b ? d->opt.adam_comp.v : d->opt.adam_comp.m, *ci = b ? d->opt.adam_ci.v : d->opt.adam_ci.m;
         char prefix[64];
         snprintf(prefix, sizeof prefix, "/optimizer/components/%s", mv[b]);
         for (int k = 0; k < d->L && s == VPD_OK; k++) {
             const vpd_layer_state *ls = &d->layers[k];
             if (ls->tied_to >= 0) continue; /* one parameter set: its source's moments */
-            const size_t ov = (size_t)(ls->comp.V - d->comp_params), ou = (size_t)(ls->comp.U - d->comp_params);
+            const size_t ov = (size_t)(ls->comp.V - d->params.comp_params), ou = (size_t)(ls->comp.U - d->params.comp_params);
             TRY_S(add_vu(t, prefix, ls, comp + ov, comp + ou));
         }
-        for (int i = 0; i < d->ci->n_tensors && s == VPD_OK; i++) {
-            const vpd_ci_param_info *pi = &d->ci->tensors[i];
+        for (int i = 0; i < d->params.ci->n_tensors && s == VPD_OK; i++) {
+            const vpd_ci_param_info *pi = &d->params.ci->tensors[i];
             char p[VPD_TABLE_NAME_MAX];
             snprintf(p, sizeof p, "/optimizer/ci_fn/%s/%s", mv[b], pi->name);
             TRY_S(vpd_table_replicated(t, p, ci + pi->offset, VPD_TT_REAL, pi->ndim, pi->shape));
         }
     }
-    TRY_S(vpd_table_attr_int(t, "/optimizer/components", "t", d->adam_comp.t, VPD_ATTR_LOAD, NULL));
-    TRY_S(vpd_table_attr_int(t, "/optimizer/ci_fn", "t", d->adam_ci.t, VPD_ATTR_LOAD, NULL));
+    TRY_S(vpd_table_attr_int(t, "/optimizer/components", "t", d->opt.adam_comp.t, VPD_ATTR_LOAD, NULL));
+    TRY_S(vpd_table_attr_int(t, "/optimizer/ci_fn", "t", d->opt.adam_ci.t, VPD_ATTR_LOAD, NULL));
     return s;
 }
 
 /* Persistent-PGD state of loss i: flat layer blocks [rows_local, C_k (+1 with Δ)]; rows are
  * the rank's own examples' (per_batch_per_position: global row example0·S + j) or shared. */
 static vpd_status add_ppgd(vpd_decomp *d, int i, vpd_tensor_table *t) {
-    vpd_ppgd_state *p = d->ppgd[i];
+    vpd_ppgd_state *p = d->loss.ppgd[i];
     const bool delta = d->cfg->use_delta_component, per_rank = vpd_ppgd_is_per_rank(p);
     const int64_t rows = vpd_ppgd_rows(p);
-    const int64_t rows_global = per_rank ? (int64_t)d->B_global * d->S : rows, row0 = per_rank ? d->example0 * d->S : 0;
+    const int64_t rows_global = per_rank ? (int64_t)d->batch.B_global * d->batch.S : rows, row0 = per_rank ? d->batch.example0 * d->batch.S : 0;
     size_t total = 0;
     for (int k = 0; k < d->L; k++) total += (size_t)rows * (size_t)(d->layers[k].C + delta);
     if (total != vpd_ppgd_numel(p))
@@ -155,8 +155,8 @@ static vpd_status add_runfile_attrs(vpd_decomp *d, const vpd_config *config, con
     TRY_S(vpd_table_attr_str(t, "/provenance", "vpd_version", VPD_VERSION, VPD_ATTR_INFO, NULL));
     TRY_S(vpd_table_attr_str(t, "/provenance", "git_hash", VPD_GIT_HASH, VPD_ATTR_INFO, NULL));
     TRY_S(vpd_table_attr_int(t, "/provenance", "mpi_world_size", vpd_world_size(), VPD_ATTR_INFO, NULL));
-    TRY_S(vpd_table_attr_int(t, "/provenance", "data_parallel", d->dp_size, VPD_ATTR_INFO, NULL));
-    TRY_S(vpd_table_attr_int(t, "/provenance", "component_parallel", d->cp_size, VPD_ATTR_INFO, NULL));
+    TRY_S(vpd_table_attr_int(t, "/provenance", "data_parallel", d->grid.dp_size, VPD_ATTR_INFO, NULL));
+    TRY_S(vpd_table_attr_int(t, "/provenance", "component_parallel", d->grid.cp_size, VPD_ATTR_INFO, NULL));
     TRY_S(vpd_table_attr_str(t, "/provenance", "host", h ? h : host, VPD_ATTR_INFO, NULL));
     free(h);
     TRY_S(vpd_table_attr_str(t, "/provenance", "target_dir", d->cfg->target_dir, VPD_ATTR_INFO, NULL));
@@ -180,9 +180,9 @@ static vpd_status add_runfile_attrs(vpd_decomp *d, const vpd_config *config, con
 vpd_status vpd_decomp_state_table(vpd_decomp *d, vpd_state_which which, const vpd_config *config,
                                   const vpd_summary *summary, vpd_tensor_table *t) {
     if (which == VPD_STATE_RUNFILE)
-        vpd_table_init(t, d->cp_comm, 1, 0, d->cp_size, d->cp_rank);
+        vpd_table_init(t, d->grid.cp_comm, 1, 0, d->grid.cp_size, d->grid.cp_rank);
     else
-        vpd_table_init(t, grid_comm(d), d->dp_size, d->dp_rank, d->cp_size, d->cp_rank);
+        vpd_table_init(t, grid_comm(d), d->grid.dp_size, d->grid.dp_rank, d->grid.cp_size, d->grid.cp_rank);
     t->real_as_f32 = which == VPD_STATE_RUNFILE; /* README: run.h5 holds float32 */
     vpd_status s = add_params(d, t);
     if (which == VPD_STATE_PARAMS) TRY_S(vpd_table_attr_int(t, "/", "step", d->step, VPD_ATTR_LOAD, NULL));
@@ -192,16 +192,16 @@ vpd_status vpd_decomp_state_table(vpd_decomp *d, vpd_state_which which, const vp
     }
     if (which == VPD_STATE_CHECKPOINT) {
         TRY_S(vpd_table_attr_int(t, "/", "steps", d->cfg->steps, VPD_ATTR_INFO, NULL));
-        TRY_S(vpd_table_attr_int(t, "/", "B_global", d->B_global, VPD_ATTR_CHECK,
+        TRY_S(vpd_table_attr_int(t, "/", "B_global", d->batch.B_global, VPD_ATTR_CHECK,
                                  "batch_size must stay the same for a resume (the data stream and per-example "
                                  "sources are indexed by it)"));
-        TRY_S(vpd_table_attr_int(t, "/", "S", d->S, VPD_ATTR_CHECK, "max_seq_len must stay the same for a resume"));
-        TRY_S(vpd_table_attr_int(t, "/", "data_parallel", d->dp_size, VPD_ATTR_INFO, NULL));
-        TRY_S(vpd_table_attr_int(t, "/", "component_parallel", d->cp_size, VPD_ATTR_INFO, NULL));
-        TRY_S(vpd_table_attr_int(t, "/", "world_size", (int64_t)d->dp_size * d->cp_size, VPD_ATTR_INFO, NULL));
+        TRY_S(vpd_table_attr_int(t, "/", "S", d->batch.S, VPD_ATTR_CHECK, "max_seq_len must stay the same for a resume"));
+        TRY_S(vpd_table_attr_int(t, "/", "data_parallel", d->grid.dp_size, VPD_ATTR_INFO, NULL));
+        TRY_S(vpd_table_attr_int(t, "/", "component_parallel", d->grid.cp_size, VPD_ATTR_INFO, NULL));
+        TRY_S(vpd_table_attr_int(t, "/", "world_size", (int64_t)d->grid.dp_size * d->grid.cp_size, VPD_ATTR_INFO, NULL));
         TRY_S(add_optimizer(d, t));
         for (int i = 0; i < d->cfg->n_losses && s == VPD_OK; i++)
-            if (d->ppgd[i]) s = add_ppgd(d, i, t);
+            if (d->loss.ppgd[i]) s = add_ppgd(d, i, t);
     }
     if (s != VPD_OK) vpd_table_free(t);
     return s;
@@ -215,13 +215,13 @@ static int64_t loaded_int(const vpd_tensor_table *t, const char *obj, const char
 void vpd_decomp_state_loaded(vpd_decomp *d, const vpd_tensor_table *t, vpd_state_which which, int step) {
     d->step = step >= 0 ? step : (int)loaded_int(t, "/", "step", d->step);
     if (which == VPD_STATE_CHECKPOINT) {
-        d->adam_comp.t = loaded_int(t, "/optimizer/components", "t", d->adam_comp.t);
-        d->adam_ci.t = loaded_int(t, "/optimizer/ci_fn", "t", d->adam_ci.t);
+        d->opt.adam_comp.t = loaded_int(t, "/optimizer/components", "t", d->opt.adam_comp.t);
+        d->opt.adam_ci.t = loaded_int(t, "/optimizer/ci_fn", "t", d->opt.adam_ci.t);
         for (int i = 0; i < d->cfg->n_losses; i++) {
-            if (!d->ppgd[i]) continue;
+            if (!d->loss.ppgd[i]) continue;
             char g[64];
             snprintf(g, sizeof g, "/ppgd/%d", i);
-            int64_t *pt = vpd_ppgd_adam_t(d->ppgd[i]);
+            int64_t *pt = vpd_ppgd_adam_t(d->loss.ppgd[i]);
             *pt = loaded_int(t, g, "t", *pt);
         }
     }
@@ -286,7 +286,7 @@ vpd_status vpd_runfile_write(const char *path, const vpd_decomp *d, const vpd_co
                              const vpd_summary *summary) {
     vpd_tensor_table t;
     /* the rows only read from d */
-    VPD_TRY(vpd_all_agree(vpd_decomp_state_table((vpd_decomp *)d, VPD_STATE_RUNFILE, config, summary, &t), d->cp_comm));
+    VPD_TRY(vpd_all_agree(vpd_decomp_state_table((vpd_decomp *)d, VPD_STATE_RUNFILE, config, summary, &t), d->grid.cp_comm));
     vpd_status s = vpd_table_save(path, &t);
     vpd_table_free(&t);
     return s;

@@ -120,7 +120,7 @@ static double layer_mmcs(const vpd_decomp *d, int k, const bool *alive, int *cap
 
 vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
     vpd_decomp *d = t->d;
-    const int L = d->L, N = d->N;
+    const int L = d->L, N = d->batch.N;
     memset(s, 0, sizeof *s);
     double *gsum = calloc((size_t)d->C_sum, sizeof(double));
     bool *alive_flag = calloc((size_t)d->C_sum, sizeof(bool));
@@ -132,17 +132,17 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
         vpd_decomp_target_forward(d);
         VPD_TRY(vpd_decomp_ci_forward(d));
         for (int k = 0; k < L; k++) { /* L0 (g > 0) and Σ g: ci.h's counting rule */
-            const real *g = d->g_lower + (size_t)N * d->layers[k].c_off;
+            const real *g = d->act.g_lower + (size_t)N * d->layers[k].c_off;
             vpd_ci_count_l0(g, (size_t)N, d->layers[k].C, 0.0, &cnt[k]);
             vpd_ci_sum_g(g, (size_t)N, d->layers[k].C, gsum + d->layers[k].c_off);
         }
     }
     double rows = (double)N * n_batches;
-    vpd_sum_double(cnt, (size_t)L, d->cp_comm); /* L0 adds over the component blocks */
-    if (d->dp_size > 1) {
-        vpd_sum_double(gsum, (size_t)d->C_sum, d->dp_comm);
-        vpd_sum_double(cnt, (size_t)L, d->dp_comm);
-        rows *= d->dp_size;
+    vpd_sum_double(cnt, (size_t)L, d->grid.cp_comm); /* L0 adds over the component blocks */
+    if (d->grid.dp_size > 1) {
+        vpd_sum_double(gsum, (size_t)d->C_sum, d->grid.dp_comm);
+        vpd_sum_double(cnt, (size_t)L, d->grid.dp_comm);
+        rows *= d->grid.dp_size;
     }
     for (int k = 0; k < L; k++) {
         s->l0[k] = cnt[k] / rows;
@@ -151,15 +151,15 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
         s->alive[k] = vpd_ci_count_alive(mean_g, d->layers[k].C, alive_flag + d->layers[k].c_off);
         s->mmcs[k] = -1;
     }
-    if (d->cp_size > 1) {
+    if (d->grid.cp_size > 1) {
         double al[VPD_MAX_MODULE_PATTERNS * 4];
         for (int k = 0; k < L; k++) al[k] = s->alive[k];
-        vpd_sum_double(al, (size_t)L, d->cp_comm);
+        vpd_sum_double(al, (size_t)L, d->grid.cp_comm);
         for (int k = 0; k < L; k++) s->alive[k] = (int)al[k];
     }
     free(gsum);
     /* the ground-truth comparison needs every component of a layer in one place */
-    const bool toy = d->target->cfg.kind != VPD_MODEL_LLAMA && d->cp_size == 1;
+    const bool toy = d->target->cfg.kind != VPD_MODEL_LLAMA && d->grid.cp_size == 1;
     if (toy) {
         const int F = d->target->cfg.n_features;
         s->n_features = F;
@@ -167,13 +167,13 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
         int *hits = calloc((size_t)F * d->C_sum, sizeof(int));
         if (!hits) return vpd_error(VPD_ERR_MEM, "summary");
         for (int f0 = 0; f0 < F; f0 += N) {
-            memset(d->x_batch, 0, sizeof(real) * (size_t)N * F);
-            for (int r = 0; r < N && f0 + r < F; r++) d->x_batch[(size_t)r * F + f0 + r] = (real)0.75;
+            memset(d->batch.x_batch, 0, sizeof(real) * (size_t)N * F);
+            for (int r = 0; r < N && f0 + r < F; r++) d->batch.x_batch[(size_t)r * F + f0 + r] = (real)0.75;
             vpd_decomp_target_forward(d);
             VPD_TRY(vpd_decomp_ci_forward(d));
             for (int k = 0; k < L; k++) {
                 const int C = d->layers[k].C;
-                const real *g = d->g_lower + (size_t)N * d->layers[k].c_off;
+                const real *g = d->act.g_lower + (size_t)N * d->layers[k].c_off;
                 for (int r = 0; r < N && f0 + r < F; r++)
                     for (int c = 0; c < C; c++) hits[(size_t)(f0 + r) * d->C_sum + d->layers[k].c_off + c] = g[(size_t)r * C + c] > 0.1;
             }

@@ -28,27 +28,27 @@ vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d) {
             VPD_TRY(vpd_tokens_open(&t->eval_tokens, cfg->eval_tokens, width, mc->vocab_size));
             t->have_eval_tokens = true;
         }
-        t->tok_targets = malloc(sizeof(int32_t) * (size_t)d->N);
-        d->tok_in = malloc(sizeof(int32_t) * (size_t)d->N);
-        if (!t->tok_targets || !d->tok_in) return vpd_error(VPD_ERR_MEM, "token batch");
-        d->input.tokens = d->tok_in;
+        t->tok_targets = malloc(sizeof(int32_t) * (size_t)d->batch.N);
+        d->batch.tok_in = malloc(sizeof(int32_t) * (size_t)d->batch.N);
+        if (!t->tok_targets || !d->batch.tok_in) return vpd_error(VPD_ERR_MEM, "token batch");
+        d->batch.input.tokens = d->batch.tok_in;
     } else {
         vpd_data_gen gen;
         int n_active = 0;
         VPD_TRY(vpd_data_gen_parse(cfg->data_generation_type, "task_config.data_generation_type", &gen, &n_active));
         VPD_TRY(vpd_toy_data_init(&t->toy, mc->n_features, gen, n_active, cfg->feature_probability, cfg->seed));
         if (mc->kind == VPD_MODEL_RESID_MLP) t->toy.value_min = -1.0; /* spd ResidMLP data: U(-1, 1) */
-        d->x_batch = vpd_malloc(sizeof(real) * (size_t)d->B * mc->n_features, "input batch");
-        t->labels = vpd_malloc(sizeof(real) * (size_t)d->B * mc->n_features, "label batch");
-        if (!d->x_batch || !t->labels) return VPD_ERR_MEM;
-        d->input.x = d->x_batch;
+        d->batch.x_batch = vpd_malloc(sizeof(real) * (size_t)d->batch.B * mc->n_features, "input batch");
+        t->labels = vpd_malloc(sizeof(real) * (size_t)d->batch.B * mc->n_features, "label batch");
+        if (!d->batch.x_batch || !t->labels) return VPD_ERR_MEM;
+        d->batch.input.x = d->batch.x_batch;
     }
     /* AdamW, weight decay fixed at 0 (spd: optim.AdamW(..., weight_decay=0)) */
-    t->adam_buf = vpd_calloc(sizeof(real) * 2 * (d->n_comp_params + d->ci->n_params), "AdamW moments");
+    t->adam_buf = vpd_calloc(sizeof(real) * 2 * (d->params.n_comp_params + d->params.ci->n_params), "AdamW moments");
     if (!t->adam_buf) return VPD_ERR_MEM;
-    vpd_adamw_init(&d->adam_comp, t->adam_buf, t->adam_buf + d->n_comp_params, d->n_comp_params, 0.0);
-    real *ci_m = t->adam_buf + 2 * d->n_comp_params;
-    vpd_adamw_init(&d->adam_ci, ci_m, ci_m + d->ci->n_params, d->ci->n_params, 0.0);
+    vpd_adamw_init(&d->opt.adam_comp, t->adam_buf, t->adam_buf + d->params.n_comp_params, d->params.n_comp_params, 0.0);
+    real *ci_m = t->adam_buf + 2 * d->params.n_comp_params;
+    vpd_adamw_init(&d->opt.adam_ci, ci_m, ci_m + d->params.ci->n_params, d->params.ci->n_params, 0.0);
     return VPD_OK;
 }
 
@@ -60,10 +60,10 @@ void vpd_trainer_free(vpd_trainer *t) {
     vpd_free(t->labels);
     free(t->tok_targets);
     if (t->d) {
-        vpd_free(t->d->x_batch);
-        free(t->d->tok_in);
-        t->d->x_batch = NULL;
-        t->d->tok_in = NULL;
+        vpd_free(t->d->batch.x_batch);
+        free(t->d->batch.tok_in);
+        t->d->batch.x_batch = NULL;
+        t->d->batch.tok_in = NULL;
     }
 }
 
@@ -71,8 +71,8 @@ vpd_status vpd_trainer_load_batch(vpd_trainer *t, uint32_t stream, uint64_t inde
     vpd_decomp *d = t->d;
     if (t->lm) /* the eval stream reads the held-out file when there is one */
         return vpd_tokens_batch(stream == VPD_DATA_EVAL && t->have_eval_tokens ? &t->eval_tokens : &t->tokens,
-                                d->cfg->seed, stream, index, d->example0, d->B, d->S, d->tok_in, t->tok_targets);
-    vpd_toy_batch(&t->toy, stream, index, d->example0, d->B, d->x_batch, t->labels);
+                                d->cfg->seed, stream, index, d->batch.example0, d->batch.B, d->batch.S, d->batch.tok_in, t->tok_targets);
+    vpd_toy_batch(&t->toy, stream, index, d->batch.example0, d->batch.B, d->batch.x_batch, t->labels);
     return VPD_OK;
 }
 
@@ -81,8 +81,8 @@ vpd_status vpd_trainer_load_batch(vpd_trainer *t, uint32_t stream, uint64_t inde
 static void layer_l0(const vpd_decomp *d, double thr, double *out) {
     for (int k = 0; k < d->L; k++) {
         double cnt = 0;
-        vpd_ci_count_l0(d->g_lower + (size_t)d->N * d->layers[k].c_off, (size_t)d->N, d->layers[k].C, thr, &cnt);
-        out[k] = cnt / d->N;
+        vpd_ci_count_l0(d->act.g_lower + (size_t)d->batch.N * d->layers[k].c_off, (size_t)d->batch.N, d->layers[k].C, thr, &cnt);
+        out[k] = cnt / d->batch.N;
     }
 }
 
@@ -91,25 +91,25 @@ static void layer_l0(const vpd_decomp *d, double thr, double *out) {
  * replicas (one message). Returns Σ coeff·value of the reduced values. */
 static double reduce_metrics(vpd_decomp *d, vpd_step_metrics *sm) {
     const vpd_decomp_config *cfg = d->cfg;
-    if (d->cp_size > 1) {
+    if (d->grid.cp_size > 1) {
         for (int i = 0; i < cfg->n_losses; i++) {
             const vpd_loss_reduce r = vpd_loss_def_of(cfg->losses[i].kind)->over_blocks;
-            if (r == VPD_REDUCE_SUM || r == VPD_REDUCE_MEAN) vpd_sum_double(&sm->losses[i], 1, d->cp_comm);
-            if (r == VPD_REDUCE_MEAN) sm->losses[i] /= d->cp_size;
+            if (r == VPD_REDUCE_SUM || r == VPD_REDUCE_MEAN) vpd_sum_double(&sm->losses[i], 1, d->grid.cp_comm);
+            if (r == VPD_REDUCE_MEAN) sm->losses[i] /= d->grid.cp_size;
         }
-        vpd_sum_double(sm->l0, (size_t)d->L, d->cp_comm);
-        vpd_sum_double(sm->l0_thr, (size_t)d->L, d->cp_comm);
+        vpd_sum_double(sm->l0, (size_t)d->L, d->grid.cp_comm);
+        vpd_sum_double(sm->l0_thr, (size_t)d->L, d->grid.cp_comm);
     }
     double buf[2 * VPD_MAX_LOSSES + 4 * VPD_MAX_MODULE_PATTERNS * 4];
     int n = 0;
     for (int i = 0; i < cfg->n_losses; i++) buf[n++] = sm->losses[i];
     for (int k = 0; k < d->L; k++) buf[n++] = sm->l0[k];
     for (int k = 0; k < d->L; k++) buf[n++] = sm->l0_thr[k];
-    if (d->dp_size > 1) {
-        vpd_sum_double(buf, (size_t)n, d->dp_comm);
+    if (d->grid.dp_size > 1) {
+        vpd_sum_double(buf, (size_t)n, d->grid.dp_comm);
         for (int j = 0; j < n; j++) {
             const bool sum = j < cfg->n_losses && vpd_loss_def_of(cfg->losses[j].kind)->over_replicas == VPD_REDUCE_SUM;
-            if (!sum) buf[j] /= d->dp_size;
+            if (!sum) buf[j] /= d->grid.dp_size;
         }
     }
     n = 0;
@@ -128,10 +128,10 @@ static double reduce_metrics(vpd_decomp *d, vpd_step_metrics *sm) {
 vpd_status vpd_faithfulness_warmup(vpd_decomp *d) {
     const vpd_decomp_config *cfg = d->cfg;
     if (cfg->faithfulness_warmup_steps <= 0) return VPD_OK;
-    real *mv = vpd_calloc(sizeof(real) * 2 * d->n_comp_params, "faithfulness warmup moments");
+    real *mv = vpd_calloc(sizeof(real) * 2 * d->params.n_comp_params, "faithfulness warmup moments");
     if (!mv) return VPD_ERR_MEM;
     vpd_adamw a;
-    vpd_adamw_init(&a, mv, mv + d->n_comp_params, d->n_comp_params, cfg->faithfulness_warmup_weight_decay);
+    vpd_adamw_init(&a, mv, mv + d->params.n_comp_params, d->params.n_comp_params, cfg->faithfulness_warmup_weight_decay);
     vpd_loss_cfg lc;
     memset(&lc, 0, sizeof lc);
     double first = 0, last = 0, numel = 0;
@@ -146,8 +146,8 @@ vpd_status vpd_faithfulness_warmup(vpd_decomp *d) {
         if (s == 0) first = sum / numel;
         last = sum / numel;
         vpd_decomp_fold_tied_grads(d);
-        vpd_dp_mean(d->comp_grads, d->n_comp_params, d->dp_comm);
-        vpd_adamw_step(&a, d->comp_params, d->comp_grads, cfg->faithfulness_warmup_lr);
+        vpd_dp_mean(d->params.comp_grads, d->params.n_comp_params, d->grid.dp_comm);
+        vpd_adamw_step(&a, d->params.comp_params, d->params.comp_grads, cfg->faithfulness_warmup_lr);
         vpd_decomp_refresh(d);
     }
     vpd_free(mv);
@@ -167,7 +167,7 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     sm->lr_components = vpd_schedule_value(&cfg->lr_components, step, cfg->steps);
     sm->lr_ci = vpd_schedule_value(&cfg->lr_ci, step, cfg->steps);
     for (int i = 0; i < cfg->n_losses; i++)
-        if (d->ppgd[i]) vpd_ppgd_set_lr(d->ppgd[i], step, cfg->steps);
+        if (d->loss.ppgd[i]) vpd_ppgd_set_lr(d->loss.ppgd[i], step, cfg->steps);
 
     /* --- 2. weight deltas (kept current by vpd_decomp_refresh after every update) --- */
     vpd_decomp_zero_grads(d, true);
@@ -181,7 +181,7 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
 
     /* --- 5. persistent-PGD warmup ascent --- */
     for (int i = 0; i < cfg->n_losses; i++)
-        if (d->ppgd[i]) vpd_ppgd_warmup(d, d->ppgd[i], i);
+        if (d->loss.ppgd[i]) vpd_ppgd_warmup(d, d->loss.ppgd[i], i);
 
     /* --- 6–7. every loss with its coefficient (PPGD source gradients from the same pass) --- */
     double total = 0;
@@ -193,25 +193,25 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     /* --- 8. backward into the CI function; gradients averaged over replicas --- */
     VPD_TRY(vpd_decomp_ci_backward(d));
     vpd_decomp_fold_tied_grads(d);
-    vpd_dp_mean(d->comp_grads, d->n_comp_params, d->dp_comm);
-    vpd_sum_real(d->ci->grads, d->ci->n_params, d->cp_comm); /* each component block's share of the CI gradient */
-    vpd_dp_mean(d->ci->grads, d->ci->n_params, d->dp_comm);
+    vpd_dp_mean(d->params.comp_grads, d->params.n_comp_params, d->grid.dp_comm);
+    vpd_sum_real(d->params.ci->grads, d->params.ci->n_params, d->grid.cp_comm); /* each component block's share of the CI gradient */
+    vpd_dp_mean(d->params.ci->grads, d->params.ci->n_params, d->grid.dp_comm);
 
     /* --- 9. PPGD ascent --- */
     for (int i = 0; i < cfg->n_losses; i++)
-        if (d->ppgd[i]) vpd_ppgd_step(d, d->ppgd[i]);
+        if (d->loss.ppgd[i]) vpd_ppgd_step(d, d->loss.ppgd[i]);
 
     /* --- 10. metrics (gradient norms before clipping), reduced over replicas --- */
-    vpd_grad_range rc = {d->comp_grads, d->n_comp_params}, rf = {d->ci->grads, d->ci->n_params};
+    vpd_grad_range rc = {d->params.comp_grads, d->params.n_comp_params}, rf = {d->params.ci->grads, d->params.ci->n_params};
     double comp_sq = vpd_grad_sumsq(&rc, 1); /* over all component blocks of the group */
-    vpd_sum_double(&comp_sq, 1, d->cp_comm);
+    vpd_sum_double(&comp_sq, 1, d->grid.cp_comm);
     sm->grad_norm_components = sqrt(comp_sq);
     sm->grad_norm_ci = vpd_grad_norm(&rf, 1);
     layer_l0(d, 0.0, sm->l0);
     layer_l0(d, cfg->ci_alive_threshold, sm->l0_thr);
     total = reduce_metrics(d, sm);
     sm->total = total;
-    sm->im_p = d->im_p_current;
+    sm->im_p = d->loss.im_p_current;
     for (int i = 0; i < cfg->n_losses; i++)
         if (!isfinite(sm->losses[i]))
             return vpd_error(VPD_ERR_VALUE, "step %d: loss %s is %g (non-finite); lower the learning rate or check the target",
@@ -222,8 +222,8 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
         if (cfg->grad_clip_components > 0)
             vpd_grad_scale(&rc, 1, vpd_clip_coef(sm->grad_norm_components, cfg->grad_clip_components));
         if (cfg->grad_clip_ci > 0) vpd_clip_grad_norm(&rf, 1, cfg->grad_clip_ci);
-        vpd_adamw_step(&d->adam_comp, d->comp_params, d->comp_grads, sm->lr_components);
-        vpd_adamw_step(&d->adam_ci, d->ci->params, d->ci->grads, sm->lr_ci);
+        vpd_adamw_step(&d->opt.adam_comp, d->params.comp_params, d->params.comp_grads, sm->lr_components);
+        vpd_adamw_step(&d->opt.adam_ci, d->params.ci->params, d->params.ci->grads, sm->lr_ci);
         vpd_decomp_refresh(d);
     }
     sm->seconds = vpd_wtime() - t0;

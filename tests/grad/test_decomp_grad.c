@@ -99,35 +99,35 @@ static void check_decomp(const char *label, vpd_model *m, vpd_decomp_config *cfg
     if (m->cfg.kind == VPD_MODEL_LLAMA) {
         tok = malloc(sizeof(int32_t) * (size_t)B * S);
         for (int i = 0; i < B * S; i++) tok[i] = (int32_t)((i * 7 + 3) % m->cfg.vocab_size);
-        d->input.tokens = tok;
-        d->tok_in = tok;
+        d->batch.input.tokens = tok;
+        d->batch.tok_in = tok;
     } else {
         x = malloc(sizeof(real) * (size_t)B * m->cfg.n_features);
         tu_fill(x, (size_t)B * m->cfg.n_features, 11, 1.0);
-        d->input.x = x;
+        d->batch.input.x = x;
     }
     /* perturb V, U so the components are not just their init (and PPGD sources away from clamps) */
-    tu_fill(d->comp_params, d->n_comp_params, 5, 0.6);
-    real *ci_p = d->ci->params;
-    for (size_t i = 0; i < d->ci->n_params; i++) ci_p[i] += (real)(0.2 * ((double)((i * 37) % 17) / 17.0 - 0.5));
+    tu_fill(d->params.comp_params, d->params.n_comp_params, 5, 0.6);
+    real *ci_p = d->params.ci->params;
+    for (size_t i = 0; i < d->params.ci->n_params; i++) ci_p[i] += (real)(0.2 * ((double)((i * 37) % 17) / 17.0 - 0.5));
     ctx_t c = {d, cfg->n_losses};
     total_loss(d, true);
-    real *g_comp = malloc(sizeof(real) * d->n_comp_params), *g_ci = malloc(sizeof(real) * d->ci->n_params);
-    memcpy(g_comp, d->comp_grads, sizeof(real) * d->n_comp_params);
-    memcpy(g_ci, d->ci->grads, sizeof(real) * d->ci->n_params);
-    double e1 = tu_fd_check(f_total, &c, d->comp_params, g_comp, d->n_comp_params, 1e-6, "total loss wrt U, V");
-    double e2 = tu_fd_check(f_total, &c, d->ci->params, g_ci, d->ci->n_params, 1e-6, "total loss wrt CI params");
+    real *g_comp = malloc(sizeof(real) * d->params.n_comp_params), *g_ci = malloc(sizeof(real) * d->params.ci->n_params);
+    memcpy(g_comp, d->params.comp_grads, sizeof(real) * d->params.n_comp_params);
+    memcpy(g_ci, d->params.ci->grads, sizeof(real) * d->params.ci->n_params);
+    double e1 = tu_fd_check(f_total, &c, d->params.comp_params, g_comp, d->params.n_comp_params, 1e-6, "total loss wrt U, V");
+    double e2 = tu_fd_check(f_total, &c, d->params.ci->params, g_ci, d->params.ci->n_params, 1e-6, "total loss wrt CI params");
     CHECK(e1 < tol, "%s: U,V rel err %g", label, e1);
     CHECK(e2 < tol, "%s: CI rel err %g", label, e2);
     /* persistent PGD sources: ∂total/∂s = coeff · (source gradient of D_ppgd) */
     for (int i = 0; i < cfg->n_losses; i++) {
-        if (!d->ppgd[i]) continue;
+        if (!d->loss.ppgd[i]) continue;
         total_loss(d, true);
-        size_t n = vpd_ppgd_numel(d->ppgd[i]);
+        size_t n = vpd_ppgd_numel(d->loss.ppgd[i]);
         real *g = malloc(sizeof(real) * n);
-        for (size_t j = 0; j < n; j++) g[j] = (real)(cfg->losses[i].coeff * vpd_ppgd_source_grad(d->ppgd[i])[j]);
+        for (size_t j = 0; j < n; j++) g[j] = (real)(cfg->losses[i].coeff * vpd_ppgd_source_grad(d->loss.ppgd[i])[j]);
         /* keep non-sigmoid sources inside (0, 1): the clamp is applied by the step, not the loss */
-        double e = tu_fd_check(f_total, &c, vpd_ppgd_sources(d->ppgd[i]), g, n, 1e-6, vpd_loss_classname(cfg->losses[i].kind));
+        double e = tu_fd_check(f_total, &c, vpd_ppgd_sources(d->loss.ppgd[i]), g, n, 1e-6, vpd_loss_classname(cfg->losses[i].kind));
         CHECK(e < tol, "%s: PPGD %s source rel err %g", label, vpd_loss_classname(cfg->losses[i].kind), e);
         free(g);
     }
@@ -135,7 +135,7 @@ static void check_decomp(const char *label, vpd_model *m, vpd_decomp_config *cfg
     free(g_ci);
     free(x);
     free(tok);
-    d->tok_in = NULL;
+    d->batch.tok_in = NULL;
     vpd_decomp_free(d);
 }
 
@@ -152,21 +152,21 @@ static void check_pgd_source_grad(vpd_model *m, vpd_decomp_config *cfg, int B) {
     if (!d) return;
     real *x = malloc(sizeof(real) * (size_t)B * m->cfg.n_features);
     tu_fill(x, (size_t)B * m->cfg.n_features, 21, 1.0);
-    d->input.x = x;
-    tu_fill(d->comp_params, d->n_comp_params, 6, 0.6);
+    d->batch.input.x = x;
+    tu_fill(d->params.comp_params, d->params.n_comp_params, 6, 0.6);
     vpd_decomp_refresh(d);
     vpd_decomp_target_forward(d);
     CHECK(vpd_decomp_ci_forward(d) == VPD_OK, "ci forward");
-    size_t nsrc = (size_t)d->N * d->C_sum, nd = (size_t)d->L * d->N;
-    for (size_t i = 0; i < nsrc; i++) d->src[i] = (real)(0.1 + 0.8 * ((double)((i * 13) % 29) / 29.0));
-    for (size_t i = 0; i < nd; i++) d->srcdelta[i] = (real)(0.2 + 0.6 * ((double)((i * 7) % 11) / 11.0));
+    size_t nsrc = (size_t)d->batch.N * d->C_sum, nd = (size_t)d->L * d->batch.N;
+    for (size_t i = 0; i < nsrc; i++) d->pass.src[i] = (real)(0.1 + 0.8 * ((double)((i * 13) % 29) / 29.0));
+    for (size_t i = 0; i < nd; i++) d->pass.srcdelta[i] = (real)(0.2 + 0.6 * ((double)((i * 7) % 11) / 11.0));
     vpd_recon_pass(d, &(vpd_pass_spec){.masks = VPD_MASKS_SOURCES, .dscale = 1.0, .grad_sources = true});
     real *gs = malloc(sizeof(real) * nsrc), *gd = malloc(sizeof(real) * nd);
-    memcpy(gs, d->dsrc, sizeof(real) * nsrc);
-    memcpy(gd, d->dsrcdelta, sizeof(real) * nd);
+    memcpy(gs, d->pass.dsrc, sizeof(real) * nsrc);
+    memcpy(gd, d->pass.dsrcdelta, sizeof(real) * nd);
     pctx c = {d};
-    double e1 = tu_fd_check(f_pass, &c, d->src, gs, nsrc, 1e-6, "PGD dD/dr");
-    double e2 = tu_fd_check(f_pass, &c, d->srcdelta, gd, nd, 1e-6, "PGD dD/dr_delta");
+    double e1 = tu_fd_check(f_pass, &c, d->pass.src, gs, nsrc, 1e-6, "PGD dD/dr");
+    double e2 = tu_fd_check(f_pass, &c, d->pass.srcdelta, gd, nd, 1e-6, "PGD dD/dr_delta");
     CHECK(e1 < 1e-6 && e2 < 1e-6, "PGD source gradient rel err %g %g", e1, e2);
     free(gs);
     free(gd);

@@ -52,11 +52,11 @@ static int classify(MPI_Datatype t, int count) {
     if (t != (VPD_REAL_IS_DOUBLE ? MPI_DOUBLE : MPI_FLOAT)) return K_OTHER;
     if (!B.grads_seen) {
         for (int i = 0; i < d->cfg->n_losses; i++)
-            if (d->ppgd[i] && c == vpd_ppgd_numel(d->ppgd[i])) return K_PPGD;
-        return is_part_of(c, d->n_comp_params) ? K_COMP : K_PGD;
+            if (d->loss.ppgd[i] && c == vpd_ppgd_numel(d->loss.ppgd[i])) return K_PPGD;
+        return is_part_of(c, d->params.n_comp_params) ? K_COMP : K_PGD;
     }
-    if (is_part_of(c, d->ci->n_params)) return K_CI;
-    if (is_part_of(c, d->n_comp_params)) return K_COMP;
+    if (is_part_of(c, d->params.ci->n_params)) return K_CI;
+    if (is_part_of(c, d->params.n_comp_params)) return K_COMP;
     return K_OTHER;
 }
 
