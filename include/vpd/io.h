@@ -105,6 +105,20 @@ vpd_status vpd_h5_set_attr_double(vpd_h5 *f, const char *obj, const char *name, 
 vpd_status vpd_h5_get_attr_double(const vpd_h5 *f, const char *obj, const char *name, double *value);
 bool vpd_h5_has_attr(const vpd_h5 *f, const char *obj, const char *name);
 
+/* A float32 dataset of `ndim` (≤ 3) axes written in blocks of rows (axis 0) as they are
+ * produced, so outputs larger than memory stream to disk: create, write rows [row0,
+ * row0 + nrows) from x (row-major `real`, converted to float32), close. */
+typedef struct {
+    int64_t ds, fspace; /* hid_t */
+    int ndim;
+    int64_t dims[3];
+    char name[256];
+    const vpd_h5 *f;
+} vpd_h5_rows;
+vpd_status vpd_h5_rows_create(vpd_h5_rows *w, const vpd_h5 *f, const char *path, int ndim, const int64_t *dims);
+vpd_status vpd_h5_rows_write(vpd_h5_rows *w, int64_t row0, int64_t nrows, const real *x);
+void vpd_h5_rows_close(vpd_h5_rows *w);
+
 /* mkdir -p; VPD_ERR_IO naming the path on failure */
 vpd_status vpd_mkdirs(const char *dir);
 

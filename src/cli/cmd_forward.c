@@ -11,7 +11,6 @@
  * Runs on rank 0 only (the work is serial); other ranks return at once. */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
-#include <hdf5.h>
 #include <limits.h>
 #include <mpi.h>
 #include <stdio.h>
@@ -110,118 +109,97 @@ static vpd_status parse_args(forward_args *a, int argc, char **argv) {
 }
 
 /* The whole run; on failure the temporary output is removed. */
+/* The model's inputs from a token file (LM: whole windows of S tokens, ids checked against
+ * the vocabulary) or a float32 feature file (toy: --batch rows); *rows and *S describe them. */
+static vpd_status read_inputs(const forward_args *a, const vpd_model *m, int32_t **tok, real **x, long *rows, long *S) {
+    void *raw = NULL;
+    size_t bytes = 0;
+    vpd_status s = VPD_OK;
+    if (m->cfg.kind == VPD_MODEL_LLAMA) {
+        *S = a->n_ctx ? a->n_ctx : m->cfg.n_ctx;
+        if (*S > m->cfg.n_ctx) return vpd_error(VPD_ERR_ARG, "--n-ctx %ld exceeds the model's n_ctx %d", *S, m->cfg.n_ctx);
+        VPD_TRY(read_file(a->tokens, &raw, &bytes));
+        size_t w = strcmp(a->dtype, "uint16") ? 4 : 2, ntok = bytes / w;
+        if (bytes % w) s = vpd_error(VPD_ERR_FORMAT, "'%s': %zu bytes is not a whole number of %s tokens", a->tokens, bytes, a->dtype);
+        else if (ntok < (size_t)*S) s = vpd_error(VPD_ERR_FORMAT, "'%s' holds %zu tokens, fewer than one window of %ld", a->tokens, ntok, *S);
+        if (s == VPD_OK) {
+            *rows = (long)(ntok / (size_t)*S);
+            if (ntok % (size_t)*S) vpd_warn("forward: dropping the last %zu tokens of '%s' (not a whole window of %ld)", ntok % (size_t)*S, a->tokens, *S);
+            const size_t nuse = (size_t)*rows * (size_t)*S;
+            if (!(*tok = vpd_malloc(nuse * sizeof **tok, "token ids"))) s = VPD_ERR_MEM;
+            for (size_t i = 0; s == VPD_OK && i < nuse; i++) {
+                uint32_t t;
+                if (w == 2) { uint16_t u; memcpy(&u, (char *)raw + 2 * i, 2); t = u; }
+                else memcpy(&t, (char *)raw + 4 * i, 4);
+                if (t >= (uint32_t)m->cfg.vocab_size)
+                    s = vpd_error(VPD_ERR_VALUE, "'%s': token %u at position %zu is outside the vocabulary [0, %d)%s", a->tokens, t, i,
+                                  m->cfg.vocab_size, w == 2 ? "" : " (is --dtype right?)");
+                else (*tok)[i] = (int32_t)t;
+            }
+        }
+    } else {
+        *S = 1;
+        *rows = a->batch;
+        VPD_TRY(read_file(a->features, &raw, &bytes));
+        const size_t n = (size_t)*rows * m->cfg.n_features, want = n * sizeof(float);
+        if (bytes != want)
+            s = vpd_error(VPD_ERR_SHAPE, "'%s' has %zu bytes; --batch %ld x n_features %d float32 needs %zu", a->features, bytes, *rows, m->cfg.n_features, want);
+        else if (!(*x = vpd_malloc(n * sizeof(real), "features"))) s = VPD_ERR_MEM;
+        for (size_t i = 0; s == VPD_OK && i < n; i++) { float v; memcpy(&v, (char *)raw + 4 * i, 4); (*x)[i] = (real)v; }
+        if (s == VPD_OK) s = vpd_check_finite(*x, n, a->features);
+    }
+    vpd_free(raw);
+    return s;
+}
+
 static vpd_status forward_run(const forward_args *a) {
     vpd_model m;
     memset(&m, 0, sizeof m);
     VPD_TRY(vpd_model_load(&m, a->model_dir));
-    bool lm = m.cfg.kind == VPD_MODEL_LLAMA;
+    const bool lm = m.cfg.kind == VPD_MODEL_LLAMA;
     vpd_status s = VPD_OK;
-    void *raw = NULL;
-    size_t bytes = 0;
     int32_t *tok = NULL;
     real *x = NULL, *out = NULL;
-    hid_t ds = -1, fspace = -1, mspace = -1;
     vpd_h5 f = {.id = -1};
+    vpd_h5_rows w = {.ds = -1, .fspace = -1};
     char tmp[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", a->out, (int)getpid());
-
-    if (a->tokens && !lm) { s = vpd_error(VPD_ERR_ARG, "--tokens given but %s is a %s model (use --features)", a->model_dir, vpd_model_kind_name(m.cfg.kind)); goto done; }
-    if (a->features && lm) { s = vpd_error(VPD_ERR_ARG, "--features given but %s is a language model (use --tokens)", a->model_dir); goto done; }
-
-    long rows, S, D = vpd_model_out_dim(&m);
-    if (lm) {
-        S = a->n_ctx ? a->n_ctx : m.cfg.n_ctx;
-        if (S > m.cfg.n_ctx) { s = vpd_error(VPD_ERR_ARG, "--n-ctx %ld exceeds the model's n_ctx %d", S, m.cfg.n_ctx); goto done; }
-        if ((s = read_file(a->tokens, &raw, &bytes)) != VPD_OK) goto done;
-        size_t w = strcmp(a->dtype, "uint16") ? 4 : 2;
-        if (bytes % w) { s = vpd_error(VPD_ERR_FORMAT, "'%s': %zu bytes is not a whole number of %s tokens", a->tokens, bytes, a->dtype); goto done; }
-        size_t ntok = bytes / w;
-        if (ntok < (size_t)S) { s = vpd_error(VPD_ERR_FORMAT, "'%s' holds %zu tokens, fewer than one window of %ld", a->tokens, ntok, S); goto done; }
-        rows = (long)(ntok / (size_t)S);
-        if (ntok % (size_t)S) vpd_warn("forward: dropping the last %zu tokens of '%s' (not a whole window of %ld)", ntok % (size_t)S, a->tokens, S);
-        size_t nuse = (size_t)rows * S;
-        tok = vpd_malloc(nuse * sizeof *tok, "token ids");
-        if (!tok) { s = VPD_ERR_MEM; goto done; }
-        for (size_t i = 0; i < nuse; i++) {
-            uint32_t t;
-            if (w == 2) { uint16_t u; memcpy(&u, (char *)raw + 2 * i, 2); t = u; }
-            else memcpy(&t, (char *)raw + 4 * i, 4);
-            if (t >= (uint32_t)m.cfg.vocab_size) {
-                s = vpd_error(VPD_ERR_VALUE, "'%s': token %u at position %zu is outside the vocabulary [0, %d)%s", a->tokens, t, i,
-                              m.cfg.vocab_size, w == 2 ? "" : " (is --dtype right?)");
-                goto done;
-            }
-            tok[i] = (int32_t)t;
-        }
-    } else {
-        S = 1;
-        rows = a->batch;
-        if ((s = read_file(a->features, &raw, &bytes)) != VPD_OK) goto done;
-        size_t want = (size_t)rows * m.cfg.n_features * sizeof(float);
-        if (bytes != want) {
-            s = vpd_error(VPD_ERR_SHAPE, "'%s' has %zu bytes; --batch %ld x n_features %d float32 needs %zu", a->features, bytes, rows, m.cfg.n_features, want);
-            goto done;
-        }
-        size_t n = (size_t)rows * m.cfg.n_features;
-        x = vpd_malloc(n * sizeof(real), "features");
-        if (!x) { s = VPD_ERR_MEM; goto done; }
-        for (size_t i = 0; i < n; i++) { float v; memcpy(&v, (char *)raw + 4 * i, 4); x[i] = (real)v; }
-        if ((s = vpd_check_finite(x, n, a->features)) != VPD_OK) goto done;
-    }
-
+    long rows = 0, S = 1, D = vpd_model_out_dim(&m);
+    if (a->tokens && !lm) s = vpd_error(VPD_ERR_ARG, "--tokens given but %s is a %s model (use --features)", a->model_dir, vpd_model_kind_name(m.cfg.kind));
+    else if (a->features && lm) s = vpd_error(VPD_ERR_ARG, "--features given but %s is a language model (use --tokens)", a->model_dir);
+    if (s == VPD_OK) s = read_inputs(a, &m, &tok, &x, &rows, &S);
     /* chunk: about 64 MiB of outputs per forward unless given */
     long chunk = a->chunk;
     if (!chunk) {
-        size_t per = (size_t)S * D * sizeof(real);
+        const size_t per = (size_t)S * D * sizeof(real);
         chunk = (long)((64u << 20) / (per ? per : 1));
         if (chunk < 1) chunk = 1;
     }
     if (chunk > rows) chunk = rows;
-    if ((s = vpd_model_reserve(&m, (int)chunk, (int)S)) != VPD_OK) goto done;
-    out = vpd_malloc(vpd_model_out_size(&m, (int)chunk, (int)S) * sizeof(real), "forward outputs");
-    if (!out) { s = VPD_ERR_MEM; goto done; }
-
-    if ((s = vpd_h5_create(&f, tmp)) != VPD_OK) goto done;
-    int nd = lm ? 3 : 2;
-    hsize_t dims[3] = {(hsize_t)rows, lm ? (hsize_t)S : (hsize_t)D, (hsize_t)D};
-    fspace = H5Screate_simple(nd, dims, NULL);
-    ds = fspace < 0 ? -1 : H5Dcreate2(f.id, "logits", H5T_IEEE_F32LE, fspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
-    if (ds < 0) { s = vpd_error(VPD_ERR_IO, "cannot create dataset 'logits' in '%s'", tmp); goto done; }
-    hid_t memtype = VPD_REAL_IS_DOUBLE ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
-    for (long r0 = 0; r0 < rows; r0 += chunk) {
-        int nb = (int)(rows - r0 < chunk ? rows - r0 : chunk);
+    if (s == VPD_OK) s = vpd_model_reserve(&m, (int)chunk, (int)S);
+    if (s == VPD_OK && !(out = vpd_malloc(vpd_model_out_size(&m, (int)chunk, (int)S) * sizeof(real), "forward outputs"))) s = VPD_ERR_MEM;
+    if (s == VPD_OK) s = vpd_h5_create(&f, tmp);
+    const int64_t dims[3] = {rows, lm ? S : D, D};
+    if (s == VPD_OK) s = vpd_h5_rows_create(&w, &f, "logits", lm ? 3 : 2, dims);
+    for (long r0 = 0; s == VPD_OK && r0 < rows; r0 += chunk) {
+        const int nb = (int)(rows - r0 < chunk ? rows - r0 : chunk);
         vpd_model_input in = {.B = nb, .S = (int)S,
                               .x = x ? x + (size_t)r0 * m.cfg.n_features : NULL,
                               .tokens = tok ? tok + (size_t)r0 * S : NULL};
         vpd_model_forward(&m, &in, out, NULL);
-        hsize_t start[3] = {(hsize_t)r0, 0, 0}, count[3] = {(hsize_t)nb, dims[1], dims[2]};
-        mspace = H5Screate_simple(nd, count, NULL);
-        if (mspace < 0 || H5Sselect_hyperslab(fspace, H5S_SELECT_SET, start, NULL, count, NULL) < 0 ||
-            H5Dwrite(ds, memtype, mspace, fspace, H5P_DEFAULT, out) < 0) {
-            s = vpd_error(VPD_ERR_IO, "writing logits rows %ld..%ld to '%s'", r0, r0 + nb - 1, tmp);
-            goto done;
-        }
-        H5Sclose(mspace);
-        mspace = -1;
+        s = vpd_h5_rows_write(&w, r0, nb, out);
     }
-    H5Dclose(ds); ds = -1;
-    H5Sclose(fspace); fspace = -1;
-    if ((s = vpd_h5_set_attr_str(&f, "/", "model_kind", vpd_model_kind_name(m.cfg.kind))) != VPD_OK) goto done;
-    if ((s = vpd_h5_set_attr_str(&f, "/", "model_dir", a->model_dir)) != VPD_OK) goto done;
-    if (lm && (s = vpd_h5_write_i32(&f, "tokens", tok, 2, (int64_t[]){rows, S})) != VPD_OK) goto done;
-    s = vpd_h5_close(&f);
-    f.id = -1;
-    if (s != VPD_OK) goto done;
-    if (rename(tmp, a->out) != 0) { s = vpd_error(VPD_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, a->out, strerror(errno)); goto done; }
-    vpd_info("forward: %s model, %ld %s -> %s", vpd_model_kind_name(m.cfg.kind), rows, lm ? "windows" : "examples", a->out);
-
-done:
-    if (mspace >= 0) H5Sclose(mspace);
-    if (ds >= 0) H5Dclose(ds);
-    if (fspace >= 0) H5Sclose(fspace);
-    if (f.id >= 0) vpd_h5_close(&f);
-    if (s != VPD_OK) unlink(tmp);
-    vpd_free(raw);
+    vpd_h5_rows_close(&w);
+    if (s == VPD_OK) s = vpd_h5_set_attr_str(&f, "/", "model_kind", vpd_model_kind_name(m.cfg.kind));
+    if (s == VPD_OK) s = vpd_h5_set_attr_str(&f, "/", "model_dir", a->model_dir);
+    if (s == VPD_OK && lm) s = vpd_h5_write_i32(&f, "tokens", tok, 2, (int64_t[]){rows, S});
+    if (f.id >= 0) {
+        vpd_status c = vpd_h5_close(&f);
+        if (s == VPD_OK) s = c;
+    }
+    if (s == VPD_OK && rename(tmp, a->out) != 0) s = vpd_error(VPD_ERR_IO, "cannot rename '%s' to '%s': %s", tmp, a->out, strerror(errno));
+    if (s == VPD_OK) vpd_info("forward: %s model, %ld %s -> %s", vpd_model_kind_name(m.cfg.kind), rows, lm ? "windows" : "examples", a->out);
+    else unlink(tmp);
     vpd_free(tok);
     vpd_free(x);
     vpd_free(out);

@@ -435,3 +435,43 @@ vpd_status vpd_h5_get_attr_str(const vpd_h5 *f, const char *obj, const char *nam
     *value = out;
     return VPD_OK;
 }
+
+/* ---- streamed rows ---------------------------------------------------------------------- */
+vpd_status vpd_h5_rows_create(vpd_h5_rows *w, const vpd_h5 *f, const char *path, int ndim, const int64_t *dims) {
+    memset(w, 0, sizeof *w);
+    w->ds = w->fspace = -1;
+    if (ndim < 1 || ndim > 3) return vpd_error(VPD_ERR_ARG, "dataset '%s': %d axes (1 to 3 supported)", path, ndim);
+    hsize_t hd[3];
+    for (int i = 0; i < ndim; i++) hd[i] = (hsize_t)(w->dims[i] = dims[i]);
+    w->ndim = ndim;
+    w->f = f;
+    snprintf(w->name, sizeof w->name, "%s", path);
+    w->fspace = H5Screate_simple(ndim, hd, NULL);
+    w->ds = w->fspace < 0 ? -1 : H5Dcreate2((hid_t)f->id, path, H5T_IEEE_F32LE, (hid_t)w->fspace, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    if (w->ds < 0) {
+        vpd_h5_rows_close(w);
+        return vpd_error(VPD_ERR_IO, "cannot create dataset '%s' in '%s'", path, f->path);
+    }
+    return VPD_OK;
+}
+
+vpd_status vpd_h5_rows_write(vpd_h5_rows *w, int64_t row0, int64_t nrows, const real *x) {
+    hsize_t start[3] = {(hsize_t)row0, 0, 0}, count[3] = {(hsize_t)nrows, 0, 0};
+    for (int i = 1; i < w->ndim; i++) count[i] = (hsize_t)w->dims[i];
+    hid_t ms = H5Screate_simple(w->ndim, count, NULL);
+    hid_t memtype = VPD_REAL_IS_DOUBLE ? H5T_NATIVE_DOUBLE : H5T_NATIVE_FLOAT;
+    bool ok = ms >= 0 && row0 >= 0 && row0 + nrows <= w->dims[0] &&
+              H5Sselect_hyperslab((hid_t)w->fspace, H5S_SELECT_SET, start, NULL, count, NULL) >= 0 &&
+              H5Dwrite((hid_t)w->ds, memtype, ms, (hid_t)w->fspace, H5P_DEFAULT, x) >= 0;
+    if (ms >= 0) H5Sclose(ms);
+    if (!ok)
+        return vpd_error(VPD_ERR_IO, "writing rows %lld..%lld of '%s' to '%s'", (long long)row0, (long long)(row0 + nrows - 1),
+                         w->name, w->f ? w->f->path : "?");
+    return VPD_OK;
+}
+
+void vpd_h5_rows_close(vpd_h5_rows *w) {
+    if (w->ds >= 0) H5Dclose((hid_t)w->ds);
+    if (w->fspace >= 0) H5Sclose((hid_t)w->fspace);
+    w->ds = w->fspace = -1;
+}
