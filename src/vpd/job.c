@@ -417,7 +417,7 @@ static bool is_ckpt_name(const char *n) {
 static int run_dir_contents(const vpd_job *j, bool clean, char *list, size_t size, vpd_status *s) {
     int n = 0;
     list[0] = '\0';
-    char p[1400];
+    char p[1600];
     for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++) {
         snprintf(p, sizeof p, "%s/%s", j->run_dir, run_files[i]);
         struct stat st;
