@@ -101,3 +101,26 @@ add_test(NAME decompose.init_svd COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV}
          "${VPD_CLI} decompose ${VPD_DEC_CFG} --set init=svd --set steps=2 --set faithfulness_warmup_steps=0 --force --out runs/svd_np1 --quiet && ${VPD_MPIEXEC_STR} 2 ${VPD_CLI} decompose ${VPD_DEC_CFG} --set init=svd --set steps=2 --set faithfulness_warmup_steps=0 --set ci_config.fn_type=shared_mlp --set parallel.component_parallel=2 --force --out runs/svd_cp2 --quiet && ${VPD_PYTHON} check_svd_init.py runs/svd_np1 runs/svd_cp2"
          WORKING_DIRECTORY ${VPD_FIXTURES})
 set_tests_properties(decompose.init_svd PROPERTIES FIXTURES_REQUIRED tms52 LABELS "decompose;mpi;dist" TIMEOUT 120 PROCESSORS 2)
+
+# Strict option values (issue 17, item 6): a numeric option that is not an integer in range, or
+# an option with its value missing at the end, is an error naming the option.
+vpd_expect_failure(cli.stop_at_step_not_integer "vpd decompose: --stop-at-step wants an integer from 1 to [0-9]+, got .abc."
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --force --out runs/bad --stop-at-step abc)
+vpd_expect_failure(cli.stop_at_step_negative "vpd decompose: --stop-at-step wants an integer from 1 to [0-9]+, got .-3."
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --force --out runs/bad --stop-at-step -3)
+vpd_expect_failure(cli.stop_at_step_trailing "decompose: --stop-at-step wants an integer .*got .12x."
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --force --out runs/bad --stop-at-step 12x)
+vpd_expect_failure(cli.missing_out "vpd decompose: missing value for --out"
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --out)
+vpd_expect_failure(cli.missing_set "vpd decompose: missing value for --set"
+                   ${VPD_CLI} decompose ${VPD_DEC_CFG} --set)
+vpd_expect_failure(cli.missing_resume "vpd decompose: missing value for --resume"
+                   ${VPD_CLI} decompose --resume)
+vpd_expect_failure(cli.eval_batches_not_integer "vpd eval: --batches wants an integer .*got .two."
+                   ${VPD_CLI} eval runs/all_losses_np1 --batches two)
+vpd_expect_failure(cli.eval_missing_set "vpd eval: missing value for --set"
+                   ${VPD_CLI} eval runs/all_losses_np1 --set)
+vpd_expect_failure(cli.bench_steps_not_integer "vpd bench: --steps wants an integer .*got .1e3."
+                   ${VPD_CLI} bench --steps 1e3)
+vpd_expect_failure(cli.harvest_missing_tokens "vpd harvest: missing value for --tokens"
+                   ${VPD_CLI} harvest runs/all_losses_np1 --tokens)
