@@ -81,6 +81,9 @@ vpd_status vpd_checkpoint_prune(const vpd_ckpt_opts *o);
 /* Newest complete checkpoint in dir (files that do not open or lack complete = 1 are
  * skipped with a warning). VPD_ERR_IO naming dir if there is none. Local (no MPI). */
 vpd_status vpd_checkpoint_latest(const char *dir, char *path, size_t size, int *step);
+/* the same among the checkpoints with step < before (before < 0: all) — the fallback when the
+ * newest one turns out to be damaged on reading */
+vpd_status vpd_checkpoint_latest_before(const char *dir, int before, char *path, size_t size, int *step);
 /* The config text of a checkpoint (free with vpd_free). Local. */
 vpd_status vpd_checkpoint_config(const char *path, char **yaml);
 /* The provenance JSON of a checkpoint (free with vpd_free; NULL when absent). Local. */

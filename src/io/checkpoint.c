@@ -184,8 +184,13 @@ static int *list_steps(const char *dir, int *n) {
 }
 
 vpd_status vpd_checkpoint_latest(const char *dir, char *path, size_t size, int *step) {
+    return vpd_checkpoint_latest_before(dir, -1, path, size, step);
+}
+
+vpd_status vpd_checkpoint_latest_before(const char *dir, int before, char *path, size_t size, int *step) {
     int n = 0, *steps = list_steps(dir, &n);
     for (int i = 0; i < n; i++) {
+        if (before >= 0 && steps[i] >= before) continue;
         char p[1300];
         snprintf(p, sizeof p, "%s/ckpt-%08d.h5", dir, steps[i]);
         vpd_h5 f;
@@ -209,6 +214,7 @@ vpd_status vpd_checkpoint_latest(const char *dir, char *path, size_t size, int *
         return VPD_OK;
     }
     free(steps);
+    if (before >= 0) return vpd_error(VPD_ERR_IO, "no complete checkpoint (ckpt-*.h5) before step %d in %s", before, dir);
     return vpd_error(VPD_ERR_IO, "no complete checkpoint (ckpt-*.h5) in %s", dir);
 }
 

@@ -260,14 +260,14 @@ static vpd_status write_text(const char *path, const char *text) {
     return VPD_OK;
 }
 
-/* rank 0 finds the newest complete checkpoint and broadcasts it */
-static vpd_status find_checkpoint(const char *dir, char *path, size_t size, int *step) {
+/* rank 0 finds the newest complete checkpoint (before step `before` when >= 0) and broadcasts it */
+static vpd_status find_checkpoint(const char *dir, int before, char *path, size_t size, int *step) {
     const int rank = vpd_world_rank();
     const MPI_Comm world = vpd_comm_world();
     vpd_status s = VPD_OK;
     char msg[1024] = "";
     if (rank == 0) {
-        s = vpd_checkpoint_latest(dir, path, size, step);
+        s = vpd_checkpoint_latest_before(dir, before, path, size, step);
         if (s != VPD_OK) snprintf(msg, sizeof msg, "%s", vpd_last_error());
     }
     int st[2] = {(int)s, *step};
@@ -311,7 +311,7 @@ static vpd_status open_resume(vpd_job *j, const vpd_job_opts *o, resume_state *r
     }
     vpd_config_free(rc);
     int ck_step = -1;
-    if (s == VPD_OK) s = find_checkpoint(j->ck_opts.dir, j->ckpt_path, sizeof j->ckpt_path, &ck_step);
+    if (s == VPD_OK) s = find_checkpoint(j->ck_opts.dir, -1, j->ckpt_path, sizeof j->ckpt_path, &ck_step);
     if (s == VPD_OK) s = vpd_checkpoint_config(j->ckpt_path, &rs->ck_yaml);
     if (s == VPD_OK) s = vpd_checkpoint_provenance(j->ckpt_path, &rs->ck_prov);
     if (s == VPD_OK) s = vpd_config_parse(rs->ck_yaml, strlen(rs->ck_yaml), j->ckpt_path, &rs->ck_root);
@@ -556,7 +556,23 @@ vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
     if (s != VPD_OK) goto done;
     if (o->resume) {
         double t0 = vpd_wtime();
-        if ((s = vpd_checkpoint_read(j->ckpt_path, j->d)) != VPD_OK) goto done;
+        /* a checkpoint that looked complete but does not read (a missing or damaged dataset):
+         * fall back to the next older one, naming the skipped file. Non-finite state
+         * (VPD_ERR_VALUE) is not damage: it is refused. */
+        while ((s = vpd_checkpoint_read(j->ckpt_path, j->d)) != VPD_OK && s != VPD_ERR_VALUE) {
+            char why[1024], older[sizeof j->ckpt_path];
+            snprintf(why, sizeof why, "%s", vpd_last_error());
+            int step = -1, before = -1;
+            if (sscanf(strrchr(j->ckpt_path, '/') ? strrchr(j->ckpt_path, '/') + 1 : j->ckpt_path, "ckpt-%8d.h5",
+                       &before) != 1 ||
+                find_checkpoint(j->ck_opts.dir, before, older, sizeof older, &step) != VPD_OK) {
+                s = vpd_error(s, "%s (and no older complete checkpoint to fall back to)", why);
+                break;
+            }
+            vpd_warn("resume: skipping %s, it does not read: %s; trying the older %s", j->ckpt_path, why, older);
+            memcpy(j->ckpt_path, older, sizeof older);
+        }
+        if (s != VPD_OK) goto done;
         const int world = j->layout.size;
         vpd_info("resume: loaded %s (step %d) in %.3f s on %d rank%s", j->ckpt_path, j->d->step, vpd_wtime() - t0, world,
                  world > 1 ? "s" : "");
