@@ -48,7 +48,9 @@ static void usage(FILE *f) {
             "Multi-rank: mpiexec -n N vpd decompose ... splits the batch over N data-parallel ranks\n"
             "and gives the single-rank result up to float summation order.\n"
             "Signals: SIGTERM or SIGUSR1 -> checkpoint at the next step, exit status %d (requeue me);\n"
-            "a second signal exits at once.\n",
+            "a second signal at least VPD_SIGNAL_INSIST_S (default 2) seconds later exits at once.\n"
+            "Environment: VPD_WATCHDOG_S=T ends a job in which no step completes for T s, naming the\n"
+            "rank that stopped (off by default).\n",
             VPD_EXIT_REQUEUE, VPD_EXIT_REQUEUE);
 }
 
