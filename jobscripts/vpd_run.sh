@@ -16,6 +16,13 @@
 #     between foreground commands); USR1 or TERM from Slurm (--signal=B:USR1@T, or
 #     `scancel -b -s USR1 JOBID`) is passed to vpd, which checkpoints at the next step
 #     boundary on every rank and exits 75 (EX_TEMPFAIL);
+#   - one preemption, one signal: vpd (or mpirun/srun) runs in its own session (setsid), so a
+#     signal to the job's process group (Slurm's cancel / time limit, `kill -TERM -- -PGID`)
+#     reaches only this script, which passes USR1 on. (Before, vpd got the group's TERM and the
+#     forwarded USR1 and took the second as "insisting"; a bare mpirun treats TERM as an abort
+#     and exits 1 even when every rank checkpointed and exited 75.) vpd itself also ignores a
+#     second signal sooner than VPD_SIGNAL_INSIST_S (default 2) seconds after the first; a later
+#     one (scancel twice, KillWait) still ends it at once, 128 + signal;
 #   - status 75 -> `scontrol requeue $SLURM_JOB_ID` (the job needs --requeue; use
 #     --open-mode=append so the log of each start is kept). Any other status is the job's.
 set -u
@@ -30,7 +37,7 @@ else
 fi
 echo "[vpd_run] $LAUNCH $*"
 # shellcheck disable=SC2086
-$LAUNCH "$@" &
+if command -v setsid > /dev/null; then setsid $LAUNCH "$@" & else $LAUNCH "$@" & fi
 child=$!
 forward() { echo "[vpd_run] $(date -u +%T) got SIG$1: asking vpd to checkpoint"; kill -USR1 "$child" 2>/dev/null; }
 trap 'forward USR1' USR1

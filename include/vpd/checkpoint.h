@@ -8,7 +8,8 @@
  * version 2 (version 1, the flat /comp_params layout of earlier vpd builds, is refused with
  * a message saying so):
  *   /                attrs format "vpd-checkpoint", version 2, step, real_bytes, vpd_version,
- *                    git_hash, complete = 1 (written last), and the owner's attributes
+ *                    git_hash, run_id (the provenance's "run_id": the run's identity),
+ *                    complete = 1 (written last), and the owner's attributes
  *                    (the decomposition: steps, B_global, S, data_parallel, component_parallel)
  *   /config          attr yaml: the resolved config the run was made with
  *   /provenance      attr json: vpd version, git hash, MPI layout, hosts, Slurm ids, SHA-256s
@@ -56,6 +57,9 @@ typedef struct {
     int keep_last;
     int keep_every;
     char dir[1200]; /* resolved directory */
+    /* the run's identity (not a config key): when set, retention only counts and deletes
+     * checkpoints whose root attribute run_id is this one (another run's are never touched) */
+    char run_id[64];
 } vpd_ckpt_opts;
 
 /* Read the checkpoint section of a config tree (all keys optional) and resolve dir
@@ -70,11 +74,16 @@ vpd_status vpd_ckpt_write_table(const char *dir, int step, const vpd_tensor_tabl
 /* Collective over t->comm: check the header (format, version), read the table, return the
  * checkpoint's step. */
 vpd_status vpd_ckpt_read_table(const char *path, vpd_tensor_table *t, int *step);
-/* Delete checkpoints in dir beyond the retention rule (rank 0 only; others return). */
+/* Delete checkpoints in dir beyond the retention rule (rank 0 only; others return). Only
+ * checkpoints of o->run_id (root attribute run_id, written from the provenance's "run_id")
+ * are counted and deleted when o->run_id is set. */
 vpd_status vpd_checkpoint_prune(const vpd_ckpt_opts *o);
 /* Newest complete checkpoint in dir (files that do not open or lack complete = 1 are
  * skipped with a warning). VPD_ERR_IO naming dir if there is none. Local (no MPI). */
 vpd_status vpd_checkpoint_latest(const char *dir, char *path, size_t size, int *step);
+/* the same among the checkpoints with step < before (before < 0: all) — the fallback when the
+ * newest one turns out to be damaged on reading */
+vpd_status vpd_checkpoint_latest_before(const char *dir, int before, char *path, size_t size, int *step);
 /* The config text of a checkpoint (free with vpd_free). Local. */
 vpd_status vpd_checkpoint_config(const char *path, char **yaml);
 /* The provenance JSON of a checkpoint (free with vpd_free; NULL when absent). Local. */

@@ -37,6 +37,10 @@ typedef struct {
      * rank 0 with config.yaml and provenance.json only when write_run_dir */
     const char *out;
     bool write_run_dir;
+    /* a fresh run (no resume) into a run directory holding another run's files (config.yaml,
+     * provenance.json, metrics.jsonl, run.h5, checkpoints) is refused unless force; with force
+     * those files (and only those) are removed first */
+    bool force;
     /* extra directories a relative path in the config may be relative to (after the working
      * directory, the config file's directory and a resumed run's working directory) */
     const char *const *search_dirs;
@@ -74,6 +78,8 @@ typedef struct {
     char ckpt_path[1300];
     vpd_ckpt_opts ck_opts;
     char *provenance;            /* provenance.json text (write_run_dir), else NULL */
+    char run_id[64];             /* the run's identity (provenance.json run_id, checkpoint attr run_id):
+                                  * 128 random bits + the start time; a resume keeps it */
     /* after vpd_job_train */
     bool stopped_by_signal;
     /* what close releases */

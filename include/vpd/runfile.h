@@ -42,11 +42,18 @@ vpd_status vpd_decomp_state_table(vpd_decomp *d, vpd_state_which which, const st
  * checkpoint header's; < 0 = the table's root attribute) and vpd_decomp_refresh. */
 void vpd_decomp_state_loaded(vpd_decomp *d, const vpd_tensor_table *t, vpd_state_which which, int step);
 
+/* The slow path after a non-finite gradient norm: "the gradient of <tensor> (layer <layer>) is
+ * <value> at element <i> on rank <r>" for this rank's first non-finite component or CI gradient
+ * ("a gradient" when this rank holds none). Local. */
+vpd_status vpd_decomp_find_nonfinite_grad(const vpd_decomp *d, char *where, size_t size);
+
 /* Collective over the dp × cp grid: write the checkpoint of d's current state (d->step) into
  * dir. config_yaml and provenance_json must be the same on every rank (may be NULL). On
  * return (every rank) *seconds is the wall time and *bytes the file size. */
 vpd_status vpd_checkpoint_write(const char *dir, vpd_decomp *d, const char *config_yaml,
                                 const char *provenance_json, double *seconds, size_t *bytes);
+/* Non-finite state is refused: the write (nothing written, the error names the tensor) and
+ * the reads below (the error names the file and the tensor). */
 /* Collective: load the state of a checkpoint into d (built from the same config, on any
  * dp × cp layout whose batch split and C divide), then vpd_decomp_refresh. */
 vpd_status vpd_checkpoint_read(const char *path, vpd_decomp *d);

@@ -102,6 +102,13 @@ void vpd_table_last_strided(vpd_tensor_table *t, int64_t mem_ld, int64_t mem_col
 /* index of the row with that name, or -1 */
 int vpd_table_find(const vpd_tensor_table *t, const char *name);
 
+/* Non-finite values (NaN, ±inf) in this rank's block of a real / float32 row (data: the
+ * block to scan in the row's layout, NULL = row->data): true with the element's index within
+ * the block (row-major over the local extents) and its value. One vectorised pass when clean. */
+bool vpd_table_row_nonfinite(const vpd_table_row *r, const void *data, int64_t *elem, double *value);
+/* the first row of this rank holding a non-finite value (elem, value as above), or -1. Local. */
+int vpd_table_first_nonfinite(const vpd_tensor_table *t, int64_t *elem, double *value);
+
 /* Attributes (values copied). */
 vpd_status vpd_table_attr_int(vpd_tensor_table *t, const char *obj, const char *name, int64_t v, vpd_attr_mode mode,
                               const char *hint);

@@ -255,19 +255,32 @@ int vpd_cmd_bench(int argc, char **argv) {
     const char *only = NULL, *cfg_dir = "configs", *model_dir = "models", *base_path = NULL, *json_path = NULL;
     int steps = 20, warmup = 3, threads[8] = {1, 2}, n_threads = 2;
     for (int i = 1; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!strcmp(a, "--only") && v) only = argv[++i];
-        else if (!strcmp(a, "--steps") && v) steps = atoi(argv[++i]);
-        else if (!strcmp(a, "--warmup") && v) warmup = atoi(argv[++i]);
-        else if (!strcmp(a, "--configs") && v) cfg_dir = argv[++i];
-        else if (!strcmp(a, "--models") && v) model_dir = argv[++i];
-        else if (!strcmp(a, "--baseline") && v) base_path = argv[++i];
-        else if (!strcmp(a, "--json") && v) json_path = argv[++i];
-        else if (!strcmp(a, "--threads") && v) {
+        const char *a = argv[i];
+        const bool valued = !strcmp(a, "--only") || !strcmp(a, "--steps") || !strcmp(a, "--warmup") ||
+                            !strcmp(a, "--configs") || !strcmp(a, "--models") || !strcmp(a, "--baseline") ||
+                            !strcmp(a, "--json") || !strcmp(a, "--threads");
+        const char *v = valued ? vpd_cli_value("bench", argc, argv, &i) : NULL;
+        if (valued && !v) return 2;
+        long n;
+        if (!strcmp(a, "--only")) only = v;
+        else if (!strcmp(a, "--steps")) {
+            if (!vpd_cli_parse_int("bench", a, v, 1, 1L << 30, &n)) return 2;
+            steps = (int)n;
+        } else if (!strcmp(a, "--warmup")) {
+            if (!vpd_cli_parse_int("bench", a, v, 0, 1L << 30, &n)) return 2;
+            warmup = (int)n;
+        } else if (!strcmp(a, "--configs")) cfg_dir = v;
+        else if (!strcmp(a, "--models")) model_dir = v;
+        else if (!strcmp(a, "--baseline")) base_path = v;
+        else if (!strcmp(a, "--json")) json_path = v;
+        else if (!strcmp(a, "--threads")) {
             n_threads = 0;
             char buf[128];
-            snprintf(buf, sizeof buf, "%s", argv[++i]);
-            for (char *t = strtok(buf, ","); t && n_threads < 8; t = strtok(NULL, ",")) threads[n_threads++] = atoi(t);
+            snprintf(buf, sizeof buf, "%s", v);
+            for (char *t = strtok(buf, ","); t && n_threads < 8; t = strtok(NULL, ",")) {
+                if (!vpd_cli_parse_int("bench", "--threads", t, 1, 4096, &n)) return 2;
+                threads[n_threads++] = (int)n;
+            }
         } else {
             if (rank == 0) {
                 fprintf(stderr, "vpd bench: unknown or incomplete option '%s'\n\n", a);

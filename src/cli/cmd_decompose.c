@@ -18,7 +18,7 @@
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: vpd decompose CONFIG.yaml [--out RUN_DIR] [--set key=value ...] [--quiet]\n"
+            "usage: vpd decompose CONFIG.yaml [--out RUN_DIR] [--set key=value ...] [--quiet] [--force]\n"
             "       vpd decompose --resume RUN_DIR [CONFIG.yaml] [--set key=value ...]\n"
             "                     [--allow-config-change KEY ...]\n\n"
             "Decompose the weights of a target model with adversarial parameter decomposition (VPD).\n"
@@ -34,6 +34,9 @@ static void usage(FILE *f) {
             "                       --set steps=20 --set seed=3\n"
             "                       --set 'loss_metric_configs[ImportanceMinimalityLoss].coeff=1e-4'\n"
             "  --quiet              no progress display\n"
+            "  --force              start over in a run directory that holds another run: removes\n"
+            "                       its config.yaml, provenance.json, metrics.jsonl, run.h5 and\n"
+            "                       checkpoints (nothing else); without it such a directory is refused\n"
             "  --resume RUN_DIR     continue from RUN_DIR's newest complete checkpoint (the config\n"
             "                       is the checkpoint's unless CONFIG.yaml is given); the result is\n"
             "                       bitwise identical to an uninterrupted run on the same ranks\n"
@@ -45,7 +48,9 @@ static void usage(FILE *f) {
             "Multi-rank: mpiexec -n N vpd decompose ... splits the batch over N data-parallel ranks\n"
             "and gives the single-rank result up to float summation order.\n"
             "Signals: SIGTERM or SIGUSR1 -> checkpoint at the next step, exit status %d (requeue me);\n"
-            "a second signal exits at once.\n",
+            "a second signal at least VPD_SIGNAL_INSIST_S (default 2) seconds later exits at once.\n"
+            "Environment: VPD_WATCHDOG_S=T ends a job in which no step completes for T s, naming the\n"
+            "rank that stopped (off by default).\n",
             VPD_EXIT_REQUEUE, VPD_EXIT_REQUEUE);
 }
 
@@ -59,17 +64,28 @@ int vpd_cmd_decompose(int argc, char **argv) {
      * decision (it is acted on at the first step boundary) */
     vpd_signals_install();
     const char *cfg_path = NULL, *out = NULL, *resume = NULL;
-    bool quiet = false;
+    bool quiet = false, force = false;
     int stop_at = 0;
     const char *sets[256], *allow[256];
     int n_sets = 0, n_allow = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < 256) sets[n_sets++] = argv[++i];
-        else if (!strcmp(argv[i], "--quiet")) quiet = true;
-        else if (!strcmp(argv[i], "--resume") && i + 1 < argc) resume = argv[++i];
-        else if (!strcmp(argv[i], "--stop-at-step") && i + 1 < argc) stop_at = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--allow-config-change")) {
+        if (!strcmp(argv[i], "--out")) {
+            if (!(out = vpd_cli_value("decompose", argc, argv, &i))) return 2;
+        } else if (!strcmp(argv[i], "--set")) {
+            const char *v = vpd_cli_value("decompose", argc, argv, &i);
+            if (!v) return 2;
+            if (n_sets == 256) {
+                if (rank == 0) fprintf(stderr, "vpd decompose: more than 256 --set options\n");
+                return 2;
+            }
+            sets[n_sets++] = v;
+        } else if (!strcmp(argv[i], "--quiet")) quiet = true;
+        else if (!strcmp(argv[i], "--force")) force = true;
+        else if (!strcmp(argv[i], "--resume")) {
+            if (!(resume = vpd_cli_value("decompose", argc, argv, &i))) return 2;
+        } else if (!strcmp(argv[i], "--stop-at-step")) {
+            if (!vpd_cli_int_opt("decompose", argc, argv, &i, 1, 1L << 30, &stop_at)) return 2;
+        } else if (!strcmp(argv[i], "--allow-config-change")) {
             while (i + 1 < argc && argv[i + 1][0] != '-' && n_allow < 256) allow[n_allow++] = argv[++i];
         } else if (argv[i][0] == '-') {
             if (rank == 0) { fprintf(stderr, "vpd decompose: unknown option '%s'\n\n", argv[i]); usage(stderr); }
@@ -85,7 +101,7 @@ int vpd_cmd_decompose(int argc, char **argv) {
         return 2;
     }
     const vpd_job_opts jo = {.config_path = cfg_path, .sets = sets, .n_sets = n_sets, .resume = resume, .allow = allow,
-                             .n_allow = n_allow, .out = out, .write_run_dir = true};
+                             .n_allow = n_allow, .out = out, .write_run_dir = true, .force = force};
     vpd_job job;
     vpd_status s = vpd_job_open(&job, &jo);
     if (s == VPD_OK) s = vpd_job_train(&job, quiet, stop_at);

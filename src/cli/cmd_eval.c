@@ -39,13 +39,24 @@ int vpd_cmd_eval(int argc, char **argv) {
     const char *sets[64];
     int n_sets = 0;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--batches") && i + 1 < argc) batches = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--pgd-steps") && i + 1 < argc) pgd = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--pgd-curve")) curve = true;
+        if (!strcmp(argv[i], "--batches")) {
+            if (!vpd_cli_int_opt("eval", argc, argv, &i, 1, 1L << 30, &batches)) return 2;
+        } else if (!strcmp(argv[i], "--batch")) {
+            if (!vpd_cli_int_opt("eval", argc, argv, &i, 1, 1L << 30, &batch)) return 2;
+        } else if (!strcmp(argv[i], "--pgd-steps")) {
+            if (!vpd_cli_int_opt("eval", argc, argv, &i, 0, 1L << 30, &pgd)) return 2;
+        } else if (!strcmp(argv[i], "--pgd-curve")) curve = true;
         else if (!strcmp(argv[i], "--no-pgd")) no_pgd = true;
         else if (!strcmp(argv[i], "--no-write")) write = false;
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < 64) sets[n_sets++] = argv[++i];
+        else if (!strcmp(argv[i], "--set")) {
+            const char *v = vpd_cli_value("eval", argc, argv, &i);
+            if (!v) return 2;
+            if (n_sets == 64) {
+                fprintf(stderr, "vpd eval: more than 64 --set options\n");
+                return 2;
+            }
+            sets[n_sets++] = v;
+        }
         else if (argv[i][0] == '-' || dir) {
             fprintf(stderr, "vpd eval: unexpected argument '%s'\n\n", argv[i]);
             usage(stderr);

@@ -54,6 +54,12 @@ int vpd_cmd_harvest(int argc, char **argv) {
     bool force = false;
     for (int i = 1; i < argc; i++) {
         char *end = NULL;
+        const bool valued = !strcmp(argv[i], "--tokens") || !strcmp(argv[i], "--n-tokens") ||
+                            !strcmp(argv[i], "--batch") || !strcmp(argv[i], "--max-dense-mib");
+        if (valued && i + 1 >= argc) {
+            vpd_cli_value("harvest", argc, argv, &i); /* "missing value for ..." */
+            return 2;
+        }
         if (!strcmp(argv[i], "--tokens") && i + 1 < argc) o.tokens_path = argv[++i];
         else if (!strcmp(argv[i], "--n-tokens") && i + 1 < argc) {
             o.n_tokens = strtoll(argv[++i], &end, 10);
@@ -62,11 +68,7 @@ int vpd_cmd_harvest(int argc, char **argv) {
                 return 2;
             }
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
-            batch = (int)strtol(argv[++i], &end, 10);
-            if (*end || batch <= 0) {
-                if (root) fprintf(stderr, "vpd harvest: --batch wants a positive integer, got '%s'\n", argv[i]);
-                return 2;
-            }
+            if (!vpd_cli_int_opt("harvest", argc, argv, &i, 1, 1L << 30, &batch)) return 2;
         } else if (!strcmp(argv[i], "--max-dense-mib") && i + 1 < argc) {
             o.max_dense_mib = strtod(argv[++i], &end);
             if (*end || o.max_dense_mib <= 0) {

@@ -227,6 +227,28 @@ int vpd_cmd_info(int argc, char **argv) {
     info_checkpoints(target);
     info_metrics(target);
     snprintf(path, sizeof path, "%s/run.h5", target);
-    printf("run.h5: %s\n", stat(path, &st) == 0 ? "present (run finished)" : "absent (run not finished)");
+    if (stat(path, &st) != 0) printf("run.h5: absent (run not finished)\n");
+    else {
+        /* present is not finished: it must open and be a whole vpd run file */
+        vpd_h5 f;
+        char *fmt = NULL;
+        vpd_clear_error();
+        bool ok = vpd_h5_open(&f, path, false) == VPD_OK;
+        if (ok) {
+            ok = vpd_h5_has_attr(&f, "/", "format") && vpd_h5_get_attr_str(&f, "/", "format", &fmt) == VPD_OK && fmt &&
+                 !strcmp(fmt, "vpd-run") && vpd_h5_exists(&f, "/components");
+            vpd_free(fmt);
+            vpd_h5_close(&f);
+        }
+        if (ok) printf("run.h5: present (run finished)\n");
+        else {
+            printf("run.h5: DAMAGED (%lld bytes; %s): not a complete vpd run file; rerun the end of the run with "
+                   "vpd decompose --resume %s\n",
+                   (long long)st.st_size, vpd_last_error()[0] ? vpd_last_error() : "no format 'vpd-run' or /components",
+                   target);
+            vpd_clear_error();
+            rc = rc ? rc : 1;
+        }
+    }
     return rc;
 }

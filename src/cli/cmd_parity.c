@@ -28,7 +28,9 @@ int vpd_cmd_parity(int argc, char **argv) {
     memset(&o, 0, sizeof o);
     o.report = stdout;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--out") && i + 1 < argc) o.out_path = argv[++i];
+        if (!strcmp(argv[i], "--out")) {
+            if (!(o.out_path = vpd_cli_value("parity", argc, argv, &i))) return 2;
+        }
         else if (!strcmp(argv[i], "--grad")) o.grad = true;
         else if (!strcmp(argv[i], "--quiet")) o.report = NULL;
         else if (argv[i][0] == '-' || o.in_path) {

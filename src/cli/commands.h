@@ -21,5 +21,13 @@ int vpd_cmd_bench(int argc, char **argv);
 int vpd_cli_fail(const char *cmd, int status);
 /* true if argv contains -h or --help */
 int vpd_cli_wants_help(int argc, char **argv);
+/* The value of the option argv[*i] (advancing *i), or NULL after printing (rank 0)
+ * "vpd CMD: missing value for OPTION". Every command reads option values through it. */
+const char *vpd_cli_value(const char *cmd, int argc, char **argv, int *i);
+/* Strict integer parsing for every numeric option: the whole of s a base-10 integer in
+ * [lo, hi], else 0 after "vpd CMD: OPT wants an integer from lo to hi, got 's'" (rank 0). */
+int vpd_cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+/* vpd_cli_value + vpd_cli_parse_int into an int: 1 on success, 0 after the message */
+int vpd_cli_int_opt(const char *cmd, int argc, char **argv, int *i, long lo, long hi, int *out);
 
 #endif

@@ -1,29 +1,52 @@
 /* Preemption signals (include/vpd/signals.h). The handler is async-signal-safe: it stores
- * the signal number in a sig_atomic_t and, on a second signal, calls _exit. Everything
+ * the signal number in a sig_atomic_t and, on a second signal at least VPD_SIGNAL_INSIST_S
+ * seconds after the first, calls _exit. Everything
  * else (agreeing across ranks, checkpointing) happens in the run loop. */
 #define _POSIX_C_SOURCE 200809L
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vpd/signals.h"
 
 static volatile sig_atomic_t g_pending = 0;
 static bool g_installed = false;
+static struct timespec g_first;          /* when the first signal arrived */
+static double g_insist_s = VPD_SIGNAL_INSIST_S; /* VPD_SIGNAL_INSIST_S in the environment */
 
 static void on_signal(int sig) {
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now); /* async-signal-safe (POSIX) */
     if (g_pending) {
+        double dt = (double)(now.tv_sec - g_first.tv_sec) + 1e-9 * (double)(now.tv_nsec - g_first.tv_nsec);
+        if (dt < g_insist_s) {
+            /* the same preemption reaching us twice (the process group and the job script's
+             * forwarded USR1, or mpirun forwarding what the group already delivered) */
+            static const char same[] = "[vpd] another signal of the same preemption: still checkpointing\n";
+            ssize_t r = write(STDERR_FILENO, same, sizeof same - 1);
+            (void)r;
+            return;
+        }
         /* the user (or Slurm's KillWait) insists: no checkpoint, leave now */
         static const char msg[] = "[vpd] second signal: exiting without a checkpoint\n";
         ssize_t r = write(STDERR_FILENO, msg, sizeof msg - 1);
         (void)r;
         _exit(128 + sig);
     }
+    g_first = now;
     g_pending = sig;
 }
 
 void vpd_signals_install(void) {
     if (g_installed) return;
+    const char *e = getenv("VPD_SIGNAL_INSIST_S");
+    if (e && e[0]) {
+        char *end;
+        double v = strtod(e, &end);
+        if (!*end && v >= 0) g_insist_s = v;
+    }
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -3,6 +3,7 @@
  * protocol, the newest-complete lookup and retention. No method: the table's rows are the
  * caller's. Every HDF5 metadata call is made by every rank with the same arguments. */
 #define _POSIX_C_SOURCE 200809L
+#include <cjson/cJSON.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -54,7 +55,14 @@ static void header_attrs(vpd_h5 *f, int step, const char *config_yaml, const cha
     W(vpd_h5_set_attr_str(f, "/", "vpd_version", VPD_VERSION));
     W(vpd_h5_set_attr_str(f, "/", "git_hash", VPD_GIT_HASH));
     if (config_yaml) W(vpd_h5_set_attr_str(f, "/config", "yaml", config_yaml));
-    if (provenance_json) W(vpd_h5_set_attr_str(f, "/provenance", "json", provenance_json));
+    if (provenance_json) {
+        W(vpd_h5_set_attr_str(f, "/provenance", "json", provenance_json));
+        /* the run's identity, where retention reads it without parsing the provenance */
+        cJSON *j = cJSON_Parse(provenance_json);
+        const cJSON *id = j ? cJSON_GetObjectItemCaseSensitive(j, "run_id") : NULL;
+        if (cJSON_IsString(id)) W(vpd_h5_set_attr_str(f, "/", "run_id", id->valuestring));
+        cJSON_Delete(j);
+    }
 #undef W
 }
 
@@ -176,8 +184,13 @@ static int *list_steps(const char *dir, int *n) {
 }
 
 vpd_status vpd_checkpoint_latest(const char *dir, char *path, size_t size, int *step) {
+    return vpd_checkpoint_latest_before(dir, -1, path, size, step);
+}
+
+vpd_status vpd_checkpoint_latest_before(const char *dir, int before, char *path, size_t size, int *step) {
     int n = 0, *steps = list_steps(dir, &n);
     for (int i = 0; i < n; i++) {
+        if (before >= 0 && steps[i] >= before) continue;
         char p[1300];
         snprintf(p, sizeof p, "%s/ckpt-%08d.h5", dir, steps[i]);
         vpd_h5 f;
@@ -201,17 +214,36 @@ vpd_status vpd_checkpoint_latest(const char *dir, char *path, size_t size, int *
         return VPD_OK;
     }
     free(steps);
+    if (before >= 0) return vpd_error(VPD_ERR_IO, "no complete checkpoint (ckpt-*.h5) before step %d in %s", before, dir);
     return vpd_error(VPD_ERR_IO, "no complete checkpoint (ckpt-*.h5) in %s", dir);
+}
+
+/* whether the checkpoint at path belongs to run_id (root attribute run_id equal) */
+static bool ckpt_of_run(const char *path, const char *run_id) {
+    vpd_h5 f;
+    if (vpd_h5_open(&f, path, false) != VPD_OK) {
+        vpd_clear_error();
+        return false;
+    }
+    char *id = NULL;
+    bool mine = vpd_h5_has_attr(&f, "/", "run_id") && vpd_h5_get_attr_str(&f, "/", "run_id", &id) == VPD_OK && id &&
+                !strcmp(id, run_id);
+    vpd_free(id);
+    vpd_h5_close(&f);
+    return mine;
 }
 
 vpd_status vpd_checkpoint_prune(const vpd_ckpt_opts *o) {
     if (vpd_log_rank() != 0) return VPD_OK;
     int n = 0, *steps = list_steps(o->dir, &n);
+    int rank_in_run = 0; /* position among this run's checkpoints, newest first */
     for (int i = 0; i < n; i++) {
-        bool keep = o->keep_last <= 0 || i < o->keep_last || (o->keep_every > 0 && steps[i] % o->keep_every == 0);
-        if (keep) continue;
         char p[1300];
         snprintf(p, sizeof p, "%s/ckpt-%08d.h5", o->dir, steps[i]);
+        if (o->run_id[0] && !ckpt_of_run(p, o->run_id)) continue; /* another run's: never touched */
+        bool keep = o->keep_last <= 0 || rank_in_run < o->keep_last || (o->keep_every > 0 && steps[i] % o->keep_every == 0);
+        rank_in_run++;
+        if (keep) continue;
         if (unlink(p) != 0) vpd_warn("cannot delete old checkpoint %s: %s", p, strerror(errno));
     }
     free(steps);

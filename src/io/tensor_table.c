@@ -7,6 +7,7 @@
  * call the others are still in. This file knows no method: it moves rows. */
 #define _POSIX_C_SOURCE 200809L
 #include <hdf5.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -484,4 +485,64 @@ vpd_status vpd_table_load(const char *path, vpd_tensor_table *t) {
     s = vpd_table_read_h5(&f, t);
     vpd_status c = vpd_h5_close(&f);
     return s != VPD_OK ? s : vpd_all_agree(c, t->comm);
+}
+
+/* ---- non-finite values ------------------------------------------------------------------- */
+/* this rank's extent of axis a of row r */
+static int64_t local_extent(const vpd_table_row *r, int a) {
+    if ((r->shard & VPD_SHARD_BY_EXAMPLE) && a == 0) return r->nrows;
+    if ((r->shard & VPD_SHARD_BY_COMPONENT) && a == r->comp_axis) return r->c_local;
+    return r->shape[a];
+}
+
+static bool bad_at(const vpd_table_row *r, const void *data, int64_t off, double *v) {
+    double x = r->dtype == VPD_TT_F32 ? (double)((const float *)data)[off] : (double)((const real *)data)[off];
+    *v = x;
+    return !isfinite(x);
+}
+
+bool vpd_table_row_nonfinite(const vpd_table_row *r, const void *data, int64_t *elem, double *value) {
+    if (!data) data = r->data;
+    if (!data || (r->dtype != VPD_TT_REAL && r->dtype != VPD_TT_F32)) return false;
+    int64_t rows = 1, cols = local_extent(r, r->ndim - 1);
+    for (int a = 0; a + 1 < r->ndim; a++) rows *= local_extent(r, a);
+    double v;
+    if (r->mem_ld == 0) { /* dense: one vectorisable pass, then locate */
+        const int64_t n = rows * cols;
+        double acc = 0; /* a sum of x·0 is NaN exactly when some x is not finite */
+        if (r->dtype == VPD_TT_F32) {
+            const float *p = data;
+            float a = 0;
+            for (int64_t i = 0; i < n; i++) a += p[i] * 0.0f;
+            acc = a;
+        } else {
+            const real *p = data;
+            real a = 0;
+            for (int64_t i = 0; i < n; i++) a += p[i] * (real)0;
+            acc = (double)a;
+        }
+        if (acc == 0) return false;
+        for (int64_t i = 0; i < n; i++)
+            if (bad_at(r, data, i, &v)) {
+                if (elem) *elem = i;
+                if (value) *value = v;
+                return true;
+            }
+        return false;
+    }
+    if (r->ndim == 1) { rows = cols; cols = 1; }
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++)
+            if (bad_at(r, data, i * r->mem_ld + r->mem_col0 + j, &v)) {
+                if (elem) *elem = i * cols + j;
+                if (value) *value = v;
+                return true;
+            }
+    return false;
+}
+
+int vpd_table_first_nonfinite(const vpd_tensor_table *t, int64_t *elem, double *value) {
+    for (int i = 0; i < t->n; i++)
+        if (vpd_table_row_nonfinite(&t->rows[i], NULL, elem, value)) return i;
+    return -1;
 }

@@ -4,9 +4,13 @@
 #define _POSIX_C_SOURCE 200809L
 #define _DEFAULT_SOURCE
 #include <cjson/cJSON.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -156,7 +160,7 @@ static void add_env(cJSON *o, const char *name) {
 /* Collective: gather host names; rank 0 builds the JSON, every rank gets the same text
  * (malloc'd). previous: the run's earlier provenance.json (resume), kept as history. */
 static char *build_provenance(const vpd_decomp_config *cfg, const char *cfg_path, const char *run_dir,
-                              const char *resumed_from, const char *config_yaml) {
+                              const char *resumed_from, const char *config_yaml, const char *run_id) {
     const int rank = vpd_world_rank(), world = vpd_world_size();
     const int prov_cp = cfg->component_parallel > 0 && world % cfg->component_parallel == 0 ? cfg->component_parallel : 1;
     char host[64] = "?";
@@ -169,6 +173,7 @@ static char *build_provenance(const vpd_decomp_config *cfg, const char *cfg_path
         cJSON_AddStringToObject(j, "format", "vpd-provenance");
         cJSON_AddStringToObject(j, "vpd_version", VPD_VERSION);
         cJSON_AddStringToObject(j, "git_hash", VPD_GIT_HASH);
+        cJSON_AddStringToObject(j, "run_id", run_id);
         char tbuf[64];
         time_t now = time(NULL);
         strftime(tbuf, sizeof tbuf, "%Y-%m-%dT%H:%M:%SZ", gmtime(&now));
@@ -255,14 +260,14 @@ static vpd_status write_text(const char *path, const char *text) {
     return VPD_OK;
 }
 
-/* rank 0 finds the newest complete checkpoint and broadcasts it */
-static vpd_status find_checkpoint(const char *dir, char *path, size_t size, int *step) {
+/* rank 0 finds the newest complete checkpoint (before step `before` when >= 0) and broadcasts it */
+static vpd_status find_checkpoint(const char *dir, int before, char *path, size_t size, int *step) {
     const int rank = vpd_world_rank();
     const MPI_Comm world = vpd_comm_world();
     vpd_status s = VPD_OK;
     char msg[1024] = "";
     if (rank == 0) {
-        s = vpd_checkpoint_latest(dir, path, size, step);
+        s = vpd_checkpoint_latest_before(dir, before, path, size, step);
         if (s != VPD_OK) snprintf(msg, sizeof msg, "%s", vpd_last_error());
     }
     int st[2] = {(int)s, *step};
@@ -306,7 +311,7 @@ static vpd_status open_resume(vpd_job *j, const vpd_job_opts *o, resume_state *r
     }
     vpd_config_free(rc);
     int ck_step = -1;
-    if (s == VPD_OK) s = find_checkpoint(j->ck_opts.dir, j->ckpt_path, sizeof j->ckpt_path, &ck_step);
+    if (s == VPD_OK) s = find_checkpoint(j->ck_opts.dir, -1, j->ckpt_path, sizeof j->ckpt_path, &ck_step);
     if (s == VPD_OK) s = vpd_checkpoint_config(j->ckpt_path, &rs->ck_yaml);
     if (s == VPD_OK) s = vpd_checkpoint_provenance(j->ckpt_path, &rs->ck_prov);
     if (s == VPD_OK) s = vpd_config_parse(rs->ck_yaml, strlen(rs->ck_yaml), j->ckpt_path, &rs->ck_root);
@@ -373,6 +378,93 @@ static vpd_status load_target(vpd_job *j, const vpd_job_opts *o) {
     return VPD_OK;
 }
 
+/* ---- the run's identity and a used run directory ------------------------------------------ */
+/* 128 random bits (/dev/urandom) and the start time: "<32 hex>-<YYYYmmddTHHMMSSZ>" (rank 0's,
+ * broadcast) */
+static void make_run_id(char *id, size_t size) {
+    char buf[64] = "";
+    if (vpd_world_rank() == 0) {
+        unsigned char r[16] = {0};
+        int fd = open("/dev/urandom", O_RDONLY);
+        ssize_t got = fd >= 0 ? read(fd, r, sizeof r) : -1;
+        if (fd >= 0) close(fd);
+        if (got != (ssize_t)sizeof r) { /* no /dev/urandom: time and pid still tell runs apart */
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            uint64_t x = (uint64_t)ts.tv_nsec ^ ((uint64_t)getpid() << 32);
+            for (int i = 0; i < 16; i++) r[i] = (unsigned char)(x >> (8 * (i % 8))) ^ (unsigned char)(i * 37);
+        }
+        int n = 0;
+        for (int i = 0; i < 16; i++) n += snprintf(buf + n, sizeof buf - (size_t)n, "%02x", r[i]);
+        time_t now = time(NULL);
+        strftime(buf + n, sizeof buf - (size_t)n, "-%Y%m%dT%H%M%SZ", gmtime(&now));
+    }
+    vpd_bcast(buf, sizeof buf, 0, vpd_comm_world());
+    snprintf(id, size, "%s", buf);
+}
+
+/* vpd's own files of a run directory (the checkpoint directory is j->ck_opts.dir) */
+static const char *const run_files[] = {"config.yaml", "provenance.json", "metrics.jsonl", "run.h5"};
+
+static bool is_ckpt_name(const char *n) {
+    size_t l = strlen(n);
+    return (!strncmp(n, "ckpt-", 5) && l > 3 && !strcmp(n + l - 3, ".h5")) ||
+           (!strncmp(n, ".ckpt-", 6) && l > 4 && !strcmp(n + l - 4, ".tmp"));
+}
+
+/* rank 0: what of a run is in the run directory (list for the message, count returned);
+ * with clean, remove it (only those files; the checkpoint directory only if left empty) */
+static int run_dir_contents(const vpd_job *j, bool clean, char *list, size_t size, vpd_status *s) {
+    int n = 0;
+    list[0] = '\0';
+    char p[1600];
+    for (size_t i = 0; i < sizeof run_files / sizeof run_files[0]; i++) {
+        snprintf(p, sizeof p, "%s/%s", j->run_dir, run_files[i]);
+        struct stat st;
+        if (lstat(p, &st) != 0) continue;
+        size_t l = strlen(list);
+        snprintf(list + l, size - l, "%s%s", n++ ? ", " : "", run_files[i]);
+        if (clean && unlink(p) != 0 && *s == VPD_OK) *s = vpd_error(VPD_ERR_IO, "--force: cannot remove %s: %s", p, strerror(errno));
+    }
+    DIR *dp = opendir(j->ck_opts.dir);
+    int n_ck = 0;
+    struct dirent *e;
+    while (dp && (e = readdir(dp))) {
+        if (!is_ckpt_name(e->d_name)) continue;
+        n_ck++;
+        snprintf(p, sizeof p, "%s/%s", j->ck_opts.dir, e->d_name);
+        if (clean && unlink(p) != 0 && *s == VPD_OK) *s = vpd_error(VPD_ERR_IO, "--force: cannot remove %s: %s", p, strerror(errno));
+    }
+    if (dp) closedir(dp);
+    if (n_ck) {
+        size_t l = strlen(list);
+        snprintf(list + l, size - l, "%s%d checkpoint file%s in %s", n++ ? ", " : "", n_ck, n_ck > 1 ? "s" : "",
+                 j->ck_opts.dir);
+        if (clean) rmdir(j->ck_opts.dir); /* only when nothing else is in it */
+    }
+    return n;
+}
+
+/* A fresh run must not mix with another run's results: refuse a used run directory unless
+ * force, which removes vpd's files of that run first. Every rank learns the outcome. */
+static vpd_status check_run_dir(const vpd_job *j, bool force) {
+    vpd_status s = VPD_OK;
+    if (vpd_world_rank() == 0) {
+        char list[2048];
+        int n = run_dir_contents(j, false, list, sizeof list, &s);
+        if (n && !force)
+            s = vpd_error(VPD_ERR_CONFIG,
+                          "run directory %s already holds a run (%s): use --resume %s to continue it, --force to "
+                          "start over (removes those files), or another --out",
+                          j->run_dir, list, j->run_dir);
+        else if (n) {
+            vpd_warn("--force: removing the earlier run's files from %s: %s", j->run_dir, list);
+            run_dir_contents(j, true, list, sizeof list, &s);
+        }
+    }
+    return vpd_all_agree(s, vpd_comm_world());
+}
+
 /* rank 0 makes the run directory and writes the resolved config.yaml; every rank learns the outcome */
 static vpd_status make_run_dir(vpd_job *j) {
     vpd_status s = VPD_OK;
@@ -392,7 +484,7 @@ static vpd_status make_run_dir(vpd_job *j) {
 
 static vpd_status write_provenance(vpd_job *j) {
     j->provenance = build_provenance(&j->cfg, j->config_path, j->run_dir, j->resumed ? j->ckpt_path : NULL,
-                                     j->config_yaml);
+                                     j->config_yaml, j->run_id);
     if (j->layout.rank != 0 || !j->provenance) return VPD_OK;
     char p[1200];
     snprintf(p, sizeof p, "%s/provenance.json", j->run_dir);
@@ -415,6 +507,15 @@ vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
         if ((s = vpd_ckpt_opts_read(j->root, j->run_dir, &j->ck_opts)) != VPD_OK) goto done;
         size_t len = 0;
         if ((s = vpd_config_emit(j->root, &j->config_yaml, &len)) != VPD_OK) goto done;
+    }
+    if (o->write_run_dir) {
+        /* a resume continues the run's identity; a fresh run gets a new one and a clean dir */
+        char *id = o->resume ? json_field(rs.ck_prov, "run_id") : NULL;
+        if (id && id[0]) snprintf(j->run_id, sizeof j->run_id, "%s", id);
+        else make_run_id(j->run_id, sizeof j->run_id);
+        free(id);
+        snprintf(j->ck_opts.run_id, sizeof j->ck_opts.run_id, "%s", j->run_id);
+        if (!o->resume && (s = check_run_dir(j, o->force)) != VPD_OK) goto done;
     }
     if ((s = vpd_decomp_config_read(j->root, &j->cfg)) != VPD_OK) goto done;
     if (o->target_dir) snprintf(j->cfg.target_dir, sizeof j->cfg.target_dir, "%s", o->target_dir);
@@ -455,7 +556,23 @@ vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
     if (s != VPD_OK) goto done;
     if (o->resume) {
         double t0 = vpd_wtime();
-        if ((s = vpd_checkpoint_read(j->ckpt_path, j->d)) != VPD_OK) goto done;
+        /* a checkpoint that looked complete but does not read (a missing or damaged dataset):
+         * fall back to the next older one, naming the skipped file. Non-finite state
+         * (VPD_ERR_VALUE) is not damage: it is refused. */
+        while ((s = vpd_checkpoint_read(j->ckpt_path, j->d)) != VPD_OK && s != VPD_ERR_VALUE) {
+            char why[1024], older[sizeof j->ckpt_path];
+            snprintf(why, sizeof why, "%s", vpd_last_error());
+            int step = -1, before = -1;
+            if (sscanf(strrchr(j->ckpt_path, '/') ? strrchr(j->ckpt_path, '/') + 1 : j->ckpt_path, "ckpt-%8d.h5",
+                       &before) != 1 ||
+                find_checkpoint(j->ck_opts.dir, before, older, sizeof older, &step) != VPD_OK) {
+                s = vpd_error(s, "%s (and no older complete checkpoint to fall back to)", why);
+                break;
+            }
+            vpd_warn("resume: skipping %s, it does not read: %s; trying the older %s", j->ckpt_path, why, older);
+            memcpy(j->ckpt_path, older, sizeof older);
+        }
+        if (s != VPD_OK) goto done;
         const int world = j->layout.size;
         vpd_info("resume: loaded %s (step %d) in %.3f s on %d rank%s", j->ckpt_path, j->d->step, vpd_wtime() - t0, world,
                  world > 1 ? "s" : "");

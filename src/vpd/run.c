@@ -10,8 +10,12 @@
  * the faithfulness warmup (its result is in the checkpointed parameters) and rewrites
  * metrics.jsonl without the records at or after the checkpoint's step before appending. */
 #define _POSIX_C_SOURCE 200809L
+#define _DEFAULT_SOURCE
+#include <fcntl.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -141,6 +145,114 @@ static vpd_status metrics_truncate(const char *path, int keep_below) {
 
 vpd_status vpd_run_training(vpd_trainer *t, const vpd_run_opts *opts) { return vpd_run_training_hpc(t, opts, NULL); }
 
+/* ---- the watchdog (VPD_WATCHDOG_S) ---------------------------------------------------------------
+ * A rank that stops (SIGSTOP, a hung node, a stuck file system) leaves the others blocked in a
+ * collective for ever. With VPD_WATCHDOG_S = T > 0 every rank runs a thread that, once a second,
+ * writes its heartbeat (time, pid, host) into its 128-byte slot of RUN_DIR/.vpd-heartbeat, and
+ * checks the step counter of its own rank: when no step has completed for T seconds it reads every
+ * slot, names the ranks whose heartbeat is stale (a stopped process's threads stop too) and ends
+ * the process (status VPD_EXIT_WATCHDOG); mpirun / srun then end the job. Off by default: T must
+ * exceed the longest step and checkpoint write. Uses no MPI (the main thread may be inside a
+ * collective). */
+#define VPD_EXIT_WATCHDOG 124
+#define HB_SLOT 128
+static struct {
+    pthread_t th;
+    bool on;
+    int fd, rank, world;
+    double timeout;
+    volatile sig_atomic_t steps; /* completed steps of this rank */
+    volatile sig_atomic_t stop;
+    char path[1200];
+} g_wd;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts); /* wall time: comparable between the ranks' slots */
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void *watchdog_main(void *arg) {
+    (void)arg;
+    char host[64] = "?";
+    gethostname(host, sizeof host - 1);
+    int last_steps = -1;
+    double last_progress = now_s();
+    while (!g_wd.stop) {
+        char rec[HB_SLOT];
+        memset(rec, 0, sizeof rec);
+        double t = now_s();
+        snprintf(rec, sizeof rec, "%.3f %d %d %s\n", t, (int)getpid(), (int)g_wd.steps, host);
+        if (pwrite(g_wd.fd, rec, HB_SLOT, (off_t)g_wd.rank * HB_SLOT) != HB_SLOT) {} /* best effort */
+        if (g_wd.steps != last_steps) {
+            last_steps = g_wd.steps;
+            last_progress = t;
+        } else if (t - last_progress >= g_wd.timeout) {
+            char msg[4096];
+            int n = snprintf(msg, sizeof msg, "[vpd r%d] watchdog: no step completed for %.0f s (VPD_WATCHDOG_S=%g);", g_wd.rank,
+                             t - last_progress, g_wd.timeout);
+            int n_stale = 0;
+            for (int r = 0; r < g_wd.world && n < (int)sizeof msg - 200; r++) {
+                char o[HB_SLOT + 1];
+                memset(o, 0, sizeof o);
+                double tr = 0;
+                int pid = 0, st = 0;
+                char h[64] = "?";
+                if (pread(g_wd.fd, o, HB_SLOT, (off_t)r * HB_SLOT) <= 0 || sscanf(o, "%lf %d %d %63s", &tr, &pid, &st, h) != 4)
+                    tr = 0;
+                if (t - tr > 2.5) { /* alive threads write every second */
+                    n += snprintf(msg + n, sizeof msg - (size_t)n,
+                                  " rank %d (host %s, pid %d) stopped responding %.0f s ago after %d steps;", r, h, pid,
+                                  tr > 0 ? t - tr : -1.0, st);
+                    n_stale++;
+                }
+            }
+            if (!n_stale)
+                n += snprintf(msg + n, sizeof msg - (size_t)n,
+                              " every rank is alive: a deadlock, or a step longer than the timeout (raise VPD_WATCHDOG_S);");
+            snprintf(msg + n, sizeof msg - (size_t)n, " ending the job (status %d)\n", VPD_EXIT_WATCHDOG);
+            ssize_t w = write(STDERR_FILENO, msg, strlen(msg));
+            (void)w;
+            _exit(VPD_EXIT_WATCHDOG);
+        }
+        struct timespec one = {1, 0};
+        nanosleep(&one, NULL);
+    }
+    return NULL;
+}
+
+static void watchdog_start(const char *run_dir) {
+    const char *e = getenv("VPD_WATCHDOG_S");
+    double tmo = e && e[0] ? strtod(e, NULL) : 0;
+    if (!(tmo > 0) || !run_dir) return;
+    memset(&g_wd, 0, sizeof g_wd);
+    g_wd.rank = vpd_world_rank();
+    g_wd.world = vpd_world_size();
+    g_wd.timeout = tmo;
+    snprintf(g_wd.path, sizeof g_wd.path, "%s/.vpd-heartbeat", run_dir);
+    g_wd.fd = open(g_wd.path, O_RDWR | O_CREAT, 0644);
+    if (g_wd.fd < 0) {
+        vpd_warn("watchdog off: cannot open %s", g_wd.path);
+        return;
+    }
+    if (pthread_create(&g_wd.th, NULL, watchdog_main, NULL) != 0) {
+        close(g_wd.fd);
+        vpd_warn("watchdog off: cannot start its thread");
+        return;
+    }
+    g_wd.on = true;
+    if (g_wd.rank == 0) vpd_info("watchdog: a job in which no step completes for %g s ends, naming the rank that stopped", tmo);
+}
+
+static void watchdog_stop(void) {
+    if (!g_wd.on) return;
+    g_wd.stop = 1;
+    pthread_join(g_wd.th, NULL);
+    close(g_wd.fd);
+    if (g_wd.rank == 0) unlink(g_wd.path);
+    g_wd.on = false;
+}
+
 vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_run_hpc *hpc) {
     vpd_decomp *d = t->d;
     const vpd_decomp_config *cfg = d->cfg;
@@ -171,6 +283,7 @@ vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_ru
             return s;
         }
     } else vpd_info("resume: continuing at step %d of %d (faithfulness warmup skipped)", d->step, cfg->steps);
+    watchdog_start(opts->run_dir);
     const bool tty = root && !opts->quiet && isatty(STDERR_FILENO);
     const int step_first = d->step;
     double t_start = vpd_wtime(), t_last_print = 0, t_last_ckpt = vpd_wtime();
@@ -178,6 +291,7 @@ vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_ru
     while (d->step <= cfg->steps) {
         s = vpd_trainer_step(t, &sm);
         if (s != VPD_OK) break;
+        g_wd.steps++;
         bool log_now = sm.step % cfg->train_log_freq == 0 || sm.step == cfg->steps;
         if (mf && log_now) {
             vpd_metrics_json(mf, d, &sm);
@@ -209,6 +323,7 @@ vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_ru
                      1e3 * el / done, etas);
         }
     }
+    watchdog_stop();
     if (mf) fclose(mf);
     return s;
 }

@@ -228,12 +228,63 @@ void vpd_decomp_state_loaded(vpd_decomp *d, const vpd_tensor_table *t, vpd_state
     vpd_decomp_refresh(d);
 }
 
+/* ---- non-finite state ------------------------------------------------------------------------------- */
+/* this rank's first non-finite row of t as an error (what: the file or action), agreed over comm */
+static vpd_status check_finite(const vpd_tensor_table *t, MPI_Comm comm, const char *what, const char *hint) {
+    int64_t elem = 0;
+    double v = 0;
+    int i = vpd_table_first_nonfinite(t, &elem, &v);
+    vpd_status s = VPD_OK;
+    if (i >= 0)
+        s = vpd_error(VPD_ERR_VALUE, "%s: %s holds a non-finite value (%g at element %lld of this rank's block); %s", what,
+                      t->rows[i].name, v, (long long)elem, hint);
+    return vpd_all_agree(s, comm);
+}
+
+vpd_status vpd_decomp_find_nonfinite_grad(const vpd_decomp *d, char *where, size_t size) {
+    vpd_tensor_table t;
+    snprintf(where, size, "a gradient");
+    VPD_TRY(vpd_decomp_state_table((vpd_decomp *)d, VPD_STATE_PARAMS, NULL, NULL, &t));
+    int found = 0;
+    for (int i = 0; i < t.n && !found; i++) {
+        const vpd_table_row *r = &t.rows[i];
+        const real *p = r->data, *g = NULL;
+        if (p >= d->params.comp_params && p < d->params.comp_params + d->params.n_comp_params) g = d->params.comp_grads + (p - d->params.comp_params);
+        else if (p >= d->params.ci->params && p < d->params.ci->params + d->params.ci->n_params) g = d->params.ci->grads + (p - d->params.ci->params);
+        int64_t elem = 0;
+        double v = 0;
+        if (!g || !vpd_table_row_nonfinite(r, g, &elem, &v)) continue;
+        found = 1;
+        /* /components/<layer>/V: the layer is the middle part */
+        char layer[VPD_TABLE_NAME_MAX] = "the CI function";
+        if (!strncmp(r->name, "/components/", 12)) {
+            snprintf(layer, sizeof layer, "%s", r->name + 12);
+            char *sl = strrchr(layer, '/');
+            if (sl) *sl = '\0';
+        }
+        snprintf(where, size, "the gradient of %s (layer %s) is %g at element %lld on rank %d", r->name, layer, v,
+                 (long long)elem, vpd_world_rank());
+    }
+    vpd_table_free(&t);
+    return VPD_OK;
+}
+
 /* ---- the files ----------------------------------------------------------------------------------- */
 vpd_status vpd_checkpoint_write(const char *dir, vpd_decomp *d, const char *config_yaml, const char *provenance_json,
                                 double *seconds, size_t *bytes) {
     vpd_tensor_table t;
     VPD_TRY(vpd_all_agree(vpd_decomp_state_table(d, VPD_STATE_CHECKPOINT, NULL, NULL, &t), grid_comm(d)));
-    vpd_status s = vpd_ckpt_write_table(dir, d->step, &t, config_yaml, provenance_json, seconds, bytes);
+    /* never a checkpoint of non-finite state: retention would delete the last good one */
+    char what[1400];
+    snprintf(what, sizeof what, "step %d: not writing checkpoint %s/ckpt-%08d.h5", d->step, dir, d->step);
+    vpd_status s = check_finite(&t, grid_comm(d), what,
+                                "the earlier checkpoints are kept: resume from them with a lower learning rate or "
+                                "gradient clipping");
+    if (s != VPD_OK) {
+        vpd_table_free(&t);
+        return s;
+    }
+    s = vpd_ckpt_write_table(dir, d->step, &t, config_yaml, provenance_json, seconds, bytes);
     vpd_table_free(&t);
     return s;
 }
@@ -243,6 +294,8 @@ vpd_status vpd_checkpoint_read(const char *path, vpd_decomp *d) {
     VPD_TRY(vpd_all_agree(vpd_decomp_state_table(d, VPD_STATE_CHECKPOINT, NULL, NULL, &t), grid_comm(d)));
     int step = -1;
     vpd_status s = vpd_ckpt_read_table(path, &t, &step);
+    if (s == VPD_OK)
+        s = check_finite(&t, grid_comm(d), path, "the file is damaged or the run had diverged: resume from an older checkpoint");
     if (s == VPD_OK) vpd_decomp_state_loaded(d, &t, VPD_STATE_CHECKPOINT, step);
     vpd_table_free(&t);
     return s;
@@ -277,6 +330,7 @@ vpd_status vpd_decomp_read_params(vpd_decomp *d, const char *path, bool *is_chec
     } else {
         s = vpd_table_load(path, &t);
     }
+    if (s == VPD_OK) s = check_finite(&t, comm, path, "the file is damaged or the run had diverged");
     if (s == VPD_OK) vpd_decomp_state_loaded(d, &t, VPD_STATE_PARAMS, step);
     vpd_table_free(&t);
     return s;

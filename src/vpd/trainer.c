@@ -10,6 +10,7 @@
 #include "vpd/data.h"
 #include "vpd/decomp.h"
 #include "vpd/loss_table.h"
+#include "vpd/runfile.h"
 #include "vpd/trainer.h"
 
 vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d) {
@@ -155,6 +156,23 @@ vpd_status vpd_faithfulness_warmup(vpd_decomp *d) {
     return VPD_OK;
 }
 
+/* test hooks (tests/hpc/nonfinite.sh): the step of an injected NaN, -1 = none */
+static int test_step(const char *name, int *cache) {
+    if (*cache == -2) {
+        const char *e = getenv(name);
+        *cache = e && e[0] ? atoi(e) : -1;
+    }
+    return *cache;
+}
+static int test_nan_grad_step(void) {
+    static int v = -2;
+    return test_step("VPD_TEST_NAN_GRAD_STEP", &v);
+}
+static int test_nan_param_step(void) {
+    static int v = -2;
+    return test_step("VPD_TEST_NAN_PARAM_STEP", &v);
+}
+
 vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     vpd_decomp *d = t->d;
     const vpd_decomp_config *cfg = d->cfg;
@@ -193,6 +211,9 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     /* --- 8. backward into the CI function; gradients averaged over replicas --- */
     VPD_TRY(vpd_decomp_ci_backward(d));
     vpd_decomp_fold_tied_grads(d);
+    /* test hook: a NaN in rank 0's first component gradient at step $VPD_TEST_NAN_GRAD_STEP
+     * (before the replica mean, as a NaN from the backward pass would be) */
+    if (test_nan_grad_step() == step && vpd_world_rank() == 0 && d->params.n_comp_params) d->params.comp_grads[0] = (real)NAN;
     vpd_dp_mean(d->params.comp_grads, d->params.n_comp_params, d->grid.dp_comm);
     vpd_sum_real(d->params.ci->grads, d->params.ci->n_params, d->grid.cp_comm); /* each component block's share of the CI gradient */
     vpd_dp_mean(d->params.ci->grads, d->params.ci->n_params, d->grid.dp_comm);
@@ -216,6 +237,28 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
         if (!isfinite(sm->losses[i]))
             return vpd_error(VPD_ERR_VALUE, "step %d: loss %s is %g (non-finite); lower the learning rate or check the target",
                              step, vpd_loss_classname(cfg->losses[i].kind), sm->losses[i]);
+    /* a non-finite gradient makes its (already reduced, replicated) norm non-finite: no extra
+     * pass; only then look for the tensor (each rank its own blocks; the lowest rank that
+     * holds one names it) */
+    if (!isfinite(sm->grad_norm_components) || !isfinite(sm->grad_norm_ci)) {
+        const MPI_Comm grid = d->grid.cp_size > 1 ? vpd_comm_world() : d->grid.dp_comm;
+        const int me = vpd_comm_rank(grid);
+        char where[768];
+        vpd_decomp_find_nonfinite_grad(d, where, sizeof where);
+        const bool mine = strcmp(where, "a gradient") != 0;
+        const int first = vpd_min_int(mine ? me : 1 << 30, grid);
+        vpd_status s = VPD_OK;
+        if (first == 1 << 30)
+            s = vpd_error(VPD_ERR_VALUE, "step %d: non-finite gradient norm (components %g, CI function %g)", step,
+                          sm->grad_norm_components, sm->grad_norm_ci);
+        else if (mine)
+            s = vpd_error(VPD_ERR_VALUE,
+                          "step %d: non-finite gradient with finite losses: %s (gradient norms: components %g, CI "
+                          "function %g); nothing was applied or checkpointed: lower the learning rate or set gradient "
+                          "clipping, then resume from the last checkpoint",
+                          step, where, sm->grad_norm_components, sm->grad_norm_ci);
+        return vpd_all_agree(s, grid);
+    }
 
     /* --- 11. clip and update (not on the last iteration) --- */
     if (step != cfg->steps) {
@@ -224,6 +267,8 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
         if (cfg->grad_clip_ci > 0) vpd_clip_grad_norm(&rf, 1, cfg->grad_clip_ci);
         vpd_adamw_step(&d->opt.adam_comp, d->params.comp_params, d->params.comp_grads, sm->lr_components);
         vpd_adamw_step(&d->opt.adam_ci, d->params.ci->params, d->params.ci->grads, sm->lr_ci);
+        /* test hook: a NaN parameter after the update of step $VPD_TEST_NAN_PARAM_STEP (rank 0) */
+        if (test_nan_param_step() == step && vpd_world_rank() == 0 && d->params.n_comp_params) d->params.comp_params[0] = (real)NAN;
         vpd_decomp_refresh(d);
     }
     sm->seconds = vpd_wtime() - t0;

@@ -35,7 +35,7 @@ set_tests_properties(harvest.lm_check PROPERTIES FIXTURES_REQUIRED hv_lm_done LA
 
 # ---- toy model (TMS 5-2): per-feature tables from the data generator ----
 add_test(NAME harvest.toy_setup COMMAND ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/tms_5-2.yaml --set steps=300
-         --set target.path=models/tms_5-2 --out ${HV_DIR}/tms --quiet WORKING_DIRECTORY ${VPD_FIXTURES})
+         --set target.path=models/tms_5-2 --force --out ${HV_DIR}/tms --quiet WORKING_DIRECTORY ${VPD_FIXTURES})
 set_tests_properties(harvest.toy_setup PROPERTIES FIXTURES_REQUIRED tms52 FIXTURES_SETUP hv_tms LABELS "decompose;fixture"
                      ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300)
 add_test(NAME harvest.toy_1rank_2ranks COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c

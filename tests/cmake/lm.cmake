@@ -29,10 +29,10 @@ set_tests_properties(lm.setup PROPERTIES FIXTURES_SETUP lm_tiny LABELS "lm;fixtu
 set(LM_SETS --set target.path=${LM_DIR}/model --set data.train=${LM_DIR}/train.bin --set data.eval=${LM_DIR}/val.bin
             --set steps=12 --set faithfulness_warmup_steps=5 --set train_log_freq=1 --quiet
             --set "loss_metric_configs[ImportanceMinimalityLoss].p_anneal_final_p=1.0")
-add_test(NAME lm.decompose_1rank COMMAND ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS} --out ${LM_DIR}/run_np1
+add_test(NAME lm.decompose_1rank COMMAND ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS} --force --out ${LM_DIR}/run_np1
          WORKING_DIRECTORY ${LM_DIR})
 add_test(NAME lm.decompose_2ranks COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${VPD_CLI} decompose
-         ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS} --out ${LM_DIR}/run_np2 WORKING_DIRECTORY ${LM_DIR})
+         ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS} --force --out ${LM_DIR}/run_np2 WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.decompose_1rank lm.decompose_2ranks PROPERTIES FIXTURES_REQUIRED lm_tiny FIXTURES_SETUP lm_runs
                      LABELS "lm;mpi" ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
 add_test(NAME lm.rank_equivalence COMMAND ${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py ${LM_DIR}/run_np1 ${LM_DIR}/run_np2
@@ -46,7 +46,7 @@ set_tests_properties(lm.decompose_1rank PROPERTIES RESOURCE_LOCK lm_run_np1)
 # the paper-scale configs parse completely (the first error is the missing target, not a key)
 foreach(c pile_llama_simple_mlp-4L pile_llama_simple_mlp-4L-spd-main pile_llama_simple_mlp-4L-spd-dev lm_4L_128)
   add_test(NAME lm.config_${c} COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
-           "out=$(${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/${c}.yaml --out ${LM_DIR}/none 2>&1); echo \"$out\"; echo \"$out\" | grep -q 'cannot open.*config.json'"
+           "out=$(${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/${c}.yaml --force --out ${LM_DIR}/none 2>&1); echo \"$out\"; echo \"$out\" | grep -q 'cannot open.*config.json'"
            WORKING_DIRECTORY ${LM_DIR})
   set_tests_properties(lm.config_${c} PROPERTIES LABELS "lm;cli" TIMEOUT 60)
 endforeach()
@@ -58,10 +58,10 @@ endforeach()
 set(LM_SETS_STR --set target.path=model --set data.train=train.bin --set data.eval=val.bin --set faithfulness_warmup_steps=2 --quiet)
 string(JOIN " " LM_SETS_STR ${LM_SETS_STR})
 set(LM_CP_SETS ${LM_SETS} --set module_info.0.module_pattern=h.1.mlp.c_fc)
-add_test(NAME lm.cp_1rank COMMAND ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_CP_SETS} --out ${LM_DIR}/cp_np1
+add_test(NAME lm.cp_1rank COMMAND ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_CP_SETS} --force --out ${LM_DIR}/cp_np1
          WORKING_DIRECTORY ${LM_DIR})
 add_test(NAME lm.dp2_cp2 COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 4 ${VPD_CLI} decompose
-         ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_CP_SETS} --set parallel.component_parallel=2 --out ${LM_DIR}/cp_dp2cp2
+         ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_CP_SETS} --set parallel.component_parallel=2 --force --out ${LM_DIR}/cp_dp2cp2
          WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.cp_1rank lm.dp2_cp2 PROPERTIES FIXTURES_REQUIRED lm_tiny FIXTURES_SETUP lm_cp_runs
                      LABELS "lm;mpi" ENVIRONMENT "${VPD_TEST_ENV}" TIMEOUT 300 PROCESSORS 2)
@@ -76,11 +76,11 @@ for name in ('train', 'val'):
         f.create_dataset('data/ids', data=t.reshape(-1, 100) if len(t) % 100 == 0 else t)
 ")
 add_test(NAME lm.h5_tokens COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
-         "${VPD_PYTHON} to_h5.py . && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --out h5tok_bin && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --set data.train=train.h5:/data/ids --set data.eval=val.h5:/data/ids --out h5tok_h5 && ${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py h5tok_bin h5tok_h5 --exact"
+         "${VPD_PYTHON} to_h5.py . && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --force --out h5tok_bin && ${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_tiny.yaml ${LM_SETS_STR} --set steps=3 --set data.train=train.h5:/data/ids --set data.eval=val.h5:/data/ids --force --out h5tok_h5 && ${VPD_PYTHON} ${VPD_TOOLS}/reference/compare_runs.py h5tok_bin h5tok_h5 --exact"
          WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.h5_tokens PROPERTIES FIXTURES_REQUIRED lm_tiny LABELS "lm;python" TIMEOUT 120)
 # param-decomp configs name no output loss: a language-model target gets kl (as param-decomp)
 add_test(NAME lm.pd_schema_output_loss COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
-         "${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_4L_128.yaml --set target.model_path=model --set data.train=train.bin --set data.eval=val.bin --set data.max_seq_len=16 --set pd.steps=1 --set pd.faithfulness_warmup_steps=0 --set pd.batch_size=2 --set logging.n_eval_steps=1 --out pd_schema 2>&1 | tee pd_schema.log && grep -q 'output loss kl (from the target kind)' pd_schema.log"
+         "${VPD_CLI} decompose ${CMAKE_SOURCE_DIR}/configs/lm_4L_128.yaml --set target.model_path=model --set data.train=train.bin --set data.eval=val.bin --set data.max_seq_len=16 --set pd.steps=1 --set pd.faithfulness_warmup_steps=0 --set pd.batch_size=2 --set logging.n_eval_steps=1 --force --out pd_schema 2>&1 | tee pd_schema.log && grep -q 'output loss kl (from the target kind)' pd_schema.log"
          WORKING_DIRECTORY ${LM_DIR})
 set_tests_properties(lm.pd_schema_output_loss PROPERTIES FIXTURES_REQUIRED lm_tiny LABELS "lm;cli" TIMEOUT 120)

@@ -30,13 +30,15 @@ kill -USR1 $pid; wait $pid; rc=$?
 expect_rc 0 sig_resume_np2 $MPIEXEC -n 2 "$VPD" decompose --resume $B --quiet
 compare_exact $A2 $B
 # a second signal: exit now, 128 + 10
-# (the checkpoint write is stalled by the test hook so the second signal lands inside it)
+# (the checkpoint write is stalled by the test hook so the second signal lands inside it; it
+# counts as insisting only VPD_SIGNAL_INSIST_S seconds after the first: tests/hpc/preempt_group.sh)
 B=runs/hpc_sig_twice
-VPD_CKPT_TEST_STALL_STEP=-1 "$VPD" decompose "$CFG" --out $B --quiet --set steps=$STEPS > hpc_sig_twice.log 2>&1 &
+VPD_SIGNAL_INSIST_S=1 VPD_CKPT_TEST_STALL_STEP=-1 "$VPD" decompose "$CFG" --out $B --quiet --set steps=$STEPS > hpc_sig_twice.log 2>&1 &
 pid=$!
 for i in $(seq 1 100); do grep -q "^{\"step\": 5" $B/metrics.jsonl 2>/dev/null && break; sleep 0.05; done
 kill -USR1 $pid
 for i in $(seq 1 100); do grep -q "stalling inside the checkpoint" hpc_sig_twice.log && break; sleep 0.05; done
+sleep 1.2
 kill -USR1 $pid; wait $pid; rc=$?
 grep -q "second signal: exiting without a checkpoint" hpc_sig_twice.log || fail "no second-signal message"
 echo "two signals: exit status $rc"
