@@ -526,10 +526,16 @@ def main():
     ap.add_argument("--out", help="output directory (default RUN_DIR/report)")
     ap.add_argument("--max-cards", type=int, default=20, help="cards per layer (the densest subcomponents that fired)")
     ap.add_argument("--tokenizer", help="tokenizer.json to decode token ids (default: data.tokenizer, then the target's)")
+    ap.add_argument("--force", action="store_true", help="replace the plots and page of an existing report")
     a = ap.parse_args()
     run_dir = a.run_dir
     out = a.out or os.path.join(run_dir, "report")
+    if os.path.exists(os.path.join(out, "index.html")) and not a.force:
+        die(f"{out} exists: pass --force to overwrite it")
     os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):  # only what this tool writes: no stale plots of an earlier report
+        if f.endswith(".png") or f == "index.html":
+            os.remove(os.path.join(out, f))
     run_path = os.path.join(run_dir, "run.h5")
     hv_path = os.path.join(run_dir, "harvest.h5")
     try:
