@@ -21,6 +21,7 @@ import numpy as np
 import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402,F401
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -293,7 +294,7 @@ def card_html(L, name, c, lm, dec, layers, offs, hv):
                 if t < 0:
                     continue
                 cls = ' class="fire"' if j == hw else ""
-                spans.append(f'<span{cls} style="background:rgba(230,80,30,{min(max(float(g), 0), 1):.2f})" '
+                spans.append(f'<span{cls} style="background:rgba(230,80,30,{0.75 * min(max(float(g), 0), 1):.2f})" '
                              f'title="id {int(t)}, g={g:.3f}">{token_html(dec, t)}</span>')
             p.append(f"<div class='row'><span class='gv'>g={L['top/g'][c, i]:.3f}</span> " + "".join(spans) + "</div>")
         p.append("</div>")
@@ -461,7 +462,9 @@ def toy_section(run, W, out, kind):
         alive = np.argsort(-norms)
         # per-feature pieces of the ground truth: the input-feature columns (first layer) or
         # the output-feature rows (a layer whose output is the feature space)
-        if d_in <= d_out or name.endswith("1") or name.endswith("mlp_in") or name == "linear1":
+        # (TMS: linear1 reads the features, linear2 writes them; ResidMLP: the residual
+        # stream's dimensions read by mlp_in / written by mlp_out)
+        if name == "linear1" or name.endswith("mlp_in"):
             pieces = [(f"in {f}", np.outer(Wt[:, f], np.eye(d_in)[f])) for f in range(d_in)]
         else:
             pieces = [(f"out {f}", np.outer(np.eye(d_out)[f], Wt[f])) for f in range(d_out)]
@@ -476,11 +479,18 @@ def toy_section(run, W, out, kind):
         for ax, M, t in ((axs[0], Wt, "target W"), (axs[1], recon, "Σ_c U_cᵀV_cᵀ"), (axs[2], Wt - recon, "difference")):
             im = ax.imshow(M, cmap="RdBu_r", vmin=-vm, vmax=vm, aspect="auto", interpolation="nearest")
             ax.set_title(t, fontsize=9)
+            ax.set_xlabel("in", fontsize=8)
+            ax.set_ylabel("out", fontsize=8)
+            ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+            ax.tick_params(labelsize=7)
         fig.colorbar(im, ax=axs[:3].tolist(), shrink=0.7)
         im2 = axs[3].imshow(cos.T, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto", interpolation="nearest")
         axs[3].set_xlabel("subcomponent (by ‖U_c‖‖V_c‖)", fontsize=8)
-        axs[3].set_ylabel("ground-truth feature", fontsize=8)
+        axs[3].set_ylabel("feature (TMS) / residual dimension", fontsize=8)
         axs[3].set_title("cosine: component vs feature piece", fontsize=9)
+        axs[3].set_yticks(range(len(pieces)))
+        axs[3].set_yticklabels([q[0] for q in pieces], fontsize=7)
         fig.colorbar(im2, ax=axs[3])
         mm = np.abs(cos).max(0)
         facts = ""

@@ -68,3 +68,18 @@ add_test(NAME report.exists_no_force COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_
           if ${VPD_CLI} report lm 2> rp_exists.err; then echo 'unexpected success'; exit 1; fi
           cat rp_exists.err; grep -q 'lm/report exists: pass --force' rp_exists.err && sha256sum -c rp_sum.txt")
 set_tests_properties(report.exists_no_force PROPERTIES LABELS "lm;cli" TIMEOUT 120 FIXTURES_REQUIRED rp_lm_done)
+
+# ---- token decoding with --tokenizer: a byte-level tokenizer.json of the 256 bytes (lm_tiny's vocabulary) ----
+file(WRITE ${RP_DIR}/make_bytes_tokenizer.py "import json, sys
+sys.path.insert(0, '${CMAKE_SOURCE_DIR}/tools')
+from report import bytes_to_unicode
+b2u = bytes_to_unicode()
+json.dump({'model': {'type': 'BPE', 'vocab': {b2u[b]: b for b in range(256)}, 'merges': []}, 'added_tokens': []},
+          open(sys.argv[1], 'w'))
+")
+add_test(NAME report.lm_tokenizer COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "set -e; cd ${RP_DIR}; rm -rf lm_tok; mkdir lm_tok; cp lm/run.h5 lm/harvest.h5 lm_tok/
+          ${VPD_PYTHON} make_bytes_tokenizer.py bytes.json
+          ${VPD_CLI} report lm_tok --max-cards 2 --tokenizer bytes.json
+          ${RP_CHECK_STR} lm_tok/report --harvest lm_tok/harvest.h5 --max-cards 2 --expect-note 'Tokens decoded with bytes.json' --expect-note 'no metrics.jsonl'")
+set_tests_properties(report.lm_tokenizer PROPERTIES FIXTURES_REQUIRED rp_lm LABELS "lm;python" TIMEOUT 300)
