@@ -406,7 +406,12 @@ def attention_section(hv, out):
         im = ax.imshow(L["head_share"][()][order], aspect="auto", vmin=0, vmax=1, cmap="Blues", interpolation="nearest")
         ax.set_title(name, fontsize=8)
         ax.set_xlabel("head", fontsize=7)
-        ax.set_ylabel("subcomponent (by density)", fontsize=7)
+        ax.set_xticks(range(L["head_share"].shape[1]))
+        if len(order) <= 32:  # label rows with the subcomponent ids
+            ax.set_yticks(range(len(order)))
+            ax.set_yticklabels([str(c) for c in order])
+        if ax in axs[:, 0]:
+            ax.set_ylabel("subcomponent (by density)", fontsize=7)
         ax.tick_params(labelsize=6)
     for ax in list(axs.flat)[n:]:
         ax.axis("off")
