@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "vpd/checkpoint.h"
 #include "vpd/comm.h"
 #include "vpd/data.h"
 #include "vpd/harvest.h"
@@ -983,6 +984,13 @@ static vpd_status hv_finish(hv *h, const char *out_path, double t0) {
         W(vpd_h5_set_attr_str(&o.f, "/", "format", "vpd-harvest"));
         W(vpd_h5_set_attr_str(&o.f, "/", "run", h->r->dir));
         W(vpd_h5_set_attr_int(&o.f, "/", "run_step", h->r->run_step));
+        { /* the run's identity: its resolved config text (run.h5 /config@yaml); vpd report
+           * refuses a harvest.h5 whose run_config differs from the run.h5 beside it */
+            char *yaml = NULL;
+            W(vpd_checkpoint_config(h->r->h5_path, &yaml));
+            if (yaml) W(vpd_h5_set_attr_str(&o.f, "/", "run_config", yaml));
+            vpd_free(yaml);
+        }
         W(vpd_h5_set_attr_str(&o.f, "/", "target", vpd_model_kind_name(d->target->cfg.kind)));
         W(vpd_h5_set_attr_int(&o.f, "/", "positions", rows[0]));
         W(vpd_h5_set_attr_int(&o.f, "/", "positions_with_next", rows[1]));

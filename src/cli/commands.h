@@ -11,6 +11,7 @@ int vpd_cmd_decompose(int argc, char **argv);
 int vpd_cmd_tokenize(int argc, char **argv);
 int vpd_cmd_eval(int argc, char **argv);
 int vpd_cmd_harvest(int argc, char **argv);
+int vpd_cmd_report(int argc, char **argv);
 int vpd_cmd_info(int argc, char **argv);
 int vpd_cmd_sweep(int argc, char **argv);
 int vpd_cmd_collect(int argc, char **argv);

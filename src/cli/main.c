@@ -22,6 +22,7 @@ typedef struct {
 #pragma weak vpd_cmd_tokenize
 #pragma weak vpd_cmd_eval
 #pragma weak vpd_cmd_harvest
+#pragma weak vpd_cmd_report
 #pragma weak vpd_cmd_info
 #pragma weak vpd_cmd_sweep
 #pragma weak vpd_cmd_collect
@@ -33,6 +34,7 @@ static const vpd_command commands[] = {
     {"decompose", vpd_cmd_decompose, "decompose a target model's weights (the main job)"},
     {"eval", vpd_cmd_eval, "evaluate a finished run: L0, alive, CE/KL under masks, adversarial loss"},
     {"harvest", vpd_cmd_harvest, "what each subcomponent does: densities, top contexts, token tables, co-firing (harvest.h5)"},
+    {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
     {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
     {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
     {"sweep", vpd_cmd_sweep, "expand a sweep file (spd format) into configs and a Slurm job array"},
