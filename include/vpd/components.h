@@ -69,7 +69,7 @@ size_t vpd_components_work_size(const vpd_components *c, int N);
 
 /* Masked forward over N rows.
  *   y [N, d_out] out;  a [N, C] saved for backward (a = x V, or V[tok,:]; for rows with
- *   route = 0 it is still x V, but unused).
+ *   route = 0 it is unused: 0 for a linear layer, whose products skip those rows).
  *   x [N, d_in] (linear) or tok [N] (embedding; x NULL). Tokens must be in [0, vocab).
  *   m [N, C] mask or NULL (= ones); mdelta [N] or NULL (= no delta term; needs c->delta);
  *   route [N] or NULL (= all rows use components); rows with route[n] = 0 give W x + b.

@@ -74,6 +74,7 @@ typedef struct vpd_model {
     vpd_layer_info *layers; /* in forward order */
     int B, S;               /* activation capacity from vpd_model_reserve */
     vpd_arena acts;
+    int prefix_valid; /* activations before this layer are the last full forward's (forward_from) */
     void *impl; /* model-specific activation pointers */
 } vpd_model;
 
@@ -93,6 +94,17 @@ void vpd_model_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_h
  * parameter gradient (tied weights summed into their one tensor); dinput (may be NULL)
  * accumulates d/dx for toy models. */
 void vpd_model_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook);
+/* The forward of the last vpd_model_forward's input again, from decomposable layer `from`
+ * on: the input and the activations computed before layer `from` are reused, not
+ * recomputed. The caller promises that `hook` computes every layer before `from` as the
+ * hook of the last full forward did (e.g. both give the target's values there). The model
+ * starts earlier when a previous vpd_model_forward_from has overwritten activations before
+ * `from`, so the result is always that of vpd_model_forward with the same input. */
+void vpd_model_forward_from(vpd_model *m, int from, real *out, vpd_hook *hook);
+/* Backward of the last forward down to decomposable layer `to` only: hook->backward is called
+ * for the layers >= `to`, with dx = NULL where the input gradient would only flow below
+ * `to` (the layers below have nothing to train); no parameter or input gradients. */
+void vpd_model_backward_to(vpd_model *m, const real *dout, vpd_hook *hook, int to);
 int vpd_model_find_layer(const vpd_model *m, const char *name);
 int vpd_model_find_param(const vpd_model *m, const char *name);
 void vpd_model_free(vpd_model *m);

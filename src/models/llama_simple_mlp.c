@@ -201,34 +201,45 @@ static llama_block block_view(const vpd_model *m, int i) {
     return b;
 }
 
-static void llama_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook) {
+static void llama_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook, int from) {
     llama_impl *t = m->impl;
     const vpd_model_config *c = &m->cfg;
-    int B = in->B, S = in->S, N = B * S, D = c->n_embd, F = c->n_intermediate, V = c->vocab_size;
+    if (from < 0) {
+        VPD_ASSERT(in->tokens, "llama forward: tokens are NULL");
+        t->B = in->B;
+        t->S = in->S;
+        memcpy(t->tok, in->tokens, sizeof(int32_t) * (size_t)in->B * (size_t)in->S);
+        from = 0;
+    }
+    int B = t->B, S = t->S, N = B * S, D = c->n_embd, F = c->n_intermediate, V = c->vocab_size;
     int H = c->n_head, Hkv = c->n_key_value_heads, dh = D / H;
     real eps = (real)c->rms_eps, theta = (real)c->rope_theta;
-    VPD_ASSERT(in->tokens, "llama forward: tokens are NULL");
-    t->B = B;
-    t->S = S;
-    memcpy(t->tok, in->tokens, sizeof(int32_t) * (size_t)N);
     const real *P = m->params;
-    model_layer_forward(m, hook, 0, NULL, t->tok, t->resid, N); /* x = wte[tok] */
-    for (int i = 0; i < c->n_layers; i++) {
+    if (from == 0) model_layer_forward(m, hook, 0, NULL, t->tok, t->resid, N); /* x = wte[tok] */
+    /* starting inside block i0: the attention sub-block's q/k/v/o are recomputed from its
+     * kept ln1; from c_fc on, the MLP sub-block from its kept ln2 (gel for down_proj) */
+    int i0 = from == 0 ? 0 : (from - 1) / L_NLAYER, w0 = from == 0 ? -1 : (from - 1) % L_NLAYER;
+    for (int i = i0; i < c->n_layers; i++) {
         llama_block b = block_view(m, i);
-        /* attention sub-block */
-        rmsnorm_forward(b.ln1, b.rstd1, b.x, P + m->pinfo[p_blk(i, B_RMS1)].offset, N, D, eps);
-        model_layer_forward(m, hook, l_blk(i, L_Q), b.ln1, NULL, b.q, N);
-        model_layer_forward(m, hook, l_blk(i, L_K), b.ln1, NULL, b.k, N);
-        model_layer_forward(m, hook, l_blk(i, L_V), b.ln1, NULL, b.v, N);
-        rope_forward(b.q, B, S, H, dh, theta);
-        rope_forward(b.k, B, S, Hkv, dh, theta);
-        attention_forward(b.atty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true);
-        model_layer_forward(m, hook, l_blk(i, L_O), b.atty, NULL, t->tmp, N);
-        for (size_t j = 0; j < (size_t)N * D; j++) b.xmid[j] = b.x[j] + t->tmp[j];
+        bool first = i == i0;
+        if (!first || w0 <= L_O) {
+            /* attention sub-block */
+            if (!first || w0 < 0) rmsnorm_forward(b.ln1, b.rstd1, b.x, P + m->pinfo[p_blk(i, B_RMS1)].offset, N, D, eps);
+            model_layer_forward(m, hook, l_blk(i, L_Q), b.ln1, NULL, b.q, N);
+            model_layer_forward(m, hook, l_blk(i, L_K), b.ln1, NULL, b.k, N);
+            model_layer_forward(m, hook, l_blk(i, L_V), b.ln1, NULL, b.v, N);
+            rope_forward(b.q, B, S, H, dh, theta);
+            rope_forward(b.k, B, S, Hkv, dh, theta);
+            attention_forward(b.atty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true);
+            model_layer_forward(m, hook, l_blk(i, L_O), b.atty, NULL, t->tmp, N);
+            for (size_t j = 0; j < (size_t)N * D; j++) b.xmid[j] = b.x[j] + t->tmp[j];
+        }
         /* MLP sub-block */
-        rmsnorm_forward(b.ln2, b.rstd2, b.xmid, P + m->pinfo[p_blk(i, B_RMS2)].offset, N, D, eps);
-        model_layer_forward(m, hook, l_blk(i, L_FC), b.ln2, NULL, b.fc, N);
-        gelu_forward(b.gel, b.fc, (size_t)N * F, GELU_TANH);
+        if (!first || w0 <= L_O) rmsnorm_forward(b.ln2, b.rstd2, b.xmid, P + m->pinfo[p_blk(i, B_RMS2)].offset, N, D, eps);
+        if (!first || w0 <= L_FC) {
+            model_layer_forward(m, hook, l_blk(i, L_FC), b.ln2, NULL, b.fc, N);
+            gelu_forward(b.gel, b.fc, (size_t)N * F, GELU_TANH);
+        }
         model_layer_forward(m, hook, l_blk(i, L_DOWN), b.gel, NULL, t->tmp, N);
         for (size_t j = 0; j < (size_t)N * D; j++) b.xout[j] = b.xmid[j] + t->tmp[j];
     }
@@ -237,7 +248,7 @@ static void llama_forward(vpd_model *m, const vpd_model_input *in, real *out, vp
     linear_forward(out, t->lnf, P + m->pinfo[P_WTE].offset, NULL, N, D, V); /* tied lm_head */
 }
 
-static void llama_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook) {
+static void llama_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook, int to) {
     (void)dinput; /* token inputs have no gradient */
     llama_impl *t = m->impl;
     const vpd_model_config *c = &m->cfg;
@@ -255,18 +266,33 @@ static void llama_backward(vpd_model *m, const real *dout, real *dparams, real *
     const real *xL = t->resid + (2 * (size_t)c->n_layers) * ((size_t)m->B * m->S) * D;
     memset(t->dres, 0, sizeof(real) * ND);
     rmsnorm_backward(t->dres, DP(p_lnf(m)), t->dlnf, xL, W(p_lnf(m)), t->rstdf, N, D);
-    for (int i = c->n_layers - 1; i >= 0; i--) {
+    /* to >= 1: stop in block i0 at layer w0 (input gradients that only flow below it skipped) */
+    int i0 = to <= 0 ? 0 : (to - 1) / L_NLAYER, w0 = to <= 0 ? -1 : (to - 1) % L_NLAYER;
+    for (int i = c->n_layers - 1; i >= i0; i--) {
         llama_block b = block_view(m, i);
+        bool last = i == i0 && w0 >= 0;
         /* MLP sub-block: xout = xmid + down(gelu(c_fc(rms_2(xmid)))); dres is d xout and,
          * through the identity path, already the first term of d xmid. */
+        if (last && w0 == L_DOWN) {
+            model_layer_backward(m, hook, l_blk(i, L_DOWN), b.gel, NULL, t->dres, NULL, NULL, NULL, N);
+            return;
+        }
         memset(t->dgel, 0, sizeof(real) * (size_t)N * F);
         model_layer_backward(m, hook, l_blk(i, L_DOWN), b.gel, NULL, t->dres, t->dgel, DP(p_blk(i, B_DOWN)), NULL, N);
         memset(t->dfc, 0, sizeof(real) * (size_t)N * F);
         gelu_backward(t->dfc, t->dgel, b.fc, (size_t)N * F, GELU_TANH);
+        if (last && w0 == L_FC) {
+            model_layer_backward(m, hook, l_blk(i, L_FC), b.ln2, NULL, t->dfc, NULL, NULL, NULL, N);
+            return;
+        }
         memset(t->dln, 0, sizeof(real) * ND);
         model_layer_backward(m, hook, l_blk(i, L_FC), b.ln2, NULL, t->dfc, t->dln, DP(p_blk(i, B_FC)), NULL, N);
         rmsnorm_backward(t->dres, DP(p_blk(i, B_RMS2)), t->dln, b.xmid, W(p_blk(i, B_RMS2)), b.rstd2, N, D);
         /* attention sub-block: xmid = x + o(attn(...)) */
+        if (last && w0 == L_O) {
+            model_layer_backward(m, hook, l_blk(i, L_O), b.atty, NULL, t->dres, NULL, NULL, NULL, N);
+            return;
+        }
         memset(t->datty, 0, sizeof(real) * ND);
         model_layer_backward(m, hook, l_blk(i, L_O), b.atty, NULL, t->dres, t->datty, DP(p_blk(i, B_O)), NULL, N);
         memset(t->dq, 0, sizeof(real) * ND);
@@ -275,12 +301,19 @@ static void llama_backward(vpd_model *m, const real *dout, real *dparams, real *
         attention_backward(t->dq, t->dk, t->dv, t->datty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true);
         rope_backward(t->dq, B, S, H, dh, theta);
         rope_backward(t->dk, B, S, Hkv, dh, theta);
+        if (last) { /* w0 is q, k or v: their input gradient only reaches ln1 and below */
+            for (int w = w0; w <= L_V; w++)
+                model_layer_backward(m, hook, l_blk(i, w), b.ln1, NULL, w == L_Q ? t->dq : w == L_K ? t->dk : t->dv, NULL,
+                                     NULL, NULL, N);
+            return;
+        }
         memset(t->dln, 0, sizeof(real) * ND);
         model_layer_backward(m, hook, l_blk(i, L_Q), b.ln1, NULL, t->dq, t->dln, DP(p_blk(i, B_Q)), NULL, N);
         model_layer_backward(m, hook, l_blk(i, L_K), b.ln1, NULL, t->dk, t->dln, DP(p_blk(i, B_K)), NULL, N);
         model_layer_backward(m, hook, l_blk(i, L_V), b.ln1, NULL, t->dv, t->dln, DP(p_blk(i, B_V)), NULL, N);
         rmsnorm_backward(t->dres, DP(p_blk(i, B_RMS1)), t->dln, b.x, W(p_blk(i, B_RMS1)), b.rstd1, N, D);
     }
+    if (w0 >= 0) return; /* not reached: block i0 returns */
     model_layer_backward(m, hook, 0, NULL, t->tok, t->dres, NULL, DP(P_WTE), NULL, N);
 #undef DP
 #undef W

@@ -183,6 +183,7 @@ vpd_status vpd_model_reserve(vpd_model *m, int B, int S) {
     VPD_ASSERT(carved == bytes && m->acts.used == bytes, "%s layout: %zu planned, %zu carved", kind, bytes, m->acts.used);
     m->B = B;
     m->S = S;
+    m->prefix_valid = -1; /* no forward in these buffers yet */
     vpd_debug("model %s: activations for %d x %d: %.1f MiB", kind, B, S, (double)bytes / 1048576.0);
     return VPD_OK;
 }
@@ -191,12 +192,27 @@ void vpd_model_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_h
     VPD_ASSERT(m->acts.base, "vpd_model_forward before vpd_model_reserve");
     VPD_ASSERT(in->B >= 1 && in->S >= 1 && in->B <= m->B && in->S <= m->S,
                "vpd_model_forward: input %d x %d exceeds the reserved %d x %d", in->B, in->S, m->B, m->S);
-    model_ops(m->cfg.kind)->forward(m, in, out, hook);
+    model_ops(m->cfg.kind)->forward(m, in, out, hook, -1);
+    m->prefix_valid = m->n_layers;
+}
+
+void vpd_model_forward_from(vpd_model *m, int from, real *out, vpd_hook *hook) {
+    VPD_ASSERT(m->acts.base && m->prefix_valid >= 0, "vpd_model_forward_from before a vpd_model_forward");
+    VPD_ASSERT(from >= 0 && from < m->n_layers, "vpd_model_forward_from: layer %d of %d", from, m->n_layers);
+    if (from > m->prefix_valid) from = m->prefix_valid; /* an earlier call overwrote layers before `from` */
+    model_ops(m->cfg.kind)->forward(m, NULL, out, hook, from);
+    m->prefix_valid = from;
+}
+
+void vpd_model_backward_to(vpd_model *m, const real *dout, vpd_hook *hook, int to) {
+    VPD_ASSERT(m->acts.base, "vpd_model_backward_to before vpd_model_reserve");
+    VPD_ASSERT(to >= 0 && to < m->n_layers, "vpd_model_backward_to: layer %d of %d", to, m->n_layers);
+    model_ops(m->cfg.kind)->backward(m, dout, NULL, NULL, hook, to);
 }
 
 void vpd_model_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook) {
     VPD_ASSERT(m->acts.base, "vpd_model_backward before vpd_model_reserve");
-    model_ops(m->cfg.kind)->backward(m, dout, dparams, dinput, hook);
+    model_ops(m->cfg.kind)->backward(m, dout, dparams, dinput, hook, -1);
 }
 
 /* ---- decomposable layers through the hook or the target weights ---------------------- */

@@ -23,8 +23,14 @@ typedef struct {
      * arena bytes needed, impl untouched); with an arena, carve them and point impl at
      * them. One function for both so the plan and the carving cannot disagree. */
     size_t (*layout)(vpd_model *m, int B, int S, vpd_arena *a);
-    void (*forward)(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook);
-    void (*backward)(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook);
+    /* from < 0: the whole forward of `in`. from >= 0 (in NULL): recompute from decomposable
+     * layer `from` on, reusing the input and every activation computed before that layer
+     * by the last forward; nothing before layer `from` is written. */
+    void (*forward)(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook, int from);
+    /* to < 0: the whole backward (dparams, dinput may be given). to >= 0 (dparams, dinput
+     * NULL): stop at layer `to`: hook->backward only for layers >= to, and dx = NULL for
+     * the layers whose input gradient would only flow below `to`. */
+    void (*backward)(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook, int to);
     void (*destroy)(vpd_model *m); /* free impl */
 } vpd_model_ops;
 

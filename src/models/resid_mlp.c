@@ -111,21 +111,27 @@ static inline real *slice(real *base, int i, int cap_B, int width) {
     return base + (size_t)i * cap_B * width;
 }
 
-static void resid_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook) {
+static void resid_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook, int from) {
     resid_impl *r = m->impl;
-    int B = in->B, F = m->cfg.n_features, De = m->cfg.d_embed, Dm = m->cfg.d_mlp, L = m->cfg.n_layers;
+    int F = m->cfg.n_features, De = m->cfg.d_embed, Dm = m->cfg.d_mlp, L = m->cfg.n_layers;
     int cap = m->B;
-    VPD_ASSERT(in->x, "resid_mlp forward: input features x are NULL");
-    r->B = B;
-    memcpy(r->x, in->x, sizeof(real) * (size_t)B * F);
     const real *WE = model_pslice(m, m->params, P_WE), *WU = model_pslice(m, m->params, P_WU);
-    /* r_0[B, De] = x[B, F] W_E[F, De] */
-    vpd_gemm(false, false, B, De, F, 1, r->x, F, WE, De, 0, slice(r->resid, 0, cap, De), De);
-    for (int i = 0; i < L; i++) {
+    if (from < 0) {
+        VPD_ASSERT(in->x, "resid_mlp forward: input features x are NULL");
+        r->B = in->B;
+        memcpy(r->x, in->x, sizeof(real) * (size_t)in->B * F);
+        /* r_0[B, De] = x[B, F] W_E[F, De]: before layer 0, so reused by forward_from */
+        vpd_gemm(false, false, r->B, De, F, 1, r->x, F, WE, De, 0, slice(r->resid, 0, cap, De), De);
+        from = 0;
+    }
+    int B = r->B;
+    for (int i = from / 2; i < L; i++) {
         real *ri = slice(r->resid, i, cap, De), *rn = slice(r->resid, i + 1, cap, De);
         real *pre = slice(r->pre, i, cap, Dm), *act = slice(r->act, i, cap, Dm);
-        model_layer_forward(m, hook, 2 * i, ri, NULL, pre, B);
-        relu_forward(act, pre, (size_t)B * Dm);
+        if (2 * i >= from) { /* from = 2i + 1 starts at mlp_out with this block's act kept */
+            model_layer_forward(m, hook, 2 * i, ri, NULL, pre, B);
+            relu_forward(act, pre, (size_t)B * Dm);
+        }
         model_layer_forward(m, hook, 2 * i + 1, act, NULL, r->tmp, B);
         for (size_t k = 0; k < (size_t)B * De; k++) rn[k] = ri[k] + r->tmp[k];
     }
@@ -133,7 +139,7 @@ static void resid_forward(vpd_model *m, const vpd_model_input *in, real *out, vp
     vpd_gemm(false, false, B, F, De, 1, slice(r->resid, L, cap, De), De, WU, F, 0, out, F);
 }
 
-static void resid_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook) {
+static void resid_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook, int to) {
     resid_impl *r = m->impl;
     int B = r->B, F = m->cfg.n_features, De = m->cfg.d_embed, Dm = m->cfg.d_mlp, L = m->cfg.n_layers;
     int cap = m->B;
@@ -143,17 +149,25 @@ static void resid_backward(vpd_model *m, const real *dout, real *dparams, real *
     /* dr_L = dy W_Uᵀ ; dW_U += r_Lᵀ dy */
     vpd_gemm(false, true, B, De, F, 1, dout, F, WU, F, 0, r->dres, De);
     if (dWU) vpd_gemm(true, false, De, F, B, 1, slice(r->resid, L, cap, De), De, dout, F, 1, dWU, F);
-    for (int i = L - 1; i >= 0; i--) {
+    int lo = to < 0 ? 0 : to / 2;
+    for (int i = L - 1; i >= lo; i--) {
         /* r_{i+1} = r_i + f(r_i): dres already holds the identity path; f's input
          * gradient is accumulated onto it once mlp_out's backward has used it. */
         real *ri = slice(r->resid, i, cap, De);
         real *pre = slice(r->pre, i, cap, Dm), *act = slice(r->act, i, cap, Dm);
+        bool last = i == lo && to >= 0; /* input gradients of this block only flow below `to` */
+        if (last && to == 2 * i + 1) {
+            model_layer_backward(m, hook, 2 * i + 1, act, NULL, r->dres, NULL, NULL, NULL, B);
+            return;
+        }
         memset(r->dact, 0, sizeof(real) * (size_t)B * Dm);
         model_layer_backward(m, hook, 2 * i + 1, act, NULL, r->dres, r->dact, model_pslice(m, dparams, p_out(i)), NULL, B);
         memset(r->dpre, 0, sizeof(real) * (size_t)B * Dm);
         relu_backward(r->dpre, r->dact, pre, (size_t)B * Dm);
-        model_layer_backward(m, hook, 2 * i, ri, NULL, r->dpre, r->dres, model_pslice(m, dparams, p_in(i)), NULL, B);
+        model_layer_backward(m, hook, 2 * i, ri, NULL, r->dpre, last ? NULL : r->dres, model_pslice(m, dparams, p_in(i)),
+                             NULL, B);
     }
+    if (to >= 0) return;
     /* dx += dr_0 W_Eᵀ ; dW_E += xᵀ dr_0 */
     if (dinput) vpd_gemm(false, true, B, F, De, 1, r->dres, De, WE, De, 1, dinput, F);
     if (dWE) vpd_gemm(true, false, F, De, B, 1, r->x, F, r->dres, De, 1, dWE, De);

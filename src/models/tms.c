@@ -87,19 +87,22 @@ static size_t tms_layout(vpd_model *m, int B, int S, vpd_arena *a) {
     return c.bytes;
 }
 
-static void tms_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook) {
+static void tms_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook, int from) {
     tms_impl *t = m->impl;
-    int B = in->B, F = m->cfg.n_features, Hd = m->cfg.n_hidden;
-    VPD_ASSERT(in->x, "tms forward: input features x are NULL");
-    t->B = B;
-    memcpy(t->x, in->x, sizeof(real) * (size_t)B * F);
-    model_layer_forward(m, hook, 0, t->x, NULL, t->h, B);   /* h = linear1(x) */
-    model_layer_forward(m, hook, 1, t->h, NULL, t->pre, B); /* pre = linear2(h) */
+    int F = m->cfg.n_features, Hd = m->cfg.n_hidden;
+    if (from < 0) {
+        VPD_ASSERT(in->x, "tms forward: input features x are NULL");
+        t->B = in->B;
+        memcpy(t->x, in->x, sizeof(real) * (size_t)in->B * F);
+    }
+    int B = t->B;
+    if (from <= 0) model_layer_forward(m, hook, 0, t->x, NULL, t->h, B); /* h = linear1(x) */
+    model_layer_forward(m, hook, 1, t->h, NULL, t->pre, B);              /* pre = linear2(h) */
     relu_forward(out, t->pre, (size_t)B * F);
     (void)Hd;
 }
 
-static void tms_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook) {
+static void tms_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook, int to) {
     tms_impl *t = m->impl;
     int B = t->B, F = m->cfg.n_features, Hd = m->cfg.n_hidden;
     VPD_ASSERT(B > 0, "tms backward without a forward");
@@ -109,7 +112,8 @@ static void tms_backward(vpd_model *m, const real *dout, real *dparams, real *di
     memset(t->dh, 0, sizeof(real) * (size_t)B * Hd);
     /* linear2 through the hook or W2 = W1ᵀ; its weight gradient dW2 = dpreᵀ h [F, Hd] is
      * added transposed into linear1.weight: dW1 += hᵀ dpre [Hd, F]. */
-    model_layer_backward(m, hook, 1, t->h, NULL, t->dpre, t->dh, NULL, db2, B);
+    model_layer_backward(m, hook, 1, t->h, NULL, t->dpre, to == 1 ? NULL : t->dh, NULL, db2, B);
+    if (to == 1) return;
     if (!(hook && hook->backward) && dW1) vpd_gemm(true, false, Hd, F, B, 1, t->h, Hd, t->dpre, F, 1, dW1, F);
     model_layer_backward(m, hook, 0, t->x, NULL, t->dh, dinput, dW1, NULL, B);
 }

@@ -3,10 +3,11 @@
  * ‖Δ‖²_F with its backward, and the masked forward/backward with optional delta mask and
  * per-row subset routing (§3).
  *
- * Every product is one vpd_gemm over all rows. Routing is applied by zeroing the
- * component path of routed-out rows (so they give no gradient to V, U, m, m_Δ) and then
- * overwriting their outputs with the original layer, computed on the gathered rows only:
- * those rows get W x + b exactly, not (VU)ᵀx + Δx, which differs by rounding.
+ * Every product is one vpd_gemm over all rows. Routing of a linear layer gathers the
+ * routed-in rows and computes the component products on them only (routed-out rows give
+ * no gradient to V, U, m, m_Δ); the routed-out rows get the original layer, computed on the
+ * gathered rows only: W x + b exactly, not (VU)ᵀx + Δx, which differs by rounding. A routed
+ * embedding zeroes the component path of routed-out rows instead (its products are gathers).
  *
  * The delta term's gradient into U and V is folded into the mask term. With
  * Δ = W − (VU)ᵀ the row gradient of y = (a⊙m)U + m_Δ(Δx) w.r.t. V is xᵀ[(dy Uᵀ)⊙m] −
@@ -94,8 +95,148 @@ void vpd_faithfulness_backward(real *dV, real *dU, const vpd_components *c, real
 }
 
 size_t vpd_components_work_size(const vpd_components *c, int N) {
-    /* backward: Q [N,C] | R [N,C] | E [N,d_in] | T [N,d_out]; forward uses a prefix */
-    return (size_t)N * (2 * (size_t)c->C + (size_t)c->d_in + (size_t)c->d_out);
+    /* backward: Q [N,C] | R [N,C] | E [N,d_in] | T [N,d_out] | X [N,d_in] | rows [N];
+     * forward uses the first four and rows */
+    return (size_t)N * (2 * (size_t)c->C + 2 * (size_t)c->d_in + (size_t)c->d_out + 1);
+}
+
+/* the row list of the routed-in rows (rows[j] = source row) kept at the end of work */
+static int32_t *routed_rows(const vpd_components *c, int N, real *work, const uint8_t *route, int *Ni) {
+    int32_t *rows = (int32_t *)(work + vpd_components_work_size(c, N) - (size_t)N);
+    int k = 0;
+    for (int n = 0; n < N; n++)
+        if (route[n]) rows[k++] = n;
+    *Ni = k;
+    return rows;
+}
+
+static void gather_rows(real *dst, const real *src, const int32_t *rows, int n, int w) {
+    for (int j = 0; j < n; j++) memcpy(dst + (size_t)j * w, src + (size_t)rows[j] * w, sizeof(real) * (size_t)w);
+}
+
+/* Routed linear layer, component products on the routed-in rows only (gathered): the
+ * routed-out rows' component path is zero anyway, so the result is the all-rows one
+ * without the products of rows that are thrown away. a of routed-out rows is set to 0. */
+static void routed_forward(real *y, real *a, const vpd_components *c, const real *x, const real *m,
+                           const real *mdelta, const uint8_t *route, int N, real *work) {
+    const int d_in = c->d_in, d_out = c->d_out, C = c->C;
+    real *am = work;                     /* [Ni, C] */
+    real *ac = work + (size_t)N * C;     /* [Ni, C] */
+    real *xs = work + (size_t)N * 2 * C; /* [Ni, d_in] */
+    real *t = xs + (size_t)N * d_in;     /* [Ni, d_out] */
+    int Ni;
+    const int32_t *rows = routed_rows(c, N, work, route, &Ni);
+    if (Ni > 0) {
+        gather_rows(xs, x, rows, Ni, d_in);
+        vpd_gemm(false, false, Ni, C, d_in, 1, xs, d_in, c->V, C, 0, ac, C); /* a = x V */
+        for (int j = 0; j < Ni; j++) {
+            const real *an = ac + (size_t)j * C, *mn = m ? m + (size_t)rows[j] * C : NULL;
+            real *o = am + (size_t)j * C;
+            if (mn) for (int k = 0; k < C; k++) o[k] = an[k] * mn[k];
+            else memcpy(o, an, sizeof(real) * C);
+        }
+        vpd_gemm(false, false, Ni, d_out, C, 1, am, C, c->U, d_out, 0, t, d_out);
+        if (c->shared_terms && mdelta) {
+            VPD_ASSERT(c->delta, "components_forward: delta mask given but no delta computed");
+            for (int j = 0; j < Ni; j++) { /* xs rows scaled by m_Δ: t += (m_Δ ⊙ x) Δᵀ */
+                real sc = mdelta[rows[j]], *o = xs + (size_t)j * d_in;
+                for (int i = 0; i < d_in; i++) o[i] *= sc;
+            }
+            vpd_gemm(false, true, Ni, d_out, d_in, 1, xs, d_in, c->delta, d_in, 1, t, d_out);
+        }
+        if (c->shared_terms && c->b)
+            for (int j = 0; j < Ni; j++) vpd_axpy((size_t)d_out, 1, c->b, t + (size_t)j * d_out);
+    }
+    for (int n = 0, j = 0; n < N; n++) {
+        if (j < Ni && rows[j] == n) {
+            memcpy(a + (size_t)n * C, ac + (size_t)j * C, sizeof(real) * C);
+            memcpy(y + (size_t)n * d_out, t + (size_t)j * d_out, sizeof(real) * d_out);
+            j++;
+        } else {
+            memset(a + (size_t)n * C, 0, sizeof(real) * C);
+            memset(y + (size_t)n * d_out, 0, sizeof(real) * d_out); /* another rank's part, or W x below */
+        }
+    }
+    if (!c->shared_terms || Ni == N) return;
+    /* routed-out rows: the original layer, W x + b */
+    int No = 0;
+    for (int n = 0; n < N; n++)
+        if (!route[n]) memcpy(xs + (size_t)(No++) * d_in, x + (size_t)n * d_in, sizeof(real) * d_in);
+    linear_forward(t, xs, c->W, c->b, No, d_in, d_out);
+    for (int n = 0, k = 0; n < N; n++)
+        if (!route[n]) memcpy(y + (size_t)n * d_out, t + (size_t)(k++) * d_out, sizeof(real) * d_out);
+}
+
+static void routed_backward(real *dx, real *dV, real *dU, real *dm, real *dmdelta, const real *dy, const real *a,
+                            const vpd_components *c, const real *x, const real *m, const real *mdelta,
+                            const uint8_t *route, int N, real *work) {
+    const int d_in = c->d_in, d_out = c->d_out, C = c->C;
+    real *Q = work;                /* [Ni, C]  dy Uᵀ of the routed-in rows */
+    real *R = Q + (size_t)N * C;   /* [Ni, C]  scratch */
+    real *E = R + (size_t)N * C;   /* [Ni, d_in] */
+    real *T = E + (size_t)N * d_in; /* [Ni, d_out] gathered dy */
+    real *X = T + (size_t)N * d_out; /* [Ni, d_in] gathered x */
+    int Ni;
+    const int32_t *rows = routed_rows(c, N, work, route, &Ni);
+    if (Ni > 0) {
+        gather_rows(T, dy, rows, Ni, d_out);
+        vpd_gemm(false, true, Ni, C, d_out, 1, T, d_out, c->U, d_out, 0, Q, C);
+        if (dm)
+            for (int j = 0; j < Ni; j++) {
+                const real *qj = Q + (size_t)j * C, *an = a + (size_t)rows[j] * C;
+                real *o = dm + (size_t)rows[j] * C;
+                for (int k = 0; k < C; k++) o[k] += qj[k] * an[k];
+            }
+        if (dx) { /* dx += (Q ⊙ m) Vᵀ */
+            for (int j = 0; j < Ni; j++) {
+                const real *qj = Q + (size_t)j * C, *mn = m ? m + (size_t)rows[j] * C : NULL;
+                real *o = R + (size_t)j * C;
+                if (mn) for (int k = 0; k < C; k++) o[k] = qj[k] * mn[k];
+                else memcpy(o, qj, sizeof(real) * C);
+            }
+            vpd_gemm(false, true, Ni, d_in, C, 1, R, C, c->V, C, 0, E, d_in);
+            for (int j = 0; j < Ni; j++) vpd_axpy((size_t)d_in, 1, E + (size_t)j * d_in, dx + (size_t)rows[j] * d_in);
+        }
+        if (dU) { /* dU += [a ⊙ (m − m_Δ)]ᵀ dy */
+            for (int j = 0; j < Ni; j++) {
+                int n = rows[j];
+                const real *an = a + (size_t)n * C, *mn = m ? m + (size_t)n * C : NULL;
+                real *o = R + (size_t)j * C, md = mdelta ? mdelta[n] : 0;
+                for (int k = 0; k < C; k++) o[k] = an[k] * ((mn ? mn[k] : 1) - md);
+            }
+            vpd_gemm(true, false, C, d_out, Ni, 1, R, C, T, d_out, 1, dU, d_out);
+        }
+        bool need_x = dV || (c->shared_terms && mdelta && dmdelta);
+        if (need_x) gather_rows(X, x, rows, Ni, d_in);
+        if (dV) { /* dV += xᵀ [Q ⊙ (m − m_Δ)] */
+            for (int j = 0; j < Ni; j++) {
+                int n = rows[j];
+                const real *qj = Q + (size_t)j * C, *mn = m ? m + (size_t)n * C : NULL;
+                real *o = R + (size_t)j * C, md = mdelta ? mdelta[n] : 0;
+                for (int k = 0; k < C; k++) o[k] = qj[k] * ((mn ? mn[k] : 1) - md);
+            }
+            vpd_gemm(true, false, d_in, C, Ni, 1, X, d_in, R, C, 1, dV, C);
+        }
+        if (c->shared_terms && mdelta && (dx || dmdelta)) {
+            VPD_ASSERT(c->delta, "components_backward: delta mask given but no delta computed");
+            /* E = dy Δ: ∂/∂m_Δ[n] = x_n · E_n, dx_n += m_Δ[n] E_n (from Δ itself, see the full path) */
+            vpd_gemm(false, false, Ni, d_in, d_out, 1, T, d_out, c->delta, d_in, 0, E, d_in);
+            for (int j = 0; j < Ni; j++) {
+                int n = rows[j];
+                const real *en = E + (size_t)j * d_in;
+                if (dmdelta) dmdelta[n] += (real)vpd_dot((size_t)d_in, X + (size_t)j * d_in, en);
+                if (dx) vpd_axpy((size_t)d_in, mdelta[n], en, dx + (size_t)n * d_in);
+            }
+        }
+    }
+    if (!c->shared_terms || !dx || Ni == N) return;
+    /* routed-out rows: the original layer's input gradient dy W */
+    int No = 0;
+    for (int n = 0; n < N; n++)
+        if (!route[n]) memcpy(T + (size_t)(No++) * d_out, dy + (size_t)n * d_out, sizeof(real) * d_out);
+    vpd_gemm(false, false, No, d_in, d_out, 1, T, d_out, c->W, d_in, 0, E, d_in);
+    for (int n = 0, k = 0; n < N; n++)
+        if (!route[n]) vpd_axpy((size_t)d_in, 1, E + (size_t)(k++) * d_in, dx + (size_t)n * d_in);
 }
 
 static inline int row_on(const uint8_t *route, int n) { return route ? route[n] != 0 : 1; }
@@ -112,6 +253,11 @@ void vpd_components_forward(real *y, real *a, const vpd_components *c, const rea
     real *am = work;                          /* [N, C] */
     real *xs = work + (size_t)N * 2 * C;      /* [N, d_in] */
     real *t = xs + (size_t)N * d_in;          /* [N, d_out] */
+    if (route && !c->embedding) {
+        VPD_ASSERT(x, "components_forward: linear layer needs x");
+        routed_forward(y, a, c, x, m, mdelta, route, N, work);
+        return;
+    }
     if (c->embedding) {
         VPD_ASSERT(tok, "components_forward: embedding layer needs tokens");
         check_tokens(tok, N, d_in);
@@ -188,6 +334,10 @@ void vpd_components_backward(real *dx, real *dV, real *dU, real *dm, real *dmdel
     real *E = R + (size_t)N * C;               /* [N, d_in] dy Δ */
     real *T = E + (size_t)N * d_in;            /* [N, d_out] gathered dy of routed-out rows */
     VPD_ASSERT(!(c->embedding && dx), "components_backward: no dx for an embedding layer");
+    if (route && !c->embedding) {
+        routed_backward(dx, dV, dU, dm, dmdelta, dy, a, c, x, m, mdelta, route, N, work);
+        return;
+    }
     if (c->embedding) check_tokens(tok, N, d_in);
 
     /* Q = dy Uᵀ = ∂y/∂(a⊙m), zero on routed-out rows: they give no gradient to V, U, m */

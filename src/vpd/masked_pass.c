@@ -158,9 +158,25 @@ static double output_loss_forward_backward(vpd_decomp *d, double dscale) {
     return D;
 }
 
+/* The first model layer the pass replaces: every layer before it gives the target's values,
+ * which the target forward of this step (vpd_decomp_target_forward) already holds — the pass
+ * starts there (no embedding or prefix products) and its backward stops there (no input
+ * gradients below it: the frozen target has nothing to train). */
+static int first_replaced_layer(const vpd_decomp *d, const vpd_pass_layer *spec) {
+    int first = d->target->n_layers;
+    for (int k = 0; k < d->L; k++)
+        if (spec[k].replaced && d->layers[k].model_layer < first) first = d->layers[k].model_layer;
+    if (first == d->target->n_layers) /* nothing replaced: the target itself, from its first decomposed layer */
+        for (int k = 0; k < d->L; k++)
+            if (d->layers[k].model_layer < first) first = d->layers[k].model_layer;
+    return first;
+}
+
 double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass_opts *opts, double *numel_out) {
     pass_hook ph = {{pass_forward, pass_backward}, d, spec, opts, 0, 0};
-    vpd_model_forward(d->target, &d->batch.input, d->pass.out, &ph.base);
+    int first = first_replaced_layer(d, spec);
+    VPD_ASSERT(d->target->prefix_valid >= 0, "vpd_masked_pass before this step's vpd_decomp_target_forward");
+    vpd_model_forward_from(d->target, first, d->pass.out, &ph.base);
     double D;
     if (opts->hidden_acts) {
         D = ph.hidden_sq;
@@ -169,6 +185,6 @@ double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass
     } else {
         D = output_loss_forward_backward(d, opts->dscale);
     }
-    if (opts->dscale != 0) vpd_model_backward(d->target, d->pass.dout, NULL, NULL, &ph.base);
+    if (opts->dscale != 0) vpd_model_backward_to(d->target, d->pass.dout, &ph.base, first);
     return D;
 }

@@ -9,7 +9,12 @@
  *     and the hook's forward equals the plain forward.
  *  3. the hook is called exactly once per layer in forward and in backward, backward
  *     ends at the first layer, and the layer/parameter tables carry the expected
- *     PyTorch names. */
+ *     PyTorch names.
+ *  4. vpd_model_forward_from / vpd_model_backward_to (the masked passes' shortcut): after a
+ *     plain forward and another pass from some other layer, the forward from layer l with a
+ *     hook that changes the layers >= l equals the whole forward with that hook bit for bit,
+ *     and the backward to l gives the same hook gradients, calling the hook for layers >= l
+ *     only and with dx = NULL at l. */
 #include "testutil.h"
 #include "vpd/models.h"
 #include "vpd/nn.h"
@@ -22,6 +27,8 @@ typedef struct {
     real *dW[MAXL], *db[MAXL]; /* hook-owned gradients, per layer */
     int fwd_calls[MAXL], bwd_calls[MAXL];
     int last_bwd;
+    int shift_from; /* layers >= shift_from add 0.1 to their output (section 4); else n_layers */
+    bool dx_null[MAXL];
 } plain_hook;
 
 static void hk_fwd(vpd_hook *h, int l, const real *x, const int32_t *tok, real *y, int N) {
@@ -30,6 +37,8 @@ static void hk_fwd(vpd_hook *h, int l, const real *x, const int32_t *tok, real *
     p->fwd_calls[l]++;
     if (L->embedding) embedding_forward(y, tok, L->W, N, L->d_in, L->d_out);
     else linear_forward(y, x, L->W, L->b, N, L->d_in, L->d_out);
+    if (l >= p->shift_from)
+        for (size_t i = 0; i < (size_t)N * L->d_out; i++) y[i] += (real)0.1;
 }
 
 static void hk_bwd(vpd_hook *h, int l, const real *x, const int32_t *tok, const real *dy, real *dx, int N) {
@@ -37,6 +46,7 @@ static void hk_bwd(vpd_hook *h, int l, const real *x, const int32_t *tok, const 
     const vpd_layer_info *L = &p->m->layers[l];
     p->bwd_calls[l]++;
     p->last_bwd = l;
+    p->dx_null[l] = dx == NULL;
     if (L->embedding) {
         CHECK(dx == NULL && x == NULL, "embedding layer %s: hook got x or dx", L->name);
         embedding_backward(p->dW[l], dy, tok, N, L->d_in, L->d_out);
@@ -126,7 +136,7 @@ static void run_model(const char *label, const vpd_model_config *cfg, int B, int
     }
 
     /* 2. the same through a pass-through hook */
-    plain_hook h = {.base = {hk_fwd, hk_bwd}, .m = &m, .last_bwd = -1};
+    plain_hook h = {.base = {hk_fwd, hk_bwd}, .m = &m, .last_bwd = -1, .shift_from = m.n_layers};
     VPD_ASSERT(m.n_layers <= MAXL, "too many layers for the test");
     for (int l = 0; l < m.n_layers; l++) {
         h.dW[l] = calloc((size_t)m.layers[l].d_in * m.layers[l].d_out, sizeof(real));
@@ -164,6 +174,46 @@ static void run_model(const char *label, const vpd_model_config *cfg, int B, int
     if (!lm) {
         e = tu_max_rel_err(dx_h, dx, n_in, 1e-12);
         CHECK(e <= 1e-12, "%s: hook-path input gradient differs (%.3e)", label, e);
+    }
+
+    /* 4. forward from / backward to layer l */
+    {
+        int nl = m.n_layers;
+        real *ref = calloc(n_out, sizeof(real)), **gref = calloc((size_t)nl, sizeof(real *));
+        for (int l = 0; l < nl; l++) gref[l] = calloc((size_t)m.layers[l].d_in * m.layers[l].d_out, sizeof(real));
+        for (int l0 = 0; l0 < nl; l0++) {
+            h.shift_from = l0;
+            for (int l = 0; l < nl; l++) memset(h.dW[l], 0, sizeof(real) * (size_t)m.layers[l].d_in * m.layers[l].d_out);
+            vpd_model_forward(&m, &c.in, ref, &h.base);
+            vpd_model_backward(&m, R, NULL, NULL, &h.base);
+            for (int l = 0; l < nl; l++) {
+                memcpy(gref[l], h.dW[l], sizeof(real) * (size_t)m.layers[l].d_in * m.layers[l].d_out);
+                memset(h.dW[l], 0, sizeof(real) * (size_t)m.layers[l].d_in * m.layers[l].d_out);
+            }
+            vpd_model_forward(&m, &c.in, out_h, NULL); /* the target forward of a step */
+            int other = (l0 + nl / 2 + 1) % nl;        /* a pass from another layer overwrites some activations */
+            h.shift_from = other;
+            vpd_model_forward_from(&m, other, out_h, &h.base);
+            h.shift_from = l0;
+            vpd_model_forward_from(&m, l0, out_h, &h.base);
+            CHECK(memcmp(out_h, ref, n_out * sizeof(real)) == 0,
+                  "%s: forward from layer %d (after one from %d) differs from the whole forward", label, l0, other);
+            memset(h.bwd_calls, 0, sizeof h.bwd_calls);
+            vpd_model_backward_to(&m, R, &h.base, l0);
+            for (int l = 0; l < nl; l++) {
+                size_t nw = (size_t)m.layers[l].d_in * m.layers[l].d_out;
+                CHECK(h.bwd_calls[l] == (l >= l0), "%s backward to %d: layer %d called %d times", label, l0, l,
+                      h.bwd_calls[l]);
+                if (l >= l0)
+                    CHECK(memcmp(h.dW[l], gref[l], nw * sizeof(real)) == 0,
+                          "%s backward to %d: layer %d's hook gradient differs from the whole backward", label, l0, l);
+            }
+            CHECK(h.dx_null[l0], "%s backward to %d: layer %d got a dx to accumulate", label, l0, l0);
+        }
+        h.shift_from = nl;
+        for (int l = 0; l < nl; l++) free(gref[l]);
+        free(gref);
+        free(ref);
     }
 
     /* a smaller batch reuses the reserved buffers */
