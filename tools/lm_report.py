@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "reference"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from byte_level import bytes_to_unicode  # noqa: E402
 import reference_models as RM  # noqa: E402  llama_forward
 from reference_vpd import load_safetensors  # noqa: E402
 torch.set_default_dtype(torch.float32)  # reference_vpd sets float64; float32 is plenty here
@@ -35,17 +37,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PRETOK = re.compile(r"""'s|'t|'re|'ve|'m|'ll|'d| ?[^\W\d_]+| ?\d+| ?[^\s\w]+|\s+(?!\S)|\s+|_+""")
 
 
-def bytes_to_unicode():
-    """GPT-2's byte -> printable unicode char table used by byte-level BPE."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
 
 
 class Tokenizer:

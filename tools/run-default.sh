@@ -38,7 +38,12 @@ else
     OPENBLAS_NUM_THREADS=$PRETRAIN_THREADS "$VPD" pretrain configs/tms_5-2-target.yaml --out "$MODEL"
 fi
 
+# a run directory holds one run (vpd refuses to overwrite another run's results): a second
+# `make run` writes runs/tms_5-2.2, then .3, ...
 RUN=runs/tms_5-2
+n=1
+while [[ -e "$RUN" ]]; do n=$((n + 1)); RUN=runs/tms_5-2.$n; done
+[[ $n -gt 1 ]] && echo "run-default: runs/tms_5-2 holds an earlier run; this one goes to $RUN"
 if "$VPD" decompose --help >/dev/null 2>&1; then
     THREADS=${OPENBLAS_NUM_THREADS:-$([[ "$RANKS" -gt 1 ]] && echo 1 || nproc)}
     echo "run-default: decomposing it (configs/tms_5-2.yaml) with $RANKS rank(s) x $THREADS OpenBLAS thread(s)"
