@@ -246,14 +246,15 @@ static cJSON *read_json(const char *path) {
     return j;
 }
 
-int vpd_cmd_bench(int argc, char **argv) {
+typedef struct {
+    const char *only, *cfg_dir, *model_dir, *base_path, *json_path;
+    int steps, warmup, threads[8], n_threads;
+} bench_opts;
+
+/* 0: parsed; else the exit status (messages on rank 0) */
+static int parse_opts(int argc, char **argv, bench_opts *o) {
     const int rank = vpd_world_rank();
-    if (vpd_cli_wants_help(argc, argv)) {
-        if (rank == 0) usage(stdout);
-        return 0;
-    }
-    const char *only = NULL, *cfg_dir = "configs", *model_dir = "models", *base_path = NULL, *json_path = NULL;
-    int steps = 20, warmup = 3, threads[8] = {1, 2}, n_threads = 2;
+    *o = (bench_opts){.cfg_dir = "configs", .model_dir = "models", .steps = 20, .warmup = 3, .threads = {1, 2}, .n_threads = 2};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const bool valued = !strcmp(a, "--only") || !strcmp(a, "--steps") || !strcmp(a, "--warmup") ||
@@ -262,24 +263,24 @@ int vpd_cmd_bench(int argc, char **argv) {
         const char *v = valued ? vpd_cli_value("bench", argc, argv, &i) : NULL;
         if (valued && !v) return 2;
         long n;
-        if (!strcmp(a, "--only")) only = v;
+        if (!strcmp(a, "--only")) o->only = v;
         else if (!strcmp(a, "--steps")) {
             if (!vpd_cli_parse_int("bench", a, v, 1, 1L << 30, &n)) return 2;
-            steps = (int)n;
+            o->steps = (int)n;
         } else if (!strcmp(a, "--warmup")) {
             if (!vpd_cli_parse_int("bench", a, v, 0, 1L << 30, &n)) return 2;
-            warmup = (int)n;
-        } else if (!strcmp(a, "--configs")) cfg_dir = v;
-        else if (!strcmp(a, "--models")) model_dir = v;
-        else if (!strcmp(a, "--baseline")) base_path = v;
-        else if (!strcmp(a, "--json")) json_path = v;
+            o->warmup = (int)n;
+        } else if (!strcmp(a, "--configs")) o->cfg_dir = v;
+        else if (!strcmp(a, "--models")) o->model_dir = v;
+        else if (!strcmp(a, "--baseline")) o->base_path = v;
+        else if (!strcmp(a, "--json")) o->json_path = v;
         else if (!strcmp(a, "--threads")) {
-            n_threads = 0;
+            o->n_threads = 0;
             char buf[128];
             snprintf(buf, sizeof buf, "%s", v);
-            for (char *t = strtok(buf, ","); t && n_threads < 8; t = strtok(NULL, ",")) {
+            for (char *t = strtok(buf, ","); t && o->n_threads < 8; t = strtok(NULL, ",")) {
                 if (!vpd_cli_parse_int("bench", "--threads", t, 1, 4096, &n)) return 2;
-                threads[n_threads++] = (int)n;
+                o->threads[o->n_threads++] = (int)n;
             }
         } else {
             if (rank == 0) {
@@ -289,89 +290,105 @@ int vpd_cmd_bench(int argc, char **argv) {
             return 2;
         }
     }
-    if (steps < 1 || warmup < 0 || n_threads < 1) {
-        if (rank == 0) fprintf(stderr, "vpd bench: --steps must be >= 1, --warmup >= 0, --threads a list of counts >= 1\n");
+    if (o->n_threads < 1) {
+        if (rank == 0) fprintf(stderr, "vpd bench: --threads must be a list of counts >= 1\n");
         return 2;
     }
-    for (int i = 0; i < n_threads; i++)
-        if (threads[i] < 1) {
-            if (rank == 0) fprintf(stderr, "vpd bench: --threads: '%d' is not a thread count >= 1\n", threads[i]);
-            return 2;
-        }
-    bool found = !only;
-    for (int c = 0; c < N_CASES; c++) found |= only && !strcmp(only, cases[c].name);
+    bool found = !o->only;
+    for (int c = 0; c < N_CASES; c++) found |= o->only && !strcmp(o->only, cases[c].name);
     if (!found) {
         if (rank == 0)
-            fprintf(stderr, "vpd bench: --only '%s': expected tms_5-2, tms_40-10, resid_mlp1, lm_tiny or lm_4L_128\n", only);
+            fprintf(stderr, "vpd bench: --only '%s': expected tms_5-2, tms_40-10, resid_mlp1, lm_tiny or lm_4L_128\n", o->only);
         return 2;
     }
+    return 0;
+}
+
+/* the header: CPU, ISA, measured peak, baseline and column legend (rank 0) */
+static void print_header(const bench_opts *o, const vpd_cpu *cpu, int ncpu, double peak_core, const cJSON *base) {
+    printf("vpd bench: %d timed steps after %d warm-up; layout ranks x OpenBLAS threads; rank 0 may run on %d CPU%s\n",
+           o->steps, o->warmup, ncpu, ncpu == 1 ? "" : "s");
+    printf("CPU: %s; ISA: %s%s%s; binary built for %s\n", cpu->model, cpu->isa, cpu->avx2 ? " (avx2" : " (no avx2",
+           cpu->avx512f ? ", avx512f)" : ", no avx512f)", vpd_build_isa());
+    printf("fp32 FMA peak measured: %.1f GFLOP/s per core (per CPU-second of the probe thread; %% peak = wall\n"
+           "GFLOP/s / (this × cores in use))\n", peak_core);
+    if (base) {
+        const cJSON *bm = cJSON_GetObjectItemCaseSensitive(base, "cpu_model");
+        const cJSON *bv = cJSON_GetObjectItemCaseSensitive(base, "version");
+        printf("vs base = median s/step of %s (version %s, CPU %s) / this run's\n", o->base_path,
+               cJSON_IsString(bv) ? bv->valuestring : "?", cJSON_IsString(bm) ? bm->valuestring : "?");
+    } else
+        printf("vs base: n/a (no baseline file %s)\n", o->base_path);
+    printf("GFLOP = Σ 2·M·N·K of one step's vpd_gemm calls (all ranks); vs torch = PyTorch median s/step\n"
+           "(MACHINE.md, same thread count) / vpd's\n\n");
+    printf("cpu = median CPU seconds of the process per step (all threads; the slowest rank): on a host\n"
+           "shared with other work it is the steadier figure for 1-thread rows; vs base (wall) and vs base\n"
+           "(cpu) = the baseline's median / this run's\n\n");
+    printf("  R x T  wall/step   [   min   ..    max  ]  cpu/step    GFLOP/step    GFLOP/s %%peak  vs base (cpu)  vs torch\n");
+}
+
+/* the --json record's header fields (its "cases" are filled by run_case) */
+static cJSON *json_record(const bench_opts *o, const vpd_cpu *cpu, double peak_core) {
+    cJSON *out = cJSON_CreateObject();
+    cJSON_AddStringToObject(out, "cpu_model", cpu->model);
+    cJSON_AddStringToObject(out, "isa", cpu->isa);
+    cJSON_AddStringToObject(out, "build_isa", vpd_build_isa());
+    cJSON_AddStringToObject(out, "version", VPD_GIT_HASH);
+    cJSON_AddNumberToObject(out, "fma_peak_gflops_per_core", peak_core);
+    cJSON_AddNumberToObject(out, "steps", o->steps);
+    cJSON_AddStringToObject(out, "layout", "RxT = MPI ranks x OpenBLAS threads: median wall s/step; 'RxT cpu': median process CPU s/step");
+    cJSON_AddObjectToObject(out, "cases");
+    return out;
+}
+
+static vpd_status write_json(cJSON *out, const char *path) {
+    char *text = cJSON_Print(out);
+    FILE *f = text ? fopen(path, "w") : NULL;
+    vpd_status s = VPD_OK;
+    if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) s = vpd_error(VPD_ERR_IO, "vpd bench: cannot write --json %s", path);
+    if (f) fclose(f);
+    free(text);
+    return s;
+}
+
+int vpd_cmd_bench(int argc, char **argv) {
+    const int rank = vpd_world_rank();
+    if (vpd_cli_wants_help(argc, argv)) {
+        if (rank == 0) usage(stdout);
+        return 0;
+    }
+    bench_opts o;
+    int rc = parse_opts(argc, argv, &o);
+    if (rc) return rc;
     vpd_log_set_level(VPD_LOG_WARN); /* keep the table readable */
     cpu_set_t cs;
     int ncpu = sched_getaffinity(0, sizeof cs, &cs) == 0 ? CPU_COUNT(&cs) : -1;
     vpd_cpu cpu;
     vpd_cpu_detect(&cpu);
     /* every rank probes its own core at once (the peak of the cores in use), rank 0's is quoted */
-    vpd_barrier(MPI_COMM_WORLD);
+    vpd_barrier(vpd_comm_world());
     double peak_core = vpd_fma_peak_gflops(0.5);
-    vpd_bcast(&peak_core, sizeof peak_core, 0, MPI_COMM_WORLD);
+    vpd_bcast(&peak_core, sizeof peak_core, 0, vpd_comm_world());
     char default_base[96];
     snprintf(default_base, sizeof default_base, "bench/baseline-%s.json", cpu.isa);
-    if (!base_path) base_path = default_base;
-    cJSON *base = strcmp(base_path, "none") ? read_json(base_path) : NULL;
-    cJSON *out = NULL;
-    if (rank == 0 && json_path) {
-        out = cJSON_CreateObject();
-        cJSON_AddStringToObject(out, "cpu_model", cpu.model);
-        cJSON_AddStringToObject(out, "isa", cpu.isa);
-        cJSON_AddStringToObject(out, "build_isa", vpd_build_isa());
-        cJSON_AddStringToObject(out, "version", VPD_GIT_HASH);
-        cJSON_AddNumberToObject(out, "fma_peak_gflops_per_core", peak_core);
-        cJSON_AddNumberToObject(out, "steps", steps);
-        cJSON_AddStringToObject(out, "layout", "RxT = MPI ranks x OpenBLAS threads: median wall s/step; 'RxT cpu': median process CPU s/step");
-        cJSON_AddObjectToObject(out, "cases");
-    }
-    if (rank == 0) {
-        printf("vpd bench: %d timed steps after %d warm-up; layout ranks x OpenBLAS threads; rank 0 may run on %d CPU%s\n",
-               steps, warmup, ncpu, ncpu == 1 ? "" : "s");
-        printf("CPU: %s; ISA: %s%s%s; binary built for %s\n", cpu.model, cpu.isa, cpu.avx2 ? " (avx2" : " (no avx2",
-               cpu.avx512f ? ", avx512f)" : ", no avx512f)", vpd_build_isa());
-        printf("fp32 FMA peak measured: %.1f GFLOP/s per core (per CPU-second of the probe thread; %% peak = wall\n"
-               "GFLOP/s / (this × cores in use))\n", peak_core);
-        if (base) {
-            const cJSON *bm = cJSON_GetObjectItemCaseSensitive(base, "cpu_model");
-            const cJSON *bv = cJSON_GetObjectItemCaseSensitive(base, "version");
-            printf("vs base = median s/step of %s (version %s, CPU %s) / this run's\n", base_path,
-                   cJSON_IsString(bv) ? bv->valuestring : "?", cJSON_IsString(bm) ? bm->valuestring : "?");
-        } else
-            printf("vs base: n/a (no baseline file %s)\n", base_path);
-        printf("GFLOP = Σ 2·M·N·K of one step's vpd_gemm calls (all ranks); vs torch = PyTorch median s/step\n"
-               "(MACHINE.md, same thread count) / vpd's\n\n");
-        printf("cpu = median CPU seconds of the process per step (all threads; the slowest rank): on a host\n"
-               "shared with other work it is the steadier figure for 1-thread rows; vs base (wall) and vs base\n"
-               "(cpu) = the baseline's median / this run's\n\n");
-        printf("  R x T  wall/step   [   min   ..    max  ]  cpu/step    GFLOP/step    GFLOP/s %%peak  vs base (cpu)  vs torch\n");
-    }
+    if (!o.base_path) o.base_path = default_base;
+    cJSON *base = strcmp(o.base_path, "none") ? read_json(o.base_path) : NULL;
+    cJSON *out = rank == 0 && o.json_path ? json_record(&o, &cpu, peak_core) : NULL;
+    if (rank == 0) print_header(&o, &cpu, ncpu, peak_core, base);
     int initial_threads = vpd_blas_threads();
     vpd_status s = VPD_OK;
     for (int c = 0; s == VPD_OK && c < N_CASES; c++) {
-        if (only && strcmp(only, cases[c].name)) continue;
-        s = run_case(&cases[c], cfg_dir, model_dir, steps, warmup, threads, n_threads, peak_core, base, out);
-        if (ncpu == 1 && rank == 0)
-            for (int i = 0; i < n_threads; i++)
-                if (threads[i] > 1) {
-                    printf("  (note: this rank is bound to 1 CPU: rows with more threads share it; mpiexec --bind-to none)\n");
-                    break;
-                }
+        if (o.only && strcmp(o.only, cases[c].name)) continue;
+        s = run_case(&cases[c], o.cfg_dir, o.model_dir, o.steps, o.warmup, o.threads, o.n_threads, peak_core, base, out);
+        bool multi = false;
+        for (int i = 0; i < o.n_threads; i++) multi |= o.threads[i] > 1;
+        if (ncpu == 1 && rank == 0 && multi)
+            printf("  (note: this rank is bound to 1 CPU: rows with more threads share it; mpiexec --bind-to none)\n");
     }
     vpd_blas_set_threads(initial_threads);
     if (out) {
-        char *text = cJSON_Print(out);
-        FILE *f = text ? fopen(json_path, "w") : NULL;
-        if (!f || fputs(text, f) < 0 || fputc('\n', f) < 0) {
-            if (s == VPD_OK) s = vpd_error(VPD_ERR_IO, "vpd bench: cannot write --json %s", json_path);
-        }
-        if (f) fclose(f);
-        free(text);
+        vpd_status w = write_json(out, o.json_path);
+        if (s == VPD_OK) s = w;
         cJSON_Delete(out);
     }
     cJSON_Delete(base);
