@@ -34,7 +34,7 @@ endif()
 if(TARGET bench_dist)
   add_test(NAME dist.bench_smoke
            COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV}
-                   sh -c "out=$(${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:bench_dist> ${CMAKE_SOURCE_DIR}/tests/configs/tms_all_losses.yaml --set steps=5 --out runs/bench_smoke --quiet 2>&1); rc=$?; echo \"$out\" | tail -12; [ $rc -eq 0 ] && for k in 'component gradients' 'CI-function gradients' 'PPGD shared-source' 'PGD shared sources' 'importance-minimality' 'metrics'; do echo \"$out\" | grep -q \"$k\" || exit 1; done"
+                   sh -c "out=$(${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 $<TARGET_FILE:bench_dist> ${CMAKE_SOURCE_DIR}/tests/configs/tms_all_losses.yaml --set steps=5 --force --out runs/bench_smoke --quiet 2>&1); rc=$?; echo \"$out\" | tail -12; [ $rc -eq 0 ] && for k in 'component gradients' 'CI-function gradients' 'PPGD shared-source' 'PGD shared sources' 'importance-minimality' 'metrics'; do echo \"$out\" | grep -q \"$k\" || exit 1; done"
            WORKING_DIRECTORY ${VPD_FIXTURES})
   set_tests_properties(dist.bench_smoke PROPERTIES LABELS "mpi;dist" TIMEOUT 120 PROCESSORS 2
                        FIXTURES_REQUIRED tms52)
