@@ -90,8 +90,8 @@ for NP in 1 2; do
         wait_step $B $target $pid
         kill9_job $sid $pid
         at=$(last_step $B)
-        echo "  SIGKILL at step $at (last logged); newest checkpoint: $(ls $B/checkpoints | grep '^ckpt-' | tail -n 1)"
-        report="$report; SIGKILL at step $at" ;;
+        echo "  SIGKILL with step $at the last one logged; newest checkpoint: $(ls $B/checkpoints | grep '^ckpt-' | tail -n 1)"
+        report="$report; SIGKILL after step $at" ;;
       TERM)
         wait_step $B $target $pid
         # 1 rank: SIGTERM to vpd. 2 ranks: SIGTERM to every rank (as Slurm signals each task),
