@@ -1,6 +1,6 @@
 # HPC operations without Slurm (label: hpc): checkpoints, bitwise-exact resume, resume on
 # another rank count, kill -9 during a checkpoint write, signals, config changes on resume,
-# provenance (vpd info), a rank killed under mpiexec, vpd sweep + vpd collect.
+# kills at random steps with resumes, provenance (vpd info), a rank killed under mpiexec, vpd sweep + vpd collect.
 # Scripts: tests/hpc/*.sh (arguments: vpd, python, tools/, config). The TMS 5-2 target is the
 # decompose.pretrain_tms52 fixture; the config is the all-losses one (every kind of state,
 # including per-rank persistent-PGD sources).
@@ -28,6 +28,9 @@ vpd_hpc_test(resume_cp2_to_1rank resume_layout.sh 2 2 1 2 1)
 vpd_hpc_test(resume_dp2cp2_to_cp2 resume_layout.sh 2 4 2 2 2)
 vpd_hpc_test(resume_1rank_to_dp2cp2 resume_layout.sh 2 1 4 1 2)
 vpd_hpc_test(kill9_during_checkpoint kill_during_checkpoint.sh 1)
+# issue 17: SIGKILL, SIGTERM and SIGKILL inside a checkpoint write at seeded random steps, 5 kills
+# on 1 rank and 5 on 2 ranks, each resumed; bitwise identical to an uninterrupted run
+vpd_hpc_test(kill_resume_random kill_resume_random.sh 2)
 vpd_hpc_test(signals signals.sh 2)
 vpd_hpc_test(preempt_group preempt_group.sh 2)
 vpd_hpc_test(run_dir_guard run_dir_guard.sh 2)
