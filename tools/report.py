@@ -40,6 +40,13 @@ def die(msg):
     sys.exit(1)
 
 
+def updates_done(run):
+    """Optimiser updates a run file records: its `step` attribute is the next step to run, and the
+    trainer's last iteration (step == steps) evaluates without updating, so a finished run of N
+    steps stores step N + 1 (a checkpoint stores the step it resumes at)."""
+    return min(int(run.attrs.get("step", 0)), int(run.attrs.get("steps", 0)))
+
+
 def attr_str(v):
     return v.decode() if isinstance(v, bytes) else str(v)
 
@@ -631,7 +638,7 @@ def main():
 
     cfg_yaml = attr_str(run["config"].attrs["yaml"]) if "config" in run else ""
     head = (f"<h1>vpd report: {E(os.path.abspath(run_dir))}</h1><p>target {E(kind)} "
-            f"({E(target_dir or '?')}), step {int(run.attrs.get('step', 0))} of {int(run.attrs.get('steps', 0))}, "
+            f"({E(target_dir or '?')}), {updates_done(run)} of {int(run.attrs.get('steps', 0))} steps, "
             f"vpd {E(attr_str(run.attrs.get('vpd_version', '')))}</p>"
             f"<details><summary>config</summary><pre>{E(cfg_yaml)}</pre></details>"
             "<nav><ul>" + "".join(f"<li><a href='#{i}'>{E(t)}</a></li>" for i, t, _ in sec) + "</ul></nav>")
