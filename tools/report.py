@@ -25,6 +25,7 @@ import matplotlib.ticker  # noqa: E402,F401
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from byte_level import bytes_to_unicode  # noqa: E402
+import safetensors_np  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -122,18 +123,7 @@ def find_target_dir(run, run_dir):
 def load_weights(d):
     st = os.path.join(d, "model.safetensors")
     if os.path.exists(st):
-        with open(st, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            hdr = json.loads(f.read(n))
-            base = 8 + n
-            out = {}
-            for k, v in hdr.items():
-                if k == "__metadata__" or v["dtype"] not in ("F32", "F64"):
-                    continue
-                b, e = v["data_offsets"]
-                f.seek(base + b)
-                out[k] = np.frombuffer(f.read(e - b), "<f4" if v["dtype"] == "F32" else "<f8").reshape(v["shape"])
-            return out
+        return safetensors_np.load(st)
     h = os.path.join(d, "model.h5")
     if os.path.exists(h):
         out = {}

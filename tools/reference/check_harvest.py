@@ -26,6 +26,9 @@ import h5py
 import numpy as np
 import yaml
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import safetensors_np  # noqa: E402
+
 
 def fail(msg):
     print("FAIL:", msg)
@@ -59,19 +62,7 @@ def compare(a_path, b_path):
 
 
 def load_safetensors(path):
-    with open(path, "rb") as f:
-        n = int.from_bytes(f.read(8), "little")
-        hdr = json.loads(f.read(n))
-        base = 8 + n
-        out = {}
-        for k, v in hdr.items():
-            if k == "__metadata__":
-                continue
-            assert v["dtype"] == "F32", v["dtype"]
-            b, e = v["data_offsets"]
-            f.seek(base + b)
-            out[k] = np.frombuffer(f.read(e - b), "<f4").reshape(v["shape"])
-    return out
+    return safetensors_np.load(path, dtypes=("F32",), strict=True)
 
 
 def target_path(cfg, run_dir):

@@ -36,6 +36,9 @@ import torch.nn.functional as F
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_models as RM  # noqa: E402
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+import safetensors_np  # noqa: E402
+
 torch.set_default_dtype(torch.float64)
 ALPHA = 0.01
 TOL_ABS, TOL_REL, TOL_GRAD = 1e-5, 2e-4, 1e-4
@@ -339,18 +342,8 @@ class Problem:
 
 
 def load_safetensors(path):
-    import struct
-    with open(path, "rb") as fh:
-        n = struct.unpack("<Q", fh.read(8))[0]
-        hdr = json.loads(fh.read(n))
-        data = fh.read()
-    out = {}
-    for k, v in hdr.items():
-        if k == "__metadata__":
-            continue
-        a, b = v["data_offsets"]
-        out[k] = torch.tensor(np.frombuffer(data[a:b], dtype="<f4").reshape(v["shape"]).astype(np.float64))
-    return out
+    """float32 tensors of a model file as float64 torch tensors"""
+    return {k: torch.tensor(v.astype(np.float64)) for k, v in safetensors_np.load(path, dtypes=("F32",), strict=True).items()}
 
 
 def evaluate(path):
