@@ -7,7 +7,7 @@
  *   vpd_sum_*        sum over a communicator (cp partial outputs, global counts)
  *   vpd_all_agree    every rank returns the same status and message (a failure anywhere
  *                    fails everywhere, with the failing rank's text)
- *   vpd_bcast / vpd_gather_*   root-based movement of plain bytes or reals
+ *   vpd_bcast / vpd_gather_bytes   root-based movement of plain bytes
  * The MPI datatype of `real` is spelled once, in comm.c. Every array call is bucketed
  * (≤ 1 Mi values per MPI call; MACHINE.md: 1–4 MiB is the sweet spot) and takes size_t
  * counts, so no caller casts to int.
@@ -27,7 +27,6 @@
 void vpd_dist_init(int *argc, char ***argv);
 /* Every rank passes its exit status; every rank returns the worst (max) one, then MPI ends. */
 int vpd_dist_finalize(int status);
-double vpd_dist_wtime(void);
 
 /* ---- ranks ---------------------------------------------------------------------------- */
 int vpd_world_rank(void);
@@ -90,7 +89,6 @@ void vpd_bcast(void *buf, size_t bytes, int root, MPI_Comm comm);
 char *vpd_bcast_string(const char *s, int root, MPI_Comm comm);
 /* root receives size(comm) blocks of `bytes` bytes in rank order (recv ignored elsewhere) */
 void vpd_gather_bytes(const void *send, size_t bytes, void *recv, int root, MPI_Comm comm);
-void vpd_gather_real(const real *send, size_t n, real *recv, int root, MPI_Comm comm);
 void vpd_barrier(MPI_Comm comm);
 
 #endif

@@ -25,8 +25,6 @@ int vpd_dist_finalize(int status) {
     return worst;
 }
 
-double vpd_dist_wtime(void) { return MPI_Wtime(); }
-
 int vpd_comm_rank(MPI_Comm comm) {
     int r = 0;
     if (comm != MPI_COMM_NULL) MPI_Comm_rank(comm, &r);
@@ -189,14 +187,6 @@ void vpd_gather_bytes(const void *send, size_t bytes, void *recv, int root, MPI_
         return;
     }
     MPI_Gather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, root, comm);
-}
-
-void vpd_gather_real(const real *send, size_t n, real *recv, int root, MPI_Comm comm) {
-    if (trivial(comm)) {
-        if (recv != send && n) memcpy(recv, send, n * sizeof(real));
-        return;
-    }
-    MPI_Gather(send, (int)n, VPD_MPI_REAL, recv, (int)n, VPD_MPI_REAL, root, comm);
 }
 
 void vpd_barrier(MPI_Comm comm) {
