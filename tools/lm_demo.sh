@@ -7,6 +7,7 @@
 #   5. its decomposition with the paper's losses (configs/lm_4L_128.yaml -> runs/lm_4L_128; resumable:
 #      rerun this script, or `vpd decompose --resume runs/lm_4L_128`, to continue after a stop)
 #   6. vpd eval of the run
+# (the tokenizer is copied beside the target's weights after step 4)
 # Each step is skipped when its output exists. Extra arguments go to `vpd decompose`
 # (e.g. --set pd.steps=500). Usage: tools/lm_demo.sh [BUILD_DIR] [decompose options...]
 # The decomposition runs one MPI rank per core with one OpenBLAS thread each (VPD_RANKS,
@@ -25,6 +26,9 @@ C=data/corpus
 [[ -f $C/train.bin ]] || "$VPD" tokenize --tokenizer $C/tokenizer.json $C/train.txt --out $C/train.bin
 [[ -f $C/val.bin ]] || "$VPD" tokenize --tokenizer $C/tokenizer.json $C/val.txt --out $C/val.bin
 [[ -f models/lm_4L_128/model.safetensors ]] || "$VPD" pretrain configs/lm_4L_128-target.yaml
+# the tokenizer beside the weights, as in a Hugging Face model directory: harvest, report,
+# attrib and generate find it there
+[[ -f models/lm_4L_128/tokenizer.json ]] || cp $C/tokenizer.json models/lm_4L_128/tokenizer.json
 RANKS=${VPD_RANKS:-$(nproc)}
 command -v mpiexec >/dev/null 2>&1 || RANKS=1
 DECOMPOSE=("$VPD")

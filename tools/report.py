@@ -120,6 +120,29 @@ def find_target_dir(run, run_dir):
     return None, cfg
 
 
+def find_decoder(run_dir, cfg, target_dir, explicit=None):
+    """The run's tokenizer as a Decoder: `explicit` (--tokenizer), else the config's
+    data.tokenizer (relative to the working directory or the run directory's ancestors), else
+    TARGET_DIR/tokenizer.json. Returns (Decoder, path) or (None, None) when there is none."""
+    cands = [explicit] if explicit else []
+    data = (cfg.get("data") or {}) if isinstance(cfg, dict) else {}
+    if not explicit:
+        if data.get("tokenizer"):
+            t = data["tokenizer"]
+            cands += [t, os.path.join(run_dir, t), os.path.join(run_dir, "..", t), os.path.join(run_dir, "..", "..", t)]
+        if target_dir:
+            cands.append(os.path.join(target_dir, "tokenizer.json"))
+    for c in cands:
+        if c and os.path.isfile(c):
+            try:
+                return Decoder(c), c
+            except (ValueError, KeyError) as e:
+                die(f"{c}: not a byte-level BPE tokenizer.json ({e})")
+    if explicit:
+        die(f"{explicit}: no such tokenizer file")
+    return None, None
+
+
 def load_weights(d):
     st = os.path.join(d, "model.safetensors")
     if os.path.exists(st):
@@ -555,24 +578,7 @@ def main():
     if hv is not None:
         kind = attr_str(hv.attrs.get("target", kind))
 
-    dec, tok_src = None, None
-    cands = [a.tokenizer] if a.tokenizer else []
-    data = (cfg.get("data") or {}) if isinstance(cfg, dict) else {}
-    if not a.tokenizer:
-        if data.get("tokenizer"):
-            t = data["tokenizer"]
-            cands += [t, os.path.join(run_dir, t), os.path.join(run_dir, "..", t), os.path.join(run_dir, "..", "..", t)]
-        if target_dir:
-            cands.append(os.path.join(target_dir, "tokenizer.json"))
-    for c in cands:
-        if c and os.path.isfile(c):
-            try:
-                dec, tok_src = Decoder(c), c
-            except (ValueError, KeyError) as e:
-                die(f"{c}: not a byte-level BPE tokenizer.json ({e})")
-            break
-    if a.tokenizer and dec is None:
-        die(f"{a.tokenizer}: no such tokenizer file")
+    dec, tok_src = find_decoder(run_dir, cfg, target_dir, a.tokenizer)
 
     sec = []  # (id, title, html)
     progress("training curves from metrics.jsonl")
