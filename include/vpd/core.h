@@ -130,6 +130,9 @@ double vpd_sumsq(size_t n, const real *x);
 void vpd_scale(size_t n, real alpha, real *x);
 int vpd_blas_threads(void);
 void vpd_blas_set_threads(int n);
+/* the BLAS library's kernel family as it chose it at start (OpenBLAS: openblas_get_corename,
+ * e.g. "Zen" or "Haswell"; OPENBLAS_CORETYPE overrides the choice) */
+const char *vpd_blas_core(void);
 
 /* ---- Philox4x32-10 ---------------------------------------------------------------
  * Counter-based RNG (Salmon et al., SC'11; Random123). A stream is identified by a

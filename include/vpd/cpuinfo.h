@@ -21,8 +21,9 @@ void vpd_cpu_detect(vpd_cpu *c);
  * sharing the core do not lower it). An FMA counts 2 FLOPs per lane. */
 double vpd_fma_peak_gflops(double seconds);
 
-/* The ISA this binary's element-wise kernels were compiled for ("x86-64-v4", "x86-64-v3",
- * "native", ...): the compile-time macros of src/core/cpuinfo.c. */
+/* The ISA this binary's element-wise kernels were compiled for ("x86-64-v3", "native", ...: the
+ * compile-time macros of src/core/cpuinfo.c) and whether its hot loops carry x86-64-v4 clones
+ * (src/core/hot.h), e.g. "x86-64-v3 + x86-64-v4 clones of the hot loops". */
 const char *vpd_build_isa(void);
 
 /* CPU seconds used so far by the whole process (all threads) or the calling thread */

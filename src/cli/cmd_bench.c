@@ -308,8 +308,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
 static void print_header(const bench_opts *o, const vpd_cpu *cpu, int ncpu, double peak_core, const cJSON *base) {
     printf("vpd bench: %d timed steps after %d warm-up; layout ranks x OpenBLAS threads; rank 0 may run on %d CPU%s\n",
            o->steps, o->warmup, ncpu, ncpu == 1 ? "" : "s");
-    printf("CPU: %s; ISA: %s%s%s; binary built for %s\n", cpu->model, cpu->isa, cpu->avx2 ? " (avx2" : " (no avx2",
-           cpu->avx512f ? ", avx512f)" : ", no avx512f)", vpd_build_isa());
+    printf("CPU: %s; ISA: %s%s%s; binary built for %s; OpenBLAS kernels: %s\n", cpu->model, cpu->isa,
+           cpu->avx2 ? " (avx2" : " (no avx2", cpu->avx512f ? ", avx512f)" : ", no avx512f)", vpd_build_isa(),
+           vpd_blas_core());
     printf("fp32 FMA peak measured: %.1f GFLOP/s per core (per CPU-second of the probe thread; %% peak = wall\n"
            "GFLOP/s / (this × cores in use))\n", peak_core);
     if (base) {
@@ -333,6 +334,7 @@ static cJSON *json_record(const bench_opts *o, const vpd_cpu *cpu, double peak_c
     cJSON_AddStringToObject(out, "cpu_model", cpu->model);
     cJSON_AddStringToObject(out, "isa", cpu->isa);
     cJSON_AddStringToObject(out, "build_isa", vpd_build_isa());
+    cJSON_AddStringToObject(out, "blas_core", vpd_blas_core());
     cJSON_AddStringToObject(out, "version", VPD_GIT_HASH);
     cJSON_AddNumberToObject(out, "fma_peak_gflops_per_core", peak_core);
     cJSON_AddNumberToObject(out, "steps", o->steps);

@@ -17,6 +17,9 @@
 
 extern int openblas_get_num_threads(void);
 extern void openblas_set_num_threads(int);
+extern char *openblas_get_corename(void);
+
+const char *vpd_blas_core(void) { return openblas_get_corename(); }
 
 static int blas_max_threads; /* 0: not yet read from OpenBLAS (OPENBLAS_NUM_THREADS) */
 static int blas_cur_threads;

@@ -51,13 +51,20 @@ void vpd_cpu_detect(vpd_cpu *c) {
 
 const char *vpd_build_isa(void) {
 #if defined(VPD_BUILD_ISA)
-    return VPD_BUILD_ISA;
+#define VPD_ISA_NAME VPD_BUILD_ISA
 #elif defined(__AVX512F__)
-    return "x86-64-v4 (avx512f)";
+#define VPD_ISA_NAME "x86-64-v4 (avx512f)"
 #elif defined(__AVX2__)
-    return "x86-64-v3 (avx2)";
+#define VPD_ISA_NAME "x86-64-v3 (avx2)"
 #else
-    return "baseline";
+#define VPD_ISA_NAME "baseline"
+#endif
+    /* whether the hot element-wise loops also carry x86-64-v4 clones (src/core/hot.h) */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__AVX512F__) && \
+    !defined(VPD_NO_CLONES) && !defined(__SANITIZE_ADDRESS__)
+    return VPD_ISA_NAME " + x86-64-v4 clones of the hot loops";
+#else
+    return VPD_ISA_NAME " (no clones)";
 #endif
 }
 
