@@ -26,11 +26,8 @@ typedef enum {
     VPD_MODEL_GPT_NEOX = 4, /* Hugging Face model_type "gpt_neox", Pythia (src/models/hf_neox.c) */
 } vpd_model_kind;
 
-/* true for the language models (token input, [B, S, vocab] logits); the toy models are TMS and
- * ResidMLP */
-static inline bool vpd_model_kind_is_lm(vpd_model_kind k) {
-    return k != VPD_MODEL_TMS && k != VPD_MODEL_RESID_MLP;
-}
+/* Language models (token input, logits [B, S, vocab]): every kind but the two toy models. */
+static inline bool vpd_model_is_lm(vpd_model_kind k) { return k != VPD_MODEL_TMS && k != VPD_MODEL_RESID_MLP; }
 
 typedef struct {
     vpd_model_kind kind;

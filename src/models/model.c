@@ -36,12 +36,12 @@ const char *vpd_model_kind_name(vpd_model_kind k) {
 }
 
 size_t vpd_model_out_size(const vpd_model *m, int B, int S) {
-    if (vpd_model_kind_is_lm(m->cfg.kind)) return (size_t)B * (size_t)S * (size_t)m->cfg.vocab_size;
+    if (vpd_model_is_lm(m->cfg.kind)) return (size_t)B * (size_t)S * (size_t)m->cfg.vocab_size;
     return (size_t)B * (size_t)m->cfg.n_features;
 }
 
 int vpd_model_out_dim(const vpd_model *m) {
-    return vpd_model_kind_is_lm(m->cfg.kind) ? m->cfg.vocab_size : m->cfg.n_features;
+    return vpd_model_is_lm(m->cfg.kind) ? m->cfg.vocab_size : m->cfg.n_features;
 }
 
 /* ---- tables ----------------------------------------------------------------------- */
@@ -172,9 +172,9 @@ void model_init_const(vpd_model *m, int p, real v) {
 vpd_status vpd_model_reserve(vpd_model *m, int B, int S) {
     const char *kind = vpd_model_kind_name(m->cfg.kind);
     if (B < 1 || S < 1) return vpd_error(VPD_ERR_ARG, "%s: batch %d x positions %d: both must be >= 1", kind, B, S);
-    if (!vpd_model_kind_is_lm(m->cfg.kind) && S != 1)
+    if (!vpd_model_is_lm(m->cfg.kind) && S != 1)
         return vpd_error(VPD_ERR_ARG, "%s: toy models take one position per example (S = 1), got S = %d", kind, S);
-    if (vpd_model_kind_is_lm(m->cfg.kind) && S > m->cfg.n_ctx)
+    if (vpd_model_is_lm(m->cfg.kind) && S > m->cfg.n_ctx)
         return vpd_error(VPD_ERR_ARG, "%s: sequence length %d exceeds the model's n_ctx %d", kind, S, m->cfg.n_ctx);
     if (m->acts.base && B <= m->B && S <= m->S) return VPD_OK;
     const vpd_model_ops *ops = model_ops(m->cfg.kind);

@@ -105,13 +105,13 @@ static void run_model(const char *label, const vpd_model_config *cfg, int B, int
      * by construction, RMSNorm weights around 1 */
     for (int p = 0; p < m.n_pinfo; p++) {
         tu_fill(m.params + m.pinfo[p].offset, m.pinfo[p].numel, 100 + p, 0.6);
-        if (m.pinfo[p].ndim == 1 && vpd_model_kind_is_lm(cfg->kind))
+        if (m.pinfo[p].ndim == 1 && vpd_model_is_lm(cfg->kind))
             for (size_t i = 0; i < m.pinfo[p].numel; i++) m.params[m.pinfo[p].offset + i] += 1;
     }
     vpd_model_sync(&m);
     CHECK(vpd_model_reserve(&m, B, S) == VPD_OK, "reserve: %s", vpd_last_error());
 
-    bool lm = vpd_model_kind_is_lm(cfg->kind);
+    bool lm = vpd_model_is_lm(cfg->kind);
     size_t n_out = vpd_model_out_size(&m, B, S), n_in = lm ? (size_t)B * S : (size_t)B * cfg->n_features;
     real *out = calloc(n_out, sizeof(real)), *out_h = calloc(n_out, sizeof(real)), *R = calloc(n_out, sizeof(real));
     real *dparams = calloc(m.n_params, sizeof(real)), *ghook = calloc(m.n_params, sizeof(real));
