@@ -225,7 +225,8 @@ static vpd_status parse_neox(const cJSON *root, const char *src, vpd_model_confi
         "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
         "rotary_pct", "rotary_emb_base", "rope_theta", "attention_dropout", "hidden_dropout", "classifier_dropout",
         "max_position_embeddings", "initializer_range", "layer_norm_eps", "use_cache", "bos_token_id", "eos_token_id",
-        "pad_token_id", "tie_word_embeddings", "use_parallel_residual", "rope_scaling", "attention_bias", NULL};
+        "pad_token_id", "tie_word_embeddings", "use_parallel_residual", "rope_scaling", "attention_bias",
+        "partial_rotary_factor", NULL};
     vpd_status s;
     cfg->kind = VPD_MODEL_GPT_NEOX;
     double base_alias = 10000.0;

@@ -38,6 +38,7 @@ from torch import nn
 
 import transformers
 from transformers import LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import GPT2Config, GPT2LMHeadModel, GPTNeoXConfig, GPTNeoXForCausalLM
 
 B, S = 2, 12
 
@@ -114,9 +115,31 @@ def qwen3_cfg(**kw):
     return llama_cfg(head_dim=16, rms_norm_eps=1e-6, rope_theta=1000000.0, tie_word_embeddings=True, **kw)
 
 
+# ---- GPT-2 and GPT-NeoX (Pythia) (s2h4) ----
+def gpt2_cfg(**kw):
+    base = dict(vocab_size=96, n_positions=32, n_embd=32, n_layer=2, n_head=4, activation_function="gelu_new",
+                resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, layer_norm_epsilon=1e-5, initializer_range=0.2,
+                attn_implementation="eager")
+    base.update(kw)
+    return GPT2Config(**base)
+
+
+def neox_cfg(**kw):
+    base = dict(vocab_size=96, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=56,
+                hidden_act="gelu", rotary_pct=0.25, rotary_emb_base=10000, max_position_embeddings=64,
+                layer_norm_eps=1e-5, use_parallel_residual=True, tie_word_embeddings=False, initializer_range=0.2,
+                attention_dropout=0.0, hidden_dropout=0.0, attn_implementation="eager")
+    base.update(kw)
+    return GPTNeoXConfig(**base)
+
+
 def make_model(arch, cfg, seed):
     torch.manual_seed(seed)
-    if arch == "llama":
+    if arch == "gpt2":
+        m = GPT2LMHeadModel(cfg)
+    elif arch == "gpt_neox":
+        m = GPTNeoXForCausalLM(cfg)
+    elif arch == "llama":
         m = LlamaForCausalLM(cfg)
     elif arch == "qwen2":
         m = Qwen2ForCausalLM(cfg)
@@ -126,7 +149,7 @@ def make_model(arch, cfg, seed):
     g = torch.Generator().manual_seed(seed + 1)
     with torch.no_grad():
         for name, p in m.named_parameters():
-            if name.endswith("norm.weight"):
+            if name.endswith("norm.weight") or (arch == "gpt2" and ".ln_" in name and name.endswith(".weight")):
                 p.copy_(1.0 + 0.3 * torch.randn(p.shape, generator=g))
             elif name.endswith(".bias"):
                 p.copy_(0.3 * torch.randn(p.shape, generator=g))
@@ -151,6 +174,15 @@ CASES = {
     "qwen2_untied": ("qwen2", lambda: qwen2_cfg(num_key_value_heads=1, tie_word_embeddings=False), {}),
     # Qwen3 (see the docstring): head_dim 16 with hidden 32 / 4 heads, GQA, q/k norms, tied
     "qwen3": ("qwen3", lambda: qwen3_cfg(), {}),
+    # GPT-2: learned positions, fused c_attn (Conv1D [in, out]), biases, tanh GELU, tied lm_head
+    "gpt2": ("gpt2", lambda: gpt2_cfg(), {}),
+    # GPT-2 with an explicit n_inner and exact GELU
+    "gpt2_inner": ("gpt2", lambda: gpt2_cfg(n_inner=40, activation_function="gelu", n_layer=3), {}),
+    # Pythia: parallel residual, rotary on 1/4 of each head, untied embed_out
+    "neox": ("gpt_neox", lambda: neox_cfg(), {}),
+    # GPT-NeoX with a sequential residual and rotary on half of each head, tanh GELU
+    "neox_seq": ("gpt_neox", lambda: neox_cfg(use_parallel_residual=False, rotary_pct=0.5, hidden_act="gelu_new",
+                                              rotary_emb_base=100), {}),
 }
 
 
