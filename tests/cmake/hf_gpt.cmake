@@ -8,7 +8,7 @@ endif()
 add_executable(hf_gpt_compare ${CMAKE_SOURCE_DIR}/tests/hf/hf_gpt_compare.c)
 target_include_directories(hf_gpt_compare PRIVATE ${CMAKE_SOURCE_DIR}/src)
 target_link_libraries(hf_gpt_compare PRIVATE vpd)
-set(VPD_HF_GPT_CASES gpt2 gpt2_inner neox neox_seq)
+set(VPD_HF_GPT_CASES gpt2 gpt2_inner gpt2_bare neox neox_seq)
 add_test(NAME hf.gpt_reference COMMAND ${VPD_HF_PYTHON} ${CMAKE_SOURCE_DIR}/tools/reference/hf_reference.py
          ${VPD_HF_WORK} ${VPD_HF_GPT_CASES})
 set_tests_properties(hf.gpt_reference PROPERTIES FIXTURES_SETUP hf_gpt_ref FIXTURES_REQUIRED hf_venv

@@ -178,6 +178,8 @@ CASES = {
     "gpt2": ("gpt2", lambda: gpt2_cfg(), {}),
     # GPT-2 with an explicit n_inner and exact GELU
     "gpt2_inner": ("gpt2", lambda: gpt2_cfg(n_inner=40, activation_function="gelu", n_layer=3), {}),
+    # GPT-2 as the Hub's checkpoint names it (GPT2Model: "h.0.attn.c_attn.weight", no lm_head)
+    "gpt2_bare": ("gpt2", lambda: gpt2_cfg(), dict(bare=True)),
     # Pythia: parallel residual, rotary on 1/4 of each head, untied embed_out
     "neox": ("gpt_neox", lambda: neox_cfg(), {}),
     # GPT-NeoX with a sequential residual and rotary on half of each head, tanh GELU
@@ -208,6 +210,11 @@ def save(arch, m, cfg, mdir, opts):
         if "max_shard_size" in opts:
             kw["max_shard_size"] = opts["max_shard_size"]
         m.save_pretrained(mdir, **kw)
+        if opts.get("bare"):  # as the Hub's gpt2 (saved from GPT2Model): no "transformer." prefix
+            from safetensors.torch import load_file, save_file as st_save
+            f = os.path.join(mdir, "model.safetensors")
+            sd = {k[len("transformer."):]: v for k, v in load_file(f).items() if k.startswith("transformer.")}
+            st_save(sd, f, metadata={"format": "pt"})
     if dtype is not None:
         m = m.to(torch.float32)
     return m
