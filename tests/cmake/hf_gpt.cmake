@@ -12,7 +12,7 @@ set(VPD_HF_GPT_CASES gpt2 gpt2_inner gpt2_bare neox neox_seq)
 add_test(NAME hf.gpt_reference COMMAND ${VPD_HF_PYTHON} ${CMAKE_SOURCE_DIR}/tools/reference/hf_reference.py
          ${VPD_HF_WORK} ${VPD_HF_GPT_CASES})
 set_tests_properties(hf.gpt_reference PROPERTIES FIXTURES_SETUP hf_gpt_ref FIXTURES_REQUIRED hf_venv
-                     LABELS "hf;python" TIMEOUT 300 ENVIRONMENT "${VPD_TEST_ENV}")
+                     LABELS "hf;python" TIMEOUT 900 ENVIRONMENT "${VPD_TEST_ENV}")
 foreach(case ${VPD_HF_GPT_CASES})
   add_test(NAME hf.compare.${case} COMMAND hf_gpt_compare ${VPD_HF_WORK}/${case}/model ${VPD_HF_WORK}/${case}/ref.safetensors)
   set_tests_properties(hf.compare.${case} PROPERTIES FIXTURES_REQUIRED hf_gpt_ref LABELS "hf;models" TIMEOUT 120
