@@ -18,7 +18,16 @@
 
 #include "vpd/core.h"
 
-typedef enum { VPD_MODEL_TMS = 0, VPD_MODEL_RESID_MLP = 1, VPD_MODEL_LLAMA = 2 } vpd_model_kind;
+typedef enum {
+    VPD_MODEL_TMS = 0,
+    VPD_MODEL_RESID_MLP = 1,
+    VPD_MODEL_LLAMA = 2,
+    VPD_MODEL_GPT2 = 3,     /* Hugging Face model_type "gpt2" (src/models/hf_gpt2.c) */
+    VPD_MODEL_GPT_NEOX = 4, /* Hugging Face model_type "gpt_neox", Pythia (src/models/hf_neox.c) */
+} vpd_model_kind;
+
+/* Language models (token input, logits [B, S, vocab]): every kind but the two toy models. */
+static inline bool vpd_model_is_lm(vpd_model_kind k) { return k != VPD_MODEL_TMS && k != VPD_MODEL_RESID_MLP; }
 
 typedef struct {
     vpd_model_kind kind;
@@ -30,6 +39,14 @@ typedef struct {
     int n_layers; /* ResidMLP and Llama */
     double rms_eps;    /* 1e-6 */
     double rope_theta; /* 10000 */
+    /* GPT-2 (hf_gpt2.c) and GPT-NeoX (hf_neox.c): vocab_size, n_ctx (n_positions /
+     * max_position_embeddings), n_embd, n_head, n_intermediate, n_layers as above
+     * (n_key_value_heads = n_head); rope_theta = rotary_emb_base (NeoX) */
+    double ln_eps;          /* LayerNorm eps: layer_norm_epsilon / layer_norm_eps */
+    int gelu_tanh;          /* 1: tanh GELU ("gelu_new", GPT-2's), 0: exact erf GELU ("gelu", NeoX's) */
+    double rotary_pct;      /* NeoX: fraction of each head that rotates */
+    int rotary_dim;         /* NeoX: (int)(rotary_pct · head dim), even, >= 2 */
+    bool parallel_residual; /* NeoX use_parallel_residual: x + attn(ln1 x) + mlp(ln2 x) */
 } vpd_model_config;
 
 typedef struct {
@@ -39,6 +56,9 @@ typedef struct {
     size_t offset; /* into params */
     size_t numel;
     bool trainable; /* false for fixed buffers such as ResidMLP's W_E */
+    /* GPT-2 Conv1D weights: the checkpoint stores [in, out] (shape[1], shape[0]); vpd keeps
+     * them [out, in] = shape (the hook's PyTorch-Linear layout). Load and save transpose. */
+    bool file_transposed;
 } vpd_param_info;
 
 typedef struct {

@@ -26,6 +26,14 @@ void rmsnorm_forward(real *y, real *rstd, const real *x, const real *w, int N, i
 void rmsnorm_backward(real *dx, real *dw, const real *dy, const real *x, const real *w,
                       const real *rstd, int N, int D);
 
+/* ---- LayerNorm (GPT-2, GPT-NeoX): y = w ⊙ (x − mean) / sqrt(var + eps) + b over the last dim D,
+ * biased variance as torch.nn.LayerNorm; w, b NULL = none. mean[N], rstd[N] saved by forward.
+ * Backward accumulates dx[N,D], dw[D], db[D] (each may be NULL). */
+void layernorm_forward(real *y, real *mean, real *rstd, const real *x, const real *w, const real *b, int N, int D,
+                       real eps);
+void layernorm_backward(real *dx, real *dw, real *db, const real *dy, const real *x, const real *w, const real *mean,
+                        const real *rstd, int N, int D);
+
 /* ---- activations (element-wise over n values) */
 typedef enum { GELU_ERF = 0, GELU_TANH = 1 } gelu_kind;
 void gelu_forward(real *y, const real *x, size_t n, gelu_kind kind);
@@ -46,6 +54,11 @@ void relu_backward(real *dx, const real *dy, const real *x, size_t n);
  * Backward applies the transpose rotation in place on the gradient. */
 void rope_forward(real *x, int B, int S, int H, int dh, real base);
 void rope_backward(real *dx, int B, int S, int H, int dh, real base);
+/* Partial rotary (GPT-NeoX rotary_pct): only the first `rot` (even, <= dh) values of each
+ * head rotate, pairs (i, i + rot/2) for i < rot/2, θ = pos · base^(−2i/rot); the rest pass
+ * through. rot = dh is rope_forward / rope_backward. */
+void rope_partial_forward(real *x, int B, int S, int H, int dh, int rot, real base);
+void rope_partial_backward(real *dx, int B, int S, int H, int dh, int rot, real base);
 
 /* ---- multi-head attention with grouped-query heads (query head h uses kv head
  * h / (H/Hkv)). q [B,S,H,dh], k and v [B,S,Hkv,dh] (RoPE already applied),

@@ -158,6 +158,111 @@ static void warn_unknown(const cJSON *root, const char *src, const char *const *
     }
 }
 
+/* ---- Hugging Face GPT-2 / GPT-NeoX config.json (defaults are transformers' when a key is absent) ---- */
+
+/* an activation name: 1 tanh GELU, 0 erf GELU, -1 unsupported */
+static int hf_gelu_kind(const char *a) {
+    if (!strcmp(a, "gelu_new") || !strcmp(a, "gelu_pytorch_tanh") || !strcmp(a, "gelu_fast")) return 1;
+    if (!strcmp(a, "gelu")) return 0;
+    return -1;
+}
+
+static vpd_status hf_activation(const cJSON *root, const char *src, const char *key, const char *dflt, int *out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    const char *a = v ? (cJSON_IsString(v) ? v->valuestring : "(not a string)") : dflt;
+    int k = hf_gelu_kind(a);
+    if (k < 0)
+        return vpd_error(VPD_ERR_CONFIG, "%s: key '%s' = \"%s\" is not supported (vpd implements \"gelu\", \"gelu_new\", "
+                         "\"gelu_pytorch_tanh\", \"gelu_fast\")", src, key, a);
+    *out = k;
+    return VPD_OK;
+}
+
+/* an option that must be JSON null (or absent) */
+static vpd_status require_null(const cJSON *root, const char *src, const char *key, const char *what) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    if (v && !cJSON_IsNull(v)) return vpd_error(VPD_ERR_CONFIG, "%s: key '%s' (%s) is not supported by vpd", src, key, what);
+    return VPD_OK;
+}
+
+static vpd_status parse_gpt2(const cJSON *root, const char *src, vpd_model_config *cfg) {
+    static const char *const known[] = {
+        "vocab_size", "n_positions", "n_ctx", "n_embd", "n_layer", "n_head", "n_inner", "activation_function",
+        "layer_norm_epsilon", "resid_pdrop", "embd_pdrop", "attn_pdrop", "initializer_range", "summary_type",
+        "summary_use_proj", "summary_activation", "summary_proj_to_labels", "summary_first_dropout",
+        "scale_attn_weights", "use_cache", "bos_token_id", "eos_token_id", "pad_token_id",
+        "scale_attn_by_inverse_layer_idx", "reorder_and_upcast_attn", "add_cross_attention", "tie_word_embeddings",
+        "task_specific_params", "n_special", "predict_special_tokens", NULL};
+    vpd_status s;
+    cfg->kind = VPD_MODEL_GPT2;
+    if ((s = get_int(root, src, "vocab_size", false, 1, 50257, &cfg->vocab_size)) ||
+        (s = get_int(root, src, "n_positions", false, 1, 1024, &cfg->n_ctx)) ||
+        (s = get_int(root, src, "n_embd", false, 1, 768, &cfg->n_embd)) ||
+        (s = get_int(root, src, "n_layer", false, 1, 12, &cfg->n_layers)) ||
+        (s = get_int(root, src, "n_head", false, 1, 12, &cfg->n_head)) ||
+        (s = get_double(root, src, "layer_norm_epsilon", 1e-5, &cfg->ln_eps)) ||
+        (s = hf_activation(root, src, "activation_function", "gelu_new", &cfg->gelu_tanh)))
+        return s;
+    const cJSON *inner = cJSON_GetObjectItemCaseSensitive(root, "n_inner");
+    if (!inner || cJSON_IsNull(inner)) cfg->n_intermediate = 4 * cfg->n_embd;
+    else if ((s = get_int(root, src, "n_inner", true, 1, 0, &cfg->n_intermediate))) return s;
+    if ((s = require_bool(root, src, "scale_attn_weights", true, "vpd scales attention scores by 1/sqrt(head dim)")) ||
+        (s = require_bool(root, src, "scale_attn_by_inverse_layer_idx", false, "vpd does not scale by the layer index")) ||
+        (s = require_bool(root, src, "add_cross_attention", false, "vpd's GPT-2 is decoder-only")) ||
+        (s = require_bool(root, src, "tie_word_embeddings", true, "vpd's GPT-2 ties lm_head to transformer.wte")))
+        return s;
+    if (cfg->n_embd % cfg->n_head)
+        return vpd_error(VPD_ERR_CONFIG, "%s: key 'n_embd' = %d is not divisible by 'n_head' = %d", src, cfg->n_embd,
+                         cfg->n_head);
+    cfg->n_key_value_heads = cfg->n_head;
+    cfg->rope_theta = 10000.0;
+    warn_unknown(root, src, known);
+    return VPD_OK;
+}
+
+static vpd_status parse_neox(const cJSON *root, const char *src, vpd_model_config *cfg) {
+    static const char *const known[] = {
+        "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "hidden_act",
+        "rotary_pct", "rotary_emb_base", "rope_theta", "attention_dropout", "hidden_dropout", "classifier_dropout",
+        "max_position_embeddings", "initializer_range", "layer_norm_eps", "use_cache", "bos_token_id", "eos_token_id",
+        "pad_token_id", "tie_word_embeddings", "use_parallel_residual", "rope_scaling", "attention_bias",
+        "partial_rotary_factor", NULL};
+    vpd_status s;
+    cfg->kind = VPD_MODEL_GPT_NEOX;
+    double base_alias = 10000.0;
+    if ((s = get_int(root, src, "vocab_size", true, 1, 0, &cfg->vocab_size)) ||
+        (s = get_int(root, src, "hidden_size", true, 1, 0, &cfg->n_embd)) ||
+        (s = get_int(root, src, "num_hidden_layers", true, 1, 0, &cfg->n_layers)) ||
+        (s = get_int(root, src, "num_attention_heads", true, 1, 0, &cfg->n_head)) ||
+        (s = get_int(root, src, "intermediate_size", true, 1, 0, &cfg->n_intermediate)) ||
+        (s = get_int(root, src, "max_position_embeddings", false, 1, 2048, &cfg->n_ctx)) ||
+        (s = get_double(root, src, "layer_norm_eps", 1e-5, &cfg->ln_eps)) ||
+        (s = get_double(root, src, "rotary_pct", 0.25, &cfg->rotary_pct)) ||
+        (s = get_double(root, src, "rope_theta", 10000.0, &base_alias)) ||
+        (s = get_double(root, src, "rotary_emb_base", base_alias, &cfg->rope_theta)) ||
+        (s = hf_activation(root, src, "hidden_act", "gelu", &cfg->gelu_tanh)))
+        return s;
+    if ((s = require_bool(root, src, "tie_word_embeddings", false, "vpd's GPT-NeoX has an untied embed_out")) ||
+        (s = require_bool(root, src, "attention_bias", true, "vpd's GPT-NeoX has biases on query_key_value and dense")) ||
+        (s = require_null(root, src, "rope_scaling", "rotary scaling")))
+        return s;
+    const cJSON *par = cJSON_GetObjectItemCaseSensitive(root, "use_parallel_residual");
+    if (par && !cJSON_IsBool(par)) return vpd_error(VPD_ERR_CONFIG, "%s: key 'use_parallel_residual' must be true or false", src);
+    cfg->parallel_residual = !par || cJSON_IsTrue(par);
+    if (cfg->n_embd % cfg->n_head)
+        return vpd_error(VPD_ERR_CONFIG, "%s: key 'hidden_size' = %d is not divisible by 'num_attention_heads' = %d", src,
+                         cfg->n_embd, cfg->n_head);
+    if (cfg->rotary_pct > 1)
+        return vpd_error(VPD_ERR_CONFIG, "%s: key 'rotary_pct' = %g must be in (0, 1]", src, cfg->rotary_pct);
+    cfg->rotary_dim = (int)((cfg->n_embd / cfg->n_head) * cfg->rotary_pct); /* transformers: int(head_size * rotary_pct) */
+    if (cfg->rotary_dim < 2 || cfg->rotary_dim % 2)
+        return vpd_error(VPD_ERR_CONFIG, "%s: key 'rotary_pct' = %g gives %d rotary dims of head dim %d; vpd needs an even "
+                         "number >= 2", src, cfg->rotary_pct, cfg->rotary_dim, cfg->n_embd / cfg->n_head);
+    cfg->n_key_value_heads = cfg->n_head;
+    warn_unknown(root, src, known);
+    return VPD_OK;
+}
+
 vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const char *src) {
     memset(cfg, 0, sizeof *cfg);
     cfg->rms_eps = 1e-6;
@@ -262,10 +367,14 @@ vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const
             (s = require_bool(root, src, "attn_bias", false, "vpd's LlamaSimpleMLP has no biases")))
             goto out;
         warn_unknown(root, src, known);
+    } else if (!strcmp(t, "gpt2")) {
+        s = parse_gpt2(root, src, cfg);
+    } else if (!strcmp(t, "gpt_neox")) {
+        s = parse_neox(root, src, cfg);
     } else {
         s = vpd_error(VPD_ERR_CONFIG,
-                      "%s: key 'model_type' = \"%s\" is not supported (expected \"tms\", \"resid_mlp\" or "
-                      "\"llama_simple_mlp\")",
+                      "%s: key 'model_type' = \"%s\" is not supported (expected \"tms\", \"resid_mlp\", "
+                      "\"llama_simple_mlp\", \"gpt2\" or \"gpt_neox\")",
                       src, t);
     }
     if (s == VPD_OK) {
@@ -278,6 +387,11 @@ vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const
         } else if (cfg->kind == VPD_MODEL_RESID_MLP) {
             np = 2.0 * cfg->n_features * cfg->d_embed + 2.0 * cfg->n_layers * cfg->d_embed * cfg->d_mlp;
             keys = "n_features, d_embed, d_mlp, n_layers";
+        } else if (cfg->kind == VPD_MODEL_GPT2 || cfg->kind == VPD_MODEL_GPT_NEOX) {
+            double D = cfg->n_embd;
+            np = 2.0 * cfg->vocab_size * D + (double)cfg->n_ctx * D +
+                 cfg->n_layers * (4.0 * D * D + 2.0 * D * cfg->n_intermediate + 9.0 * D + cfg->n_intermediate);
+            keys = "vocab_size, hidden size, intermediate size, layers, positions";
         } else {
             double D = cfg->n_embd;
             np = 2.0 * cfg->vocab_size * D + D + cfg->n_layers * (4.0 * D * D + 3.0 * D * cfg->n_intermediate + 2.0 * D);
@@ -336,6 +450,33 @@ char *vpd_model_config_to_json(const vpd_model_config *c) {
         cJSON_AddNumberToObject(r, "rms_norm_eps", c->rms_eps);
         cJSON_AddNumberToObject(r, "rope_theta", c->rope_theta);
         break;
+    case VPD_MODEL_GPT2:
+        cJSON_AddStringToObject(r, "model_type", "gpt2");
+        cJSON_AddNumberToObject(r, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(r, "n_positions", c->n_ctx);
+        cJSON_AddNumberToObject(r, "n_embd", c->n_embd);
+        cJSON_AddNumberToObject(r, "n_layer", c->n_layers);
+        cJSON_AddNumberToObject(r, "n_head", c->n_head);
+        cJSON_AddNumberToObject(r, "n_inner", c->n_intermediate);
+        cJSON_AddStringToObject(r, "activation_function", c->gelu_tanh ? "gelu_new" : "gelu");
+        cJSON_AddNumberToObject(r, "layer_norm_epsilon", c->ln_eps);
+        cJSON_AddBoolToObject(r, "tie_word_embeddings", 1);
+        break;
+    case VPD_MODEL_GPT_NEOX:
+        cJSON_AddStringToObject(r, "model_type", "gpt_neox");
+        cJSON_AddNumberToObject(r, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(r, "max_position_embeddings", c->n_ctx);
+        cJSON_AddNumberToObject(r, "hidden_size", c->n_embd);
+        cJSON_AddNumberToObject(r, "num_hidden_layers", c->n_layers);
+        cJSON_AddNumberToObject(r, "num_attention_heads", c->n_head);
+        cJSON_AddNumberToObject(r, "intermediate_size", c->n_intermediate);
+        cJSON_AddStringToObject(r, "hidden_act", c->gelu_tanh ? "gelu_new" : "gelu");
+        cJSON_AddNumberToObject(r, "rotary_pct", c->rotary_pct);
+        cJSON_AddNumberToObject(r, "rotary_emb_base", c->rope_theta);
+        cJSON_AddNumberToObject(r, "layer_norm_eps", c->ln_eps);
+        cJSON_AddBoolToObject(r, "use_parallel_residual", c->parallel_residual);
+        cJSON_AddBoolToObject(r, "tie_word_embeddings", 0);
+        break;
     }
     cJSON_AddStringToObject(r, "vpd_version", VPD_VERSION);
     char *txt = cJSON_Print(r);
@@ -364,6 +505,7 @@ typedef struct {
 static const tie_rule ties[] = {
     {VPD_MODEL_TMS, "linear1.weight", "linear2.weight", true},
     {VPD_MODEL_LLAMA, "wte.weight", "lm_head.weight", false},
+    {VPD_MODEL_GPT2, "transformer.wte.weight", "lm_head.weight", false},
 };
 #define N_TIES ((int)(sizeof ties / sizeof ties[0]))
 
@@ -459,11 +601,33 @@ static const vpd_param_info *find_pinfo(const vpd_model *m, const char *name) {
     return NULL;
 }
 
+/* GPT-2 checkpoints saved from GPT2Model (the Hub's "gpt2") name tensors without the
+ * "transformer." prefix GPT2LMHeadModel uses: accept both. */
+static const char *gpt2_bare(const vpd_model *m, const char *name) {
+    return m->cfg.kind == VPD_MODEL_GPT2 && !strncmp(name, "transformer.", 12) ? name + 12 : NULL;
+}
+
 static vpd_status load_weights(vpd_model *m, wfile *w) {
     /* 1. every parameter by name (or from its tied partner when only that is stored) */
     for (int i = 0; i < m->n_pinfo; i++) {
         const vpd_param_info *p = &m->pinfo[i];
         real *dst = m->params + p->offset;
+        const char *bare = gpt2_bare(m, p->name);
+        const char *fname = !wfile_has(w, p->name) && bare && wfile_has(w, bare) ? bare : p->name;
+        if (p->file_transposed) { /* Conv1D: [in, out] in the file, [out, in] in vpd */
+            int64_t tshape[2] = {p->shape[1], p->shape[0]};
+            real *tmp = vpd_malloc(p->numel * sizeof(real), fname);
+            if (!tmp) return VPD_ERR_MEM;
+            vpd_status s = wfile_read(w, fname, tmp, 2, tshape);
+            if (s == VPD_OK) transpose2(dst, tmp, tshape[0], tshape[1]);
+            vpd_free(tmp);
+            VPD_TRY(s);
+            continue;
+        }
+        if (fname != p->name) {
+            VPD_TRY(wfile_read(w, fname, dst, p->ndim, p->shape));
+            continue;
+        }
         bool tr = false;
         const char *partner = tie_partner(m->cfg.kind, p->name, &tr);
         if (wfile_has(w, p->name) || !partner || find_pinfo(m, partner) || !wfile_has(w, partner)) {
@@ -486,6 +650,11 @@ static vpd_status load_weights(vpd_model *m, wfile *w) {
     for (int k = 0; k < w->n_names; k++) {
         const char *name = w->names[k];
         if (find_pinfo(m, name)) continue;
+        if (m->cfg.kind == VPD_MODEL_GPT2) { /* a prefix-less GPT-2 name read in step 1 */
+            char full[300];
+            snprintf(full, sizeof full, "transformer.%s", name);
+            if (find_pinfo(m, full)) continue;
+        }
         bool tr = false;
         const char *partner = tie_partner(m->cfg.kind, name, &tr);
         const vpd_param_info *p = partner ? find_pinfo(m, partner) : NULL;
@@ -546,9 +715,25 @@ vpd_status vpd_model_save_as(const vpd_model *m, const char *dir, vpd_weights_fo
     int n_extra = 0;
     vpd_status s = VPD_OK;
     if (!t) return vpd_error(VPD_ERR_MEM, "out of memory saving model to '%s'", dir);
-    for (int i = 0; i < m->n_pinfo; i++)
-        t[n++] = vpd_tensor_view(m->params + m->pinfo[i].offset, m->pinfo[i].name, m->pinfo[i].ndim,
-                                 m->pinfo[i].shape);
+    real **tbuf = calloc((size_t)m->n_pinfo + 1, sizeof *tbuf); /* Conv1D weights written [in, out] */
+    if (!tbuf) {
+        free(t);
+        return vpd_error(VPD_ERR_MEM, "out of memory saving model to '%s'", dir);
+    }
+    for (int i = 0; i < m->n_pinfo; i++) {
+        const vpd_param_info *p = &m->pinfo[i];
+        if (p->file_transposed) {
+            tbuf[i] = vpd_malloc(p->numel * sizeof(real), p->name);
+            if (!tbuf[i]) {
+                s = VPD_ERR_MEM;
+                goto out;
+            }
+            transpose2(tbuf[i], m->params + p->offset, p->shape[0], p->shape[1]);
+            t[n++] = vpd_tensor_view(tbuf[i], p->name, 2, (int64_t[]){p->shape[1], p->shape[0]});
+        } else {
+            t[n++] = vpd_tensor_view(m->params + p->offset, p->name, p->ndim, p->shape);
+        }
+    }
     for (int r = 0; r < N_TIES; r++) {
         if (ties[r].kind != m->cfg.kind) continue;
         const vpd_param_info *a = find_pinfo(m, ties[r].a), *b = find_pinfo(m, ties[r].b);
@@ -594,8 +779,7 @@ vpd_status vpd_model_save_as(const vpd_model *m, const char *dir, vpd_weights_fo
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);
         const char *meta[] = {"format", "pt", "producer", "vpd " VPD_VERSION, "model_type",
-                              m->cfg.kind == VPD_MODEL_TMS ? "tms" : m->cfg.kind == VPD_MODEL_RESID_MLP ? "resid_mlp"
-                                                                                                         : "llama_simple_mlp"};
+                              vpd_model_kind_name(m->cfg.kind)};
         s = vpd_st_write(path, t, n, meta, 3);
     }
     if (s != VPD_OK) goto out;
@@ -609,6 +793,8 @@ vpd_status vpd_model_save_as(const vpd_model *m, const char *dir, vpd_weights_fo
     free(json);
 out:
     for (int i = 0; i < n_extra; i++) vpd_free(extra[i]);
+    for (int i = 0; i < m->n_pinfo; i++) vpd_free(tbuf[i]);
+    free(tbuf);
     free(t);
     return s;
 }

@@ -37,6 +37,8 @@ typedef struct {
 extern const vpd_model_ops vpd_tms_ops;
 extern const vpd_model_ops vpd_resid_mlp_ops;
 extern const vpd_model_ops vpd_llama_ops;
+extern const vpd_model_ops vpd_gpt2_ops; /* hf_gpt2.c */
+extern const vpd_model_ops vpd_neox_ops; /* hf_neox.c */
 
 /* Append a parameter to m->pinfo (capacity from count_params); offsets are assigned
  * contiguously in call order. Returns its index. `name` is printf-formatted. */

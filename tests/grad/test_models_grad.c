@@ -83,6 +83,19 @@ static void check_names(vpd_model *m, const char *const *layers, int nl, const c
     CHECK(vpd_model_find_layer(m, "no.such.layer") == -1 && vpd_model_find_param(m, "nope") == -1, "find of a missing name");
 }
 
+/* the whole layer table and the first np of np_total parameter names */
+static void check_names_prefix(vpd_model *m, const char *const *layers, int nl, const char *const *params, int np,
+                               int np_total) {
+    CHECK(m->n_layers == nl, "%s: %d layers, expected %d", vpd_model_kind_name(m->cfg.kind), m->n_layers, nl);
+    for (int i = 0; i < nl && i < m->n_layers; i++)
+        CHECK(!strcmp(m->layers[i].name, layers[i]) && vpd_model_find_layer(m, layers[i]) == i,
+              "layer %d is '%s', expected '%s'", i, m->layers[i].name, layers[i]);
+    CHECK(m->n_pinfo == np_total, "%s: %d parameter tensors, expected %d", vpd_model_kind_name(m->cfg.kind), m->n_pinfo,
+          np_total);
+    for (int i = 0; i < np && i < m->n_pinfo; i++)
+        CHECK(!strcmp(m->pinfo[i].name, params[i]), "param %d is '%s', expected '%s'", i, m->pinfo[i].name, params[i]);
+}
+
 static void run_model(const char *label, const vpd_model_config *cfg, int B, int S) {
     fprintf(stderr, "%s\n", label);
     vpd_model m;
@@ -92,13 +105,13 @@ static void run_model(const char *label, const vpd_model_config *cfg, int B, int
      * by construction, RMSNorm weights around 1 */
     for (int p = 0; p < m.n_pinfo; p++) {
         tu_fill(m.params + m.pinfo[p].offset, m.pinfo[p].numel, 100 + p, 0.6);
-        if (m.pinfo[p].ndim == 1 && cfg->kind == VPD_MODEL_LLAMA)
+        if (m.pinfo[p].ndim == 1 && vpd_model_is_lm(cfg->kind))
             for (size_t i = 0; i < m.pinfo[p].numel; i++) m.params[m.pinfo[p].offset + i] += 1;
     }
     vpd_model_sync(&m);
     CHECK(vpd_model_reserve(&m, B, S) == VPD_OK, "reserve: %s", vpd_last_error());
 
-    bool lm = cfg->kind == VPD_MODEL_LLAMA;
+    bool lm = vpd_model_is_lm(cfg->kind);
     size_t n_out = vpd_model_out_size(&m, B, S), n_in = lm ? (size_t)B * S : (size_t)B * cfg->n_features;
     real *out = calloc(n_out, sizeof(real)), *out_h = calloc(n_out, sizeof(real)), *R = calloc(n_out, sizeof(real));
     real *dparams = calloc(m.n_params, sizeof(real)), *ghook = calloc(m.n_params, sizeof(real));
@@ -304,6 +317,48 @@ int main(void) {
         CHECK(vpd_model_reserve(&a, 4, 2) != VPD_OK, "toy models refuse S > 1");
         vpd_model_free(&a);
     }
+
+    /* Hugging Face GPT-2: learned positions, fused c_attn, Conv1D weights kept [out, in],
+     * tied lm_head (a hook layer whose W is transformer.wte.weight) */
+    vpd_model_config g2 = {.kind = VPD_MODEL_GPT2, .vocab_size = 11, .n_ctx = 6, .n_embd = 8, .n_head = 2,
+                           .n_key_value_heads = 2, .n_intermediate = 12, .n_layers = 2, .ln_eps = 1e-5,
+                           .gelu_tanh = 1, .rope_theta = 10000};
+    CHECK(vpd_model_create(&m, &g2) == VPD_OK, "create gpt2: %s", vpd_last_error());
+    {
+        const char *ln[] = {"transformer.wte", "transformer.h.0.attn.c_attn", "transformer.h.0.attn.c_proj",
+                            "transformer.h.0.mlp.c_fc", "transformer.h.0.mlp.c_proj", "transformer.h.1.attn.c_attn",
+                            "transformer.h.1.attn.c_proj", "transformer.h.1.mlp.c_fc", "transformer.h.1.mlp.c_proj",
+                            "lm_head"};
+        const char *pn[] = {"transformer.wte.weight", "transformer.wpe.weight", "transformer.h.0.ln_1.weight",
+                            "transformer.h.0.ln_1.bias", "transformer.h.0.attn.c_attn.weight",
+                            "transformer.h.0.attn.c_attn.bias", "transformer.h.0.attn.c_proj.weight",
+                            "transformer.h.0.attn.c_proj.bias", "transformer.h.0.ln_2.weight",
+                            "transformer.h.0.ln_2.bias", "transformer.h.0.mlp.c_fc.weight",
+                            "transformer.h.0.mlp.c_fc.bias", "transformer.h.0.mlp.c_proj.weight",
+                            "transformer.h.0.mlp.c_proj.bias"};
+        check_names_prefix(&m, ln, 10, pn, 14, 28); /* 4 + 12 per block */
+    }
+    vpd_model_free(&m);
+    run_model("gpt2", &g2, 2, 5);
+
+    /* GPT-NeoX: interleaved fused query_key_value, partial rotary, parallel and sequential residual */
+    vpd_model_config nx = {.kind = VPD_MODEL_GPT_NEOX, .vocab_size = 13, .n_ctx = 8, .n_embd = 12, .n_head = 2,
+                           .n_key_value_heads = 2, .n_intermediate = 10, .n_layers = 2, .ln_eps = 1e-5,
+                           .gelu_tanh = 0, .rope_theta = 100, .rotary_pct = 0.5, .rotary_dim = 2,
+                           .parallel_residual = true};
+    CHECK(vpd_model_create(&m, &nx) == VPD_OK, "create gpt_neox: %s", vpd_last_error());
+    CHECK(m.n_layers == 10 && !strcmp(m.layers[1].name, "gpt_neox.layers.0.attention.query_key_value") &&
+          !strcmp(m.layers[9].name, "embed_out") && !strcmp(m.layers[0].name, "gpt_neox.embed_in") &&
+          m.layers[1].d_out == 36 && m.layers[9].d_in == 12 && m.layers[9].d_out == 13,
+          "gpt_neox layer table");
+    vpd_model_free(&m);
+    run_model("gpt_neox_parallel", &nx, 2, 5);
+    nx.parallel_residual = false;
+    nx.rotary_dim = 6; /* the whole head */
+    nx.gelu_tanh = 1;
+    run_model("gpt_neox_sequential", &nx, 2, 5);
+    nx.rotary_dim = 3;
+    CHECK(vpd_model_create(&m, &nx) == VPD_ERR_CONFIG, "odd rotary dim must be refused");
 
     /* bad configs are errors, not crashes */
     vpd_model_config bad = lm;

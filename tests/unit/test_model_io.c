@@ -60,7 +60,7 @@ static void test_config(void) {
          "\"in_bias\":true}", "in_bias"},
         {"{\"model_type\":\"resid_mlp\",\"n_features\":4,\"d_embed\":8,\"d_mlp\":3,\"n_layers\":1,"
          "\"out_bias\":true}", "out_bias"},
-        {"{\"model_type\":\"gpt2\",\"n_layer\":2}", "model_type"},
+        {"{\"model_type\":\"bert\",\"n_layer\":2}", "model_type"},
         {"{\"n_features\":5}", "model_type"},
         {"{\"model_type\":\"llama_simple_mlp\",\"vocab_size\":50,\"n_embd\":16,\"n_head\":4,"
          "\"n_key_value_heads\":3,\"n_intermediate\":24,\"n_layer\":2}", "n_key_value_heads"},
