@@ -16,7 +16,7 @@
   check_edit.py same A.json B.json [--rtol R]
       Two --measure JSON files agree on every number (positions, P, CE, KL).
   check_edit.py expect A.json KEY OP VALUE ...
-      Assertions on a --measure JSON: KEY a dotted path, OP one of == <= >= < >.
+      Assertions on a --measure JSON: KEY a dotted path, OP one of eq le ge lt gt.
 """
 import argparse
 import json
@@ -149,13 +149,14 @@ def cmd_same(a):
 
 def cmd_expect(a):
     m = flat(json.load(open(a.json)))
-    ops = {"==": lambda x, y: x == y, "<=": lambda x, y: x <= y, ">=": lambda x, y: x >= y,
-           "<": lambda x, y: x < y, ">": lambda x, y: x > y}
+    ops = {"eq": lambda x, y: x == y, "le": lambda x, y: x <= y, "ge": lambda x, y: x >= y,
+           "lt": lambda x, y: x < y, "gt": lambda x, y: x > y}
     t = a.terms
     assert len(t) % 3 == 0, "expect: KEY OP VALUE triples"
     for i in range(0, len(t), 3):
         k, op, v = t[i], t[i + 1], float(t[i + 2])
         assert k in m, f"{k} not in {a.json} (has {sorted(m)})"
+        assert op in ops, f"expect: unknown OP '{op}' (eq le ge lt gt)"
         assert ops[op](m[k], v), f"{a.json}: {k} = {m[k]} is not {op} {v}"
         print(f"expect: {k} = {m[k]:.6g} {op} {v:g}")
     return 0
