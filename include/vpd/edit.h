@@ -95,12 +95,16 @@ typedef struct {
     double ce_all_before, ce_all_after;   /* next-token CE over all positions */
     double kl_fire, kl_surround, kl_off;  /* mean KL(target ‖ edited) per position */
     int token;
+    int n_edits;
+    int64_t fire_c[VPD_EDIT_MAX];         /* per edit: positions where its subcomponent fires */
+    double a_fire[VPD_EDIT_MAX];          /* per edit: mean a_c = V_cᵀx (target's x) where it fires */
 } vpd_edit_measure;
 
 /* `edited` NULL: the run-time hook on d->target; else the baked model (same config). */
 vpd_status vpd_edit_measure_run(vpd_run *r, const vpd_edit_set *set, vpd_model *edited,
                                 const vpd_edit_measure_opts *o, vpd_edit_measure *res);
-void vpd_edit_measure_print(const vpd_edit_measure *res, const vpd_tokenizer *tok, FILE *f);
+void vpd_edit_measure_print(const vpd_edit_measure *res, const vpd_edit_set *set, const vpd_decomp *d,
+                            const vpd_tokenizer *tok, FILE *f);
 /* JSON object text (malloc'd; free()) */
 char *vpd_edit_measure_json(const vpd_edit_measure *res, const vpd_edit_set *set, const vpd_decomp *d,
                             const vpd_edit_measure_opts *o);

@@ -312,7 +312,9 @@ vpd_status vpd_edit_measure_run(vpd_run *r, const vpd_edit_set *set, vpd_model *
     real *out = vpd_malloc(sizeof(real) * (size_t)N * V, "edited logits");
     double *lt = vpd_malloc(sizeof(double) * 2 * (size_t)V, "log-probabilities");
     uint8_t *fire = vpd_malloc((size_t)N, "firing flags"), *near = vpd_malloc((size_t)N, "window flags");
-    vpd_status s = out && lt && fire && near ? VPD_OK : VPD_ERR_MEM;
+    real *acol = vpd_malloc(sizeof(real) * (size_t)N, "subcomponent activations");
+    vpd_status s = out && lt && fire && near && acol ? VPD_OK : VPD_ERR_MEM;
+    res->n_edits = set->n;
     double *le = lt ? lt + V : NULL;
     const int64_t n_batches = (o->n_tokens + N - 1) / N;
     for (int64_t bi = 0; s == VPD_OK && bi < n_batches; bi++) {
@@ -327,7 +329,13 @@ vpd_status vpd_edit_measure_run(vpd_run *r, const vpd_edit_set *set, vpd_model *
         for (int i = 0; i < set->n; i++) {
             const vpd_layer_state *ls = &d->layers[set->e[i].k];
             const real *g = d->act.g_lower + (size_t)N * ls->c_off;
-            for (int n = 0; n < N; n++) fire[n] |= g[(size_t)n * ls->C + set->e[i].c] > o->fire_threshold;
+            activation_c(acol, &ls->comp, set->e[i].c, ls->x_in, d->batch.input.tokens, N);
+            for (int n = 0; n < N; n++) {
+                const bool f = g[(size_t)n * ls->C + set->e[i].c] > o->fire_threshold;
+                fire[n] |= f;
+                res->fire_c[i] += f;
+                res->a_fire[i] += f ? (double)acol[n] : 0.0;
+            }
         }
         for (int b = 0; b < B; b++)
             for (int t = 0; t < S; t++)
@@ -377,6 +385,7 @@ vpd_status vpd_edit_measure_run(vpd_run *r, const vpd_edit_set *set, vpd_model *
     res->top1_tok_after /= nf;
     res->kl_surround /= res->n_surround ? (double)res->n_surround : NAN;
     res->kl_off /= res->n_off ? (double)res->n_off : NAN;
+    for (int i = 0; i < set->n; i++) res->a_fire[i] /= res->fire_c[i] ? (double)res->fire_c[i] : NAN;
     res->ce_all_before /= (double)res->n_pos;
     res->ce_all_after /= (double)res->n_pos;
     if (!edited) vpd_edit_hook_free(&hook);
@@ -384,6 +393,7 @@ vpd_status vpd_edit_measure_run(vpd_run *r, const vpd_edit_set *set, vpd_model *
     vpd_free(lt);
     vpd_free(fire);
     vpd_free(near);
+    vpd_free(acol);
     return s;
 }
 
@@ -405,7 +415,16 @@ static const char *tok_name(const vpd_tokenizer *tk, int id, char *buf, size_t c
     return buf;
 }
 
-void vpd_edit_measure_print(const vpd_edit_measure *m, const vpd_tokenizer *tk, FILE *f) {
+void vpd_edit_measure_print(const vpd_edit_measure *m, const vpd_edit_set *set, const vpd_decomp *d, const vpd_tokenizer *tk,
+                            FILE *f) {
+    for (int i = 0; i < m->n_edits; i++) {
+        const vpd_edit *e = &set->e[i];
+        fprintf(f, "%s %s:%d fires on %lld positions, mean a_c = V_c^T x there %.4g\n", e->kind == VPD_EDIT_MASK ? "mask" : "overwrite",
+                d->layers[e->k].name, e->c, (long long)m->fire_c[i], m->a_fire[i]);
+        if (e->kind == VPD_EDIT_OVERWRITE && m->a_fire[i] * e->value > 0)
+            fprintf(f, "  note: a_c and alpha have the same sign where it fires, so the overwrite LOWERS the token's logit there "
+                    "(the paper's subcomponent has a_c < 0); use --alpha %g to raise it\n", -e->value);
+    }
     fprintf(f, "positions: %lld held-out; firing %lld, surrounding (+-window) %lld, off-target %lld\n", (long long)m->n_pos,
             (long long)m->n_fire, (long long)m->n_surround, (long long)m->n_off);
     fprintf(f, "%-44s %12s %12s\n", "", "target", "edited");
@@ -436,6 +455,8 @@ char *vpd_edit_measure_json(const vpd_edit_measure *m, const vpd_edit_set *set, 
         cJSON_AddNumberToObject(e, "c", set->e[i].c);
         cJSON_AddNumberToObject(e, set->e[i].kind == VPD_EDIT_MASK ? "mask" : "alpha", set->e[i].value);
         if (set->e[i].kind == VPD_EDIT_OVERWRITE) cJSON_AddNumberToObject(e, "token", set->e[i].token);
+        cJSON_AddNumberToObject(e, "firing", (double)m->fire_c[i]);
+        cJSON_AddItemToObject(e, "mean_a_firing", isfinite(m->a_fire[i]) ? cJSON_CreateNumber(m->a_fire[i]) : cJSON_CreateNull());
         cJSON_AddItemToArray(ed, e);
     }
     cJSON_AddItemToObject(j, "where_active", set->where_active >= 0 ? cJSON_CreateNumber(set->where_active) : cJSON_CreateNull());

@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <cjson/cJSON.h>
+
 #include "cli/commands.h"
 #include "vpd/edit.h"
 #include "vpd/io.h"
@@ -177,33 +179,40 @@ static vpd_status write_model_dir(const edit_args *a, const vpd_run *r, const vp
     }
     if (s == VPD_OK) {
         /* edit.json: what was done, from which run */
-        char head[2400];
-        snprintf(head, sizeof head,
-                 "{\"run_dir\": \"%s\", \"run_step\": %d, \"target_dir\": \"%s\", \"formula\": "
-                 "\"mask: W - (1 - m_c) U_c V_c^T; overwrite: W - (U_c + alpha u_tok/|u_tok|) V_c^T\", \"edits\": [",
-                 r->dir, r->run_step, r->job.cfg.target_dir);
-        size_t cap = strlen(head) + (size_t)set->n * 160 + 16;
-        char *txt = malloc(cap);
+        cJSON *j = cJSON_CreateObject(), *ed = cJSON_AddArrayToObject(j, "edits");
+        cJSON_AddStringToObject(j, "run_dir", r->dir);
+        cJSON_AddNumberToObject(j, "run_step", r->run_step);
+        cJSON_AddStringToObject(j, "target_dir", r->job.cfg.target_dir);
+        cJSON_AddStringToObject(j, "formula", "mask: W - (1 - m_c) U_c V_c^T; overwrite: W - (U_c + alpha u_tok/|u_tok|) V_c^T");
+        for (int i = 0; i < set->n; i++) {
+            const vpd_edit *e = &set->e[i];
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddStringToObject(o, "kind", e->kind == VPD_EDIT_MASK ? "mask" : "overwrite");
+            cJSON_AddStringToObject(o, "layer", r->d->layers[e->k].name);
+            cJSON_AddNumberToObject(o, "c", e->c);
+            cJSON_AddNumberToObject(o, e->kind == VPD_EDIT_MASK ? "mask" : "alpha", e->value);
+            if (e->kind == VPD_EDIT_OVERWRITE) cJSON_AddNumberToObject(o, "token", e->token);
+            cJSON_AddItemToArray(ed, o);
+        }
+        char *txt = cJSON_Print(j);
+        cJSON_Delete(j);
         if (!txt) s = VPD_ERR_MEM;
         else {
-            size_t u = (size_t)snprintf(txt, cap, "%s", head);
-            for (int i = 0; i < set->n; i++) {
-                const vpd_edit *e = &set->e[i];
-                if (e->kind == VPD_EDIT_MASK)
-                    u += (size_t)snprintf(txt + u, cap - u, "%s{\"kind\": \"mask\", \"layer\": \"%s\", \"c\": %d, \"mask\": %.17g}", i ? ", " : "",
-                                          r->d->layers[e->k].name, e->c, e->value);
-                else
-                    u += (size_t)snprintf(txt + u, cap - u, "%s{\"kind\": \"overwrite\", \"layer\": \"%s\", \"c\": %d, \"alpha\": %.17g, \"token\": %d}",
-                                          i ? ", " : "", r->d->layers[e->k].name, e->c, e->value, e->token);
-            }
-            snprintf(txt + u, cap - u, "]}");
             snprintf(p, sizeof p, "%s/edit.json", tmp);
             s = write_text(p, txt);
             free(txt);
         }
     }
-    if (s == VPD_OK && exists(a->out)) s = vpd_error(VPD_ERR_IO, "%s appeared while writing: left the edit in %s", a->out, tmp);
-    else if (s == VPD_OK && rename(tmp, a->out) != 0) s = vpd_error(VPD_ERR_IO, "cannot rename %s to %s: %s", tmp, a->out, strerror(errno));
+    if (s == VPD_OK && exists(a->out)) return vpd_error(VPD_ERR_IO, "%s appeared while writing: left the edit in %s", a->out, tmp);
+    if (s == VPD_OK && rename(tmp, a->out) != 0) s = vpd_error(VPD_ERR_IO, "cannot rename %s to %s: %s", tmp, a->out, strerror(errno));
+    if (s != VPD_OK) { /* remove the partial temporary directory (only the files written here) */
+        static const char *const names[] = {"config.json", "model.safetensors", "model.h5", "tokenizer.json", "edit.json"};
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+            snprintf(p, sizeof p, "%s/%s", tmp, names[i]);
+            unlink(p);
+        }
+        rmdir(tmp);
+    }
     return s;
 }
 
@@ -266,7 +275,7 @@ static vpd_status edit_run(const edit_args *a) {
         if (s == VPD_OK) {
             printf("edit of %s (%s, %s):\n", a->run_dir, have_baked ? "baked" : "run time",
                    set->where_active >= 0 ? "where g > threshold" : "everywhere");
-            vpd_edit_measure_print(&res, tk, stdout);
+            vpd_edit_measure_print(&res, set, d, tk, stdout);
             char *js = vpd_edit_measure_json(&res, set, d, &mo);
             char jp[1300];
             const char *path = a->json;
