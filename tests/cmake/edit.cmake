@@ -1,4 +1,5 @@
-# vpd edit / vpd generate (labels: edit, lm, python): on the lm_tiny decomposition of lm.cmake
+# vpd edit / vpd generate (labels: edit, lm, python; ~1 min on an idle 2-core machine, the timeouts
+# allow for a machine shared with long runs): on the lm_tiny decomposition of lm.cmake
 # (its run.h5 copied into a directory of our own) —
 #  - run-time edits: --where-active above every g is the target exactly (KL 0, same CE); at 0
 #    the edit acts; --no-delta with every mask 1 reproduces vpd eval's "unmasked (m = 1)" row
@@ -35,11 +36,11 @@ add_test(NAME edit.setup COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
           head -c 2048 ${VPD_FIXTURES}/lm/val.bin > short.bin"
          WORKING_DIRECTORY ${ED_DIR})
 set_tests_properties(edit.setup PROPERTIES FIXTURES_REQUIRED lm_runs FIXTURES_SETUP ed_run LABELS "edit;lm;fixture"
-                     RESOURCE_LOCK lm_run_np1 TIMEOUT 60)
+                     RESOURCE_LOCK lm_run_np1 TIMEOUT 300)
 
 function(ed_test name cmd)
   add_test(NAME edit.${name} COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c "set -e; ${cmd}" WORKING_DIRECTORY ${ED_DIR})
-  set_tests_properties(edit.${name} PROPERTIES FIXTURES_REQUIRED ed_run LABELS "edit;lm;python" TIMEOUT 300 ${ARGN})
+  set_tests_properties(edit.${name} PROPERTIES FIXTURES_REQUIRED ed_run LABELS "edit;lm;python" TIMEOUT 900 ${ARGN})
 endfunction()
 
 # run time: the CI gate (g <= 1 always: nothing is edited; g > 0: the ablation acts)
@@ -100,7 +101,7 @@ function(ed_fail name pattern cmd)
   add_test(NAME edit.${name} COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
            "if ${cmd} > ${name}.out 2> ${name}.err; then echo 'unexpected success'; exit 1; fi; cat ${name}.err; test $(wc -l < ${name}.err) -eq 1; grep -q \"${pattern}\" ${name}.err"
            WORKING_DIRECTORY ${ED_DIR})
-  set_tests_properties(edit.${name} PROPERTIES FIXTURES_REQUIRED ed_run LABELS "edit;lm;cli" TIMEOUT 120)
+  set_tests_properties(edit.${name} PROPERTIES FIXTURES_REQUIRED ed_run LABELS "edit;lm;cli" TIMEOUT 300)
 endfunction()
 ed_fail(bad_layer "unknown layer 'h.9.mlp.c_fc': the run decomposes" "${VPD_CLI} edit run --ablate h.9.mlp.c_fc:1 --measure")
 ed_fail(bad_c "subcomponent 64 out of range: layer h.1.mlp.down_proj has C = 64" "${VPD_CLI} edit run --ablate h.1.mlp.down_proj:3,64 --measure")
@@ -120,4 +121,4 @@ add_test(NAME edit.out_exists COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh
           cat exists.err; grep -q 'm_exists exists: the edited model goes to a NEW directory' exists.err
           sha256sum -c exists.sum; test $(ls m_exists | wc -l) -eq 1; ! ls -d m_exists.tmp-* 2>/dev/null"
          WORKING_DIRECTORY ${ED_DIR})
-set_tests_properties(edit.out_exists PROPERTIES FIXTURES_REQUIRED ed_run LABELS "edit;lm;cli" TIMEOUT 120)
+set_tests_properties(edit.out_exists PROPERTIES FIXTURES_REQUIRED ed_run LABELS "edit;lm;cli" TIMEOUT 300)
