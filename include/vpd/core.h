@@ -158,6 +158,7 @@ typedef enum {
     VPD_RNG_PGD_INIT = 7,    /* PGD source initialisation */
     VPD_RNG_PPGD_INIT = 8,   /* persistent PGD source initialisation */
     VPD_RNG_EVAL = 9,
+    VPD_RNG_SAMPLE = 10,     /* vpd generate: sampling the next token */
     VPD_RNG_TEST = 15
 } vpd_rng_purpose;
 

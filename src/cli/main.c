@@ -28,12 +28,15 @@ typedef struct {
 #pragma weak vpd_cmd_collect
 #pragma weak vpd_cmd_parity
 #pragma weak vpd_cmd_bench
+#pragma weak vpd_cmd_edit
+#pragma weak vpd_cmd_generate
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
     {"decompose", vpd_cmd_decompose, "decompose a target model's weights (the main job)"},
     {"eval", vpd_cmd_eval, "evaluate a finished run: L0, alive, CE/KL under masks, adversarial loss"},
     {"harvest", vpd_cmd_harvest, "what each subcomponent does: densities, top contexts, token tables, co-firing (harvest.h5)"},
+    {"edit", vpd_cmd_edit, "edit a target by its subcomponents: run-time ablation/scaling, baked ablation/overwrite, --measure"},
     {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
     {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
     {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
@@ -41,6 +44,7 @@ static const vpd_command commands[] = {
     {"collect", vpd_cmd_collect, "gather runs' config values and final metrics into a CSV and plots"},
     {"bench", vpd_cmd_bench, "time decomposition training steps (toy models) against peak and PyTorch"},
     {"forward", vpd_cmd_forward, "run a target model on inputs and write its outputs (HDF5)"},
+    {"generate", vpd_cmd_generate, "continue a prompt with a language model (greedy or sampled), e.g. an edited one"},
     {"tokenize", vpd_cmd_tokenize, "text to token binaries with a tokenizer.json; train a byte-level BPE"},
 };
 
