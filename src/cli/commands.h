@@ -10,6 +10,7 @@ int vpd_cmd_pretrain(int argc, char **argv);
 int vpd_cmd_decompose(int argc, char **argv);
 int vpd_cmd_tokenize(int argc, char **argv);
 int vpd_cmd_eval(int argc, char **argv);
+int vpd_cmd_compare(int argc, char **argv);
 int vpd_cmd_harvest(int argc, char **argv);
 int vpd_cmd_report(int argc, char **argv);
 int vpd_cmd_info(int argc, char **argv);

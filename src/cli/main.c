@@ -21,6 +21,7 @@ typedef struct {
 #pragma weak vpd_cmd_decompose
 #pragma weak vpd_cmd_tokenize
 #pragma weak vpd_cmd_eval
+#pragma weak vpd_cmd_compare
 #pragma weak vpd_cmd_harvest
 #pragma weak vpd_cmd_report
 #pragma weak vpd_cmd_info
@@ -33,6 +34,7 @@ static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
     {"decompose", vpd_cmd_decompose, "decompose a target model's weights (the main job)"},
     {"eval", vpd_cmd_eval, "evaluate a finished run: L0, alive, CE/KL under masks, adversarial loss"},
+    {"compare", vpd_cmd_compare, "VPD runs and transcoders spliced into the target on the same tokens: dCE, KL, L0, splitting"},
     {"harvest", vpd_cmd_harvest, "what each subcomponent does: densities, top contexts, token tables, co-firing (harvest.h5)"},
     {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
     {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
