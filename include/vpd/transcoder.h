@@ -120,7 +120,10 @@ typedef struct {
     const char *const *sets;
     int n_sets;
     bool resume, force, quiet;
+    int stop_after; /* > 0: checkpoint and stop after this many steps (tests of --resume) */
 } vpd_tc_train_opts;
-vpd_status vpd_transcoder_train(const vpd_tc_train_opts *o);
+/* VPD_OK when finished (or stopped by stop_after); *interrupted set when a signal stopped it
+ * after a checkpoint (the command exits VPD_EXIT_REQUEUE). */
+vpd_status vpd_transcoder_train(const vpd_tc_train_opts *o, bool *interrupted);
 
 #endif

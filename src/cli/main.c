@@ -29,6 +29,7 @@ typedef struct {
 #pragma weak vpd_cmd_collect
 #pragma weak vpd_cmd_parity
 #pragma weak vpd_cmd_bench
+#pragma weak vpd_cmd_transcoder
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
@@ -37,6 +38,7 @@ static const vpd_command commands[] = {
     {"compare", vpd_cmd_compare, "VPD runs and transcoders spliced into the target on the same tokens: dCE, KL, L0, splitting"},
     {"harvest", vpd_cmd_harvest, "what each subcomponent does: densities, top contexts, token tables, co-firing (harvest.h5)"},
     {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
+    {"transcoder", vpd_cmd_transcoder, "train per-layer / cross-layer transcoders on a language model's MLPs (baselines)"},
     {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
     {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
     {"sweep", vpd_cmd_sweep, "expand a sweep file (spd format) into configs and a Slurm job array"},
