@@ -433,8 +433,9 @@ static vpd_status setup(cmp_ctx *c) {
         if (T / c->S < windows) windows = T / c->S;
         c->n_batches = (int)(windows / c->B);
         if (c->n_batches < 1)
-            return vpd_error(VPD_ERR_VALUE, "%s: %lld tokens, fewer than one batch of %d windows of %d (+1) tokens; lower --batch "
-                             "or give more tokens", c->tp->path, (long long)c->tp->n_tokens, c->B, c->S);
+            return vpd_error(VPD_ERR_VALUE, "%s (%lld tokens, %lld requested) gives %lld windows of %d (+1) tokens, fewer than "
+                             "one batch of %d: lower --batch or give more tokens", c->tp->path, (long long)c->tp->n_tokens,
+                             (long long)T, (long long)windows, c->S, c->B);
     }
     c->n_tokens_used = (int64_t)c->n_batches * per_batch;
     return VPD_OK;
