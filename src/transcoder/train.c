@@ -67,7 +67,8 @@ typedef struct {
     int steps, batch_size, seq_len, width;
     uint64_t seed;
     int log_freq, ckpt_every, eval_batches, eval_batch_size;
-    char target[1024], train[1024], eval[1024];
+    int dump_step; /* debug_dump_step: write that step's inputs, parameters and gradients (-1: none) */
+    char target[1024], train[1024], eval[1024], dump[1024];
 } tc_cfg;
 
 #define MAXL VPD_TC_MAX_LAYERS
@@ -99,6 +100,7 @@ typedef struct tc_run {
     real *Xbuf[MAXL];
     real *Y[MAXL], *Yhat[MAXL], *pre[MAXL], *z[MAXL], *dz[MAXL], *zaux[MAXL];
     real *dpre, *dy, *ehat, *scratch, *cand, *gathered;
+    real last_thr[MAXL]; /* BatchTopK: this step's global threshold per MLP */
     int32_t *tok, *tgt;
     real *logits_p, *logits_q, *pp, *qp, *dlogits;
     double *prowc;
@@ -167,8 +169,11 @@ static vpd_status read_config(tc_run *r) {
     VPD_TRY(vpd_config_get_int(root, "n_latent", 0, 1, 1 << 22, &c->n_latent));
     bool needk = c->act == VPD_TC_TOPK || c->act == VPD_TC_BATCHTOPK;
     if (needk) VPD_TRY(vpd_config_require(root, "k"));
-    VPD_TRY(vpd_config_get_int(root, "k", 0, needk ? 1 : 0, c->n_latent, &c->k));
-    if (!needk && vpd_config_has(root, "k"))
+    bool k_null = vpd_config_has(root, "k") && vpd_config_is_null(root, "k");
+    if (k_null && needk) return vpd_config_error(vpd_config_find(root, "k"), "k must be a number for %s", vpd_tc_act_name(c->act));
+    if (k_null) vpd_config_consume(root, "k");
+    else VPD_TRY(vpd_config_get_int(root, "k", 0, needk ? 1 : 0, c->n_latent, &c->k));
+    if (!needk && !k_null && vpd_config_has(root, "k"))
         return vpd_config_error(vpd_config_find(root, "k"), "k applies to topk and batchtopk only (activation is %s)",
                                 vpd_tc_act_name(c->act));
     bool needsp = c->act == VPD_TC_RELU || c->act == VPD_TC_JUMPRELU;
@@ -204,7 +209,12 @@ static vpd_status read_config(tc_run *r) {
     VPD_TRY(vpd_config_get_int(root, "checkpoint_every", 0, 0, 1 << 30, &c->ckpt_every));
     VPD_TRY(vpd_config_get_int(root, "eval_batches", 4, 0, 1 << 20, &c->eval_batches));
     VPD_TRY(vpd_config_get_int(root, "eval_batch_size", c->batch_size, 1, 1 << 20, &c->eval_batch_size));
-    const char *tp, *trn, *ev = NULL, *dt;
+    const char *tp, *trn, *ev = NULL, *dt, *dump = NULL;
+    VPD_TRY(vpd_config_get_int(root, "debug_dump_step", -1, -1, 1 << 30, &c->dump_step));
+    VPD_TRY(vpd_config_get_string_or_null(root, "debug_dump_path", NULL, &dump));
+    if (c->dump_step >= 0 && !dump)
+        return vpd_config_error(vpd_config_find(root, "debug_dump_step"), "debug_dump_step needs debug_dump_path (an .h5 file)");
+    if (dump) snprintf(c->dump, sizeof c->dump, "%s", dump);
     VPD_TRY(vpd_config_require(root, "target.model_path"));
     VPD_TRY(vpd_config_get_string(root, "target.model_path", NULL, &tp));
     VPD_TRY(vpd_config_require(root, "data.train"));
@@ -387,6 +397,7 @@ static void encode_train(tc_run *r, int i, const real *x, int N, bool train) {
     switch (t->act) {
     case VPD_TC_BATCHTOPK: {
         real thr = global_threshold(r, i, N);
+        r->last_thr[i] = thr;
         tc_keep_ge(r->pre[i], cnt, thr, r->z[i]);
         if (train) {
             real *th = t->threshold[i];
@@ -452,8 +463,11 @@ static double aux_loss(tc_run *r, int N) {
     int L = r->L, n = r->n, d = r->d;
     bool any = false;
     for (size_t q = 0; q < (size_t)L * n && !any; q++) any = r->dead[q];
-    if (!any || r->c.aux_coeff <= 0) return 0;
     size_t cnt = (size_t)N * n, Nd = (size_t)N * d;
+    if (!any || r->c.aux_coeff <= 0) {
+        for (int i = 0; i < L; i++) memset(r->zaux[i], 0, sizeof(real) * cnt);
+        return 0;
+    }
     for (int i = 0; i < L; i++) {
         /* relu(pre) on dead latents only, then top aux_k per row */
         const bool *dead = r->dead + (size_t)i * n;
@@ -861,6 +875,52 @@ static void run_free(tc_run *r) {
     vpd_config_free(r->root);
 }
 
+/* debug_dump_step (one rank, objective mse): the step's MLP inputs and outputs, the dead
+ * mask it used, the parameters before and after its update, the raw gradients and the loss
+ * terms, for tools/reference/reference_transcoder.py */
+static vpd_status dump_begin(tc_run *r, vpd_h5 *f) {
+    int N = r->B * r->S;
+    int64_t np[1] = {(int64_t)r->t->n_params}, nd[2] = {N, r->d}, nl[1] = {(int64_t)r->L * r->n};
+    VPD_TRY(vpd_h5_create(f, r->c.dump));
+    VPD_TRY(vpd_h5_write_real(f, "/params_before", r->t->params, 1, np));
+    VPD_TRY(vpd_h5_write_real(f, "/adam_m_before", r->mom_m, 1, np));
+    VPD_TRY(vpd_h5_write_real(f, "/adam_v_before", r->mom_v, 1, np));
+    int32_t *dead = malloc(sizeof(int32_t) * (size_t)nl[0]);
+    if (!dead) return vpd_error(VPD_ERR_MEM, "dump");
+    for (int64_t q = 0; q < nl[0]; q++) dead[q] = r->dead[q];
+    vpd_status s = vpd_h5_write_i32(f, "/dead", dead, 1, nl);
+    free(dead);
+    VPD_TRY(s);
+    (void)nd;
+    return VPD_OK;
+}
+
+static vpd_status dump_end(tc_run *r, vpd_h5 *f, const real *grads) {
+    int N = r->B * r->S;
+    int64_t np[1] = {(int64_t)r->t->n_params}, nd[2] = {N, r->d}, nL[1] = {r->L};
+    for (int i = 0; i < r->L; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "/x_%d", i);
+        VPD_TRY(vpd_h5_write_real(f, p, r->X[i], 2, nd));
+        snprintf(p, sizeof p, "/y_%d", i);
+        VPD_TRY(vpd_h5_write_real(f, p, r->Y[i], 2, nd));
+        int64_t nz[2] = {N, r->n};
+        snprintf(p, sizeof p, "/z_%d", i);
+        VPD_TRY(vpd_h5_write_real(f, p, r->z[i], 2, nz));
+        snprintf(p, sizeof p, "/zaux_%d", i);
+        VPD_TRY(vpd_h5_write_real(f, p, r->zaux[i], 2, nz));
+    }
+    VPD_TRY(vpd_h5_write_real(f, "/grads", grads, 1, np));
+    VPD_TRY(vpd_h5_write_real(f, "/batch_threshold", r->last_thr, 1, nL));
+    VPD_TRY(vpd_h5_write_real(f, "/params_after", r->t->params, 1, np));
+    VPD_TRY(vpd_h5_set_attr_double(f, "/", "loss_main", r->loss_main));
+    VPD_TRY(vpd_h5_set_attr_double(f, "/", "loss_aux", r->loss_aux));
+    VPD_TRY(vpd_h5_set_attr_double(f, "/", "loss_sparsity", r->loss_sp));
+    VPD_TRY(vpd_h5_set_attr_int(f, "/", "step", r->step));
+    VPD_TRY(vpd_h5_set_attr_str(f, "/", "config", r->config_text));
+    return vpd_h5_close(f);
+}
+
 static vpd_status train_loop(tc_run *r, int stop_after, bool *stopped) {
     const tc_cfg *c = &r->c;
     bool tty = r->rank == 0 && !r->o->quiet && isatty(STDERR_FILENO);
@@ -870,12 +930,28 @@ static vpd_status train_loop(tc_run *r, int stop_after, bool *stopped) {
     while (r->step < c->steps) {
         double ts = vpd_wtime();
         VPD_TRY(vpd_all_agree(fill_batch(r, &r->train, VPD_DATA_TRAIN, (uint64_t)r->step, r->B), vpd_comm_world()));
+        bool dump = r->step == c->dump_step;
+        if (dump && (r->world != 1 || c->kl))
+            return vpd_error(VPD_ERR_CONFIG, "debug_dump_step: one rank and objective mse only");
+        vpd_h5 df;
+        if (dump) VPD_TRY(dump_begin(r, &df));
         VPD_TRY(forward_backward(r, true));
         reduce_metrics(r);
+        real *graw = NULL;
+        if (dump) {
+            graw = vpd_malloc(sizeof(real) * r->t->n_params, "dump gradients");
+            if (!graw) return VPD_ERR_MEM;
+            memcpy(graw, r->grads, sizeof(real) * r->t->n_params);
+        }
         double total = r->loss_main + r->loss_aux + r->loss_sp;
         if (!isfinite(total))
             return vpd_error(VPD_ERR_VALUE, "transcoder: loss is %g at step %d: lower lr (now %g)", total, r->step, c->lr);
         double gn = optimizer_step(r);
+        if (dump) {
+            vpd_status ds = dump_end(r, &df, graw);
+            vpd_free(graw);
+            VPD_TRY(ds);
+        }
         update_dead(r);
         double secs = vpd_wtime() - ts;
         bool log_now = r->step % c->log_freq == 0 || r->step == c->steps - 1;
