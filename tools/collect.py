@@ -125,7 +125,8 @@ def collect_compare(a):
     sources = sorted({r["source"] for r in rows if r.get("source")})
     cfgs = {s: source_config(s) for s in sources}
     keys = sorted({k for c in cfgs.values() for k in c})
-    varying = [k for k in keys if len({json.dumps(c.get(k), default=str) for c in cfgs.values()}) > 1 and k != "output.dir"]
+    # keys that differ among the sources that have them (a VPD and a transcoder config share few)
+    varying = [k for k in keys if len({json.dumps(c[k], default=str) for c in cfgs.values() if k in c}) > 1 and k != "output.dir"]
     for r in rows:
         c = cfgs.get(r.get("source"), {})
         for k in varying:
