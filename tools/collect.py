@@ -3,6 +3,12 @@
 the grid (L0 against reconstruction loss, coloured by a swept value).
 
 usage: vpd collect DIR... [--out grid.csv] [--plot grid.png] [--x KEY] [--y KEY] [--color KEY]
+       vpd collect --compare DIR... [--out compare.csv]
+
+--compare gathers the outputs of `vpd compare` instead: every compare.csv below DIR, one row
+per method × setting × protocol × layer, with a compare_dir column and, for a row's source
+run (a VPD or transcoder run directory), the config keys that differ between those runs;
+tools/frontier_plot.py draws the frontiers from the result.
 
 A run is any directory below DIR with metrics.jsonl (and config.yaml). Columns: run (its
 path), status (finished = run.h5 present, else the last logged step), every config key that
@@ -76,15 +82,80 @@ def load(run):
     return cfg, row
 
 
+def find_compare(dirs):
+    out = []
+    for d in dirs:
+        for root, subdirs, files in os.walk(d):
+            if "compare.csv" in files:
+                out.append(root)
+            subdirs[:] = [s for s in subdirs if s != "checkpoints"]
+    return sorted(set(out))
+
+
+def source_config(run):
+    """the flattened config of a compare row's source run (VPD config.yaml, else the
+    transcoder.h5 config attribute)"""
+    cfg = {}
+    try:
+        flatten(yaml.safe_load(open(os.path.join(run, "config.yaml"))) or {}, "", cfg)
+        return cfg
+    except (OSError, yaml.YAMLError):
+        pass
+    try:
+        import h5py
+        with h5py.File(os.path.join(run, "transcoder.h5"), "r") as f:
+            text = f.attrs.get("config", "")
+            flatten(yaml.safe_load(text if isinstance(text, str) else text.decode()) or {}, "", cfg)
+    except Exception:
+        pass
+    return cfg
+
+
+def collect_compare(a):
+    dirs = find_compare(a.dirs)
+    if not dirs:
+        print(f"vpd collect: no compare outputs (compare.csv) under {' '.join(a.dirs)}", file=sys.stderr)
+        return 1
+    rows = []
+    for d in dirs:
+        with open(os.path.join(d, "compare.csv"), newline="") as f:
+            for r in csv.DictReader(f):
+                r["compare_dir"] = d
+                rows.append(r)
+    sources = sorted({r["source"] for r in rows if r.get("source")})
+    cfgs = {s: source_config(s) for s in sources}
+    keys = sorted({k for c in cfgs.values() for k in c})
+    # keys that differ among the sources that have them (a VPD and a transcoder config share few)
+    varying = [k for k in keys if len({json.dumps(c[k], default=str) for c in cfgs.values() if k in c}) > 1 and k != "output.dir"]
+    for r in rows:
+        c = cfgs.get(r.get("source"), {})
+        for k in varying:
+            r[f"config/{k}"] = c.get(k)
+    base = list(rows[0].keys())
+    cols = ["compare_dir"] + [k for k in base if k != "compare_dir"] + [f"config/{k}" for k in varying if f"config/{k}" not in base]
+    out = a.out if a.out != "grid.csv" else "compare.csv"
+    with open(out, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow(r)
+    print(f"wrote {out}: {len(rows)} rows from {len(dirs)} compare outputs; varying source config: {', '.join(varying) or '(none)'}")
+    print(f"plot the frontiers with: tools/frontier_plot.py {out} --out frontier.png")
+    return 0
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("dirs", nargs="+")
+    ap.add_argument("--compare", action="store_true", help="gather `vpd compare` outputs (compare.csv)")
     ap.add_argument("--out", default="grid.csv")
     ap.add_argument("--plot", default=None, help="PNG path (default: next to the CSV)")
     ap.add_argument("--x", default="l0_total")
     ap.add_argument("--y", default=None)
     ap.add_argument("--color", default=None)
     a = ap.parse_args()
+    if a.compare:
+        return collect_compare(a)
     runs = find_runs(a.dirs)
     if not runs:
         print(f"vpd collect: no runs (directories with metrics.jsonl) under {' '.join(a.dirs)}", file=sys.stderr)

@@ -229,10 +229,15 @@ def main():
             cfg = apply_updates(base, point)
             cfg = apply_updates(cfg, sets)
             absolutize(cfg, os.path.dirname(os.path.abspath(bases[e])))
-            cfg.setdefault("output", {})
-            if not isinstance(cfg["output"], dict):
-                cfg["output"] = {}
-            cfg["output"]["dir"] = os.path.join(out, "runs", name)
+            if cfg.get("kind") in ("plt", "clt"):
+                # a `vpd transcoder` config: it has no output section (the run directory is
+                # --out); train it with vpd transcoder CONFIG --out DIR/runs/<run>
+                pass
+            else:
+                cfg.setdefault("output", {})
+                if not isinstance(cfg["output"], dict):
+                    cfg["output"] = {}
+                cfg["output"]["dir"] = os.path.join(out, "runs", name)
             path = os.path.join(out, "configs", name + ".yaml")
             with open(path, "w") as f:
                 f.write(f"# vpd sweep {os.path.abspath(a.sweep)}: experiment {e}, point {json.dumps(point)}\n")

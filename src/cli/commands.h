@@ -10,6 +10,7 @@ int vpd_cmd_pretrain(int argc, char **argv);
 int vpd_cmd_decompose(int argc, char **argv);
 int vpd_cmd_tokenize(int argc, char **argv);
 int vpd_cmd_eval(int argc, char **argv);
+int vpd_cmd_compare(int argc, char **argv);
 int vpd_cmd_harvest(int argc, char **argv);
 int vpd_cmd_report(int argc, char **argv);
 int vpd_cmd_info(int argc, char **argv);
@@ -19,6 +20,7 @@ int vpd_cmd_parity(int argc, char **argv);
 int vpd_cmd_bench(int argc, char **argv);
 int vpd_cmd_edit(int argc, char **argv);
 int vpd_cmd_generate(int argc, char **argv);
+int vpd_cmd_transcoder(int argc, char **argv);
 
 /* Shared by subcommands: print "vpd <cmd>: <last error>" and return the exit status. */
 int vpd_cli_fail(const char *cmd, int status);

@@ -21,6 +21,7 @@ typedef struct {
 #pragma weak vpd_cmd_decompose
 #pragma weak vpd_cmd_tokenize
 #pragma weak vpd_cmd_eval
+#pragma weak vpd_cmd_compare
 #pragma weak vpd_cmd_harvest
 #pragma weak vpd_cmd_report
 #pragma weak vpd_cmd_info
@@ -30,14 +31,17 @@ typedef struct {
 #pragma weak vpd_cmd_bench
 #pragma weak vpd_cmd_edit
 #pragma weak vpd_cmd_generate
+#pragma weak vpd_cmd_transcoder
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
     {"decompose", vpd_cmd_decompose, "decompose a target model's weights (the main job)"},
     {"eval", vpd_cmd_eval, "evaluate a finished run: L0, alive, CE/KL under masks, adversarial loss"},
+    {"compare", vpd_cmd_compare, "VPD runs and transcoders spliced into the target on the same tokens: dCE, KL, L0, splitting"},
     {"harvest", vpd_cmd_harvest, "what each subcomponent does: densities, top contexts, token tables, co-firing (harvest.h5)"},
     {"edit", vpd_cmd_edit, "edit a target by its subcomponents: run-time ablation/scaling, baked ablation/overwrite, --measure"},
     {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
+    {"transcoder", vpd_cmd_transcoder, "train per-layer / cross-layer transcoders on a language model's MLPs (baselines)"},
     {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
     {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
     {"sweep", vpd_cmd_sweep, "expand a sweep file (spd format) into configs and a Slurm job array"},

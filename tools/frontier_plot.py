@@ -1,0 +1,88 @@
+#!/usr/bin/python3
+"""frontier_plot.py: the sparsity–reconstruction frontiers of `vpd compare` outputs.
+
+usage: frontier_plot.py CSV... [--out frontier.png] [--x l0_module] [--protocols a,b,c] [--logy]
+
+CSV: compare.csv files of `vpd compare`, or the table `vpd collect --compare` gathers.
+One curve per method and protocol — ΔCE over the target (delta_ce, with its standard error
+as error bars) against an L0 column (default l0_module: active subcomponents per weight
+matrix for VPD, active latents per layer for transcoders; l0_mlp counts VPD's c_fc and
+down_proj together, l0_recon what reaches one MLP's reconstruction), and in a second panel
+against parameters touched per token. Rows with layer "all" (error_propagating,
+clean_input) and "mean" (single_layer) are plotted; the dashed line is zero-ablating every
+MLP. Colour = method, line style = protocol; points of one curve are the runs and VPD mask
+settings, sorted by L0. Matplotlib (Agg).
+"""
+import argparse
+import csv
+import math
+import sys
+
+STYLE = {"error_propagating": "-", "clean_input": "--", "single_layer": ":"}
+COLOR = {"vpd": "tab:purple", "plt": "tab:blue", "clt": "tab:orange"}
+
+
+def num(x):
+    try:
+        v = float(x)
+        return v if math.isfinite(v) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("csv", nargs="+")
+    ap.add_argument("--out", default="frontier.png")
+    ap.add_argument("--x", default="l0_module", help="L0 column: l0_module, l0_mlp or l0_recon")
+    ap.add_argument("--protocols", default="error_propagating,clean_input,single_layer")
+    ap.add_argument("--logy", action="store_true")
+    a = ap.parse_args()
+    rows = []
+    for p in a.csv:
+        with open(p, newline="") as f:
+            rows += list(csv.DictReader(f))
+    need = {"method", "protocol", "layer", "delta_ce", a.x, "params_per_token"}
+    if not rows or not need <= set(rows[0]):
+        print(f"frontier_plot: {a.csv}: expected vpd compare rows with columns {sorted(need)}", file=sys.stderr)
+        return 1
+    protocols = a.protocols.split(",")
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    zero = [num(r["delta_ce"]) for r in rows if r["method"] == "zero" and r["layer"] == "all"]
+    curves = {}
+    for r in rows:
+        if r["method"] == "zero" or r["protocol"] not in protocols or r["layer"] not in ("all", "mean"):
+            continue
+        x, xp, y = num(r[a.x]), num(r["params_per_token"]), num(r["delta_ce"])
+        if x is None or y is None:
+            continue
+        curves.setdefault((r["method"], r["protocol"]), []).append((x, xp, y, num(r.get("delta_ce_se")) or 0.0))
+    if not curves:
+        print("frontier_plot: no rows to plot (layer 'all' / 'mean' of the chosen protocols)", file=sys.stderr)
+        return 1
+    for (method, proto), pts in sorted(curves.items()):
+        for ax, xi in ((axes[0], 0), (axes[1], 1)):
+            ps = sorted((p for p in pts if p[xi] is not None), key=lambda p: p[xi])
+            ax.errorbar([p[xi] for p in ps], [p[2] for p in ps], yerr=[p[3] for p in ps], marker="o", ms=4, capsize=2,
+                        color=COLOR.get(method), linestyle=STYLE.get(proto, "-"), label=f"{method} {proto}")
+    for ax, xl in ((axes[0], a.x), (axes[1], "parameters touched per token")):
+        if zero and zero[0] is not None:
+            ax.axhline(zero[0], color="grey", linestyle="--", linewidth=1, label="zero-ablate all MLPs")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("CE increase over the target")
+        if a.logy:
+            ax.set_yscale("log")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("vpd compare: CE increase vs sparsity (lower is better)")
+    fig.tight_layout()
+    fig.savefig(a.out, dpi=120)
+    print(f"wrote {a.out}: {len(curves)} curves ({', '.join(f'{m} {p}' for m, p in sorted(curves))})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
