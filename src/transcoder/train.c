@@ -67,6 +67,7 @@ typedef struct {
     int steps, batch_size, seq_len, width;
     uint64_t seed;
     int log_freq, ckpt_every, eval_batches, eval_batch_size;
+    bool b_dec_mean; /* init_b_dec: mean (of the first batch's MLP outputs) or zero */
     int dump_step; /* debug_dump_step: write that step's inputs, parameters and gradients (-1: none) */
     char target[1024], train[1024], eval[1024], dump[1024];
 } tc_cfg;
@@ -210,6 +211,10 @@ static vpd_status read_config(tc_run *r) {
     VPD_TRY(vpd_config_get_int(root, "eval_batches", 4, 0, 1 << 20, &c->eval_batches));
     VPD_TRY(vpd_config_get_int(root, "eval_batch_size", c->batch_size, 1, 1 << 20, &c->eval_batch_size));
     const char *tp, *trn, *ev = NULL, *dt, *dump = NULL;
+    static const char *const binit[] = {"mean", "zero", NULL};
+    int bi = 0;
+    VPD_TRY(vpd_config_get_enum(root, "init_b_dec", binit, 0, &bi));
+    c->b_dec_mean = bi == 0;
     VPD_TRY(vpd_config_get_int(root, "debug_dump_step", -1, -1, 1 << 30, &c->dump_step));
     VPD_TRY(vpd_config_get_string_or_null(root, "debug_dump_path", NULL, &dump));
     if (c->dump_step >= 0 && !dump)
@@ -369,6 +374,26 @@ static void init_params(tc_run *r) {
                 double s = vpd_sumsq((size_t)d, w);
                 if (s > 0) vpd_scale((size_t)d, (real)(1 / sqrt(s)), w);
             }
+}
+
+static vpd_status fill_batch(tc_run *r, const vpd_tokens *tk, uint32_t stream, uint64_t step, int B);
+
+/* init_b_dec: mean — b_dec[j] = the mean of MLP j's output over the first training batch
+ * (global: summed over ranks), so training starts at FVU 1 instead of above it */
+static vpd_status init_b_dec(tc_run *r) {
+    VPD_TRY(vpd_all_agree(fill_batch(r, &r->train, VPD_DATA_TRAIN, 0, r->B), vpd_comm_world()));
+    vpd_model_input in = {.B = r->B, .S = r->S, .tokens = r->tok};
+    r->hook.record = true;
+    vpd_model_forward(&r->m, &in, r->logits_q, &r->hook.base);
+    int N = r->B * r->S, d = r->d;
+    memset(r->ysum, 0, sizeof(double) * (size_t)r->L * d);
+    for (int j = 0; j < r->L; j++)
+        for (int q = 0; q < N; q++)
+            for (int c = 0; c < d; c++) r->ysum[(size_t)j * d + c] += r->Y[j][(size_t)q * d + c];
+    vpd_sum_double(r->ysum, (size_t)r->L * d, vpd_comm_world());
+    for (int j = 0; j < r->L; j++)
+        for (int c = 0; c < d; c++) r->t->b_dec[j][c] = (real)(r->ysum[(size_t)j * d + c] / (double)r->N_global);
+    return VPD_OK;
 }
 
 /* ---- the forward pieces --------------------------------------------------------------- */
@@ -1009,6 +1034,7 @@ vpd_status vpd_transcoder_train(const vpd_tc_train_opts *o, bool *interrupted) {
     if (s == VPD_OK) {
         init_params(r);
         if (o->resume) s = read_checkpoint(r);
+        else if (r->c.b_dec_mean) s = init_b_dec(r);
         s = vpd_all_agree(s, vpd_comm_world());
     }
     if (s == VPD_OK) {
