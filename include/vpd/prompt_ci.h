@@ -1,0 +1,63 @@
+/* vpd prompt_ci: the post-hoc CI optimisation on one prompt that prunes an attribution
+ * graph (VPD_METHOD.md §6 "Attribution graphs", issue 14).
+ *
+ * Given a language-model run, a prompt of T tokens, a position t* and a target token y
+ * (the token predicted at t*, i.e. the logit of y at position t*):
+ *   - the subcomponents alive on the prompt (g > 0 from the trained CI function, per
+ *     position) are the free parameters; every other (position, subcomponent) is fixed at
+ *     g = 0. U, V, W and the CI function are frozen.
+ *   - the free parameters are pre-sigmoid values z, warm-started from the CI function's z;
+ *     g = lower_leaky(z) for masks, upper_leaky(z) for importance minimality.
+ *   - loss = CE(y at t* | stochastic masks m = g + (1 − g)·r, r ~ U(0,1), + Δ term with r_Δ)
+ *          + adv_coeff · CE(y at t* | adversarial masks: PGD, pgd_steps sign-ascent steps of
+ *            pgd_lr from random sources, acting only on the alive subcomponents; the sources
+ *            of the non-alive ones and r_Δ are 0, so those stay fully ablated)
+ *          + imp_coeff · Σ_alive (g_upper + 1e-12)^pnorm
+ *     minimised by AdamW (β 0.9/0.999, eps 1e-8, no weight decay) with a cosine schedule
+ *     from lr to 0 over `steps`.
+ *   - every random draw comes from the counter-based RNG keyed by (seed, step, layer,
+ *     position, subcomponent), so the result does not depend on the rank count: every rank
+ *     computes the same optimisation.
+ * The probabilities are reported for the pruned graph (the optimised z) and for the
+ * unpruned one (the CI function's z), each under CI masks (m = g, no Δ), stochastic masks
+ * (m = g + (1 − g)·r with Δ, mean over n_eval_samples draws) and adversarial masks (PGD of
+ * pgd_eval_steps from random sources on the alive set, maximising CE; no Δ term beyond its
+ * source 0). */
+#ifndef VPD_PROMPT_CI_H
+#define VPD_PROMPT_CI_H
+
+#include "vpd/analysis.h"
+
+typedef struct {
+    int steps;          /* AdamW steps (2000) */
+    double lr;          /* peak AdamW lr of the cosine schedule (0.01) */
+    double imp_coeff;   /* importance-minimality coefficient (0.001) */
+    double pnorm;       /* importance-minimality p (0.3) */
+    double adv_coeff;   /* adversarial CE coefficient (1.0) */
+    int pgd_steps;      /* PGD steps of the adversarial CE in the loss (4) */
+    double pgd_lr;      /* PGD sign-step size (1.0) */
+    int pgd_eval_steps; /* PGD steps of the reported adversarial probability (20) */
+    double pgd_eval_lr; /* its step size (0.1) */
+    int n_eval_samples; /* stochastic draws averaged in the reported P(target) (16) */
+    uint64_t seed;      /* names every draw (0 = the run's seed) */
+    int log_every;      /* progress line on stderr every N steps (0: none) */
+} vpd_prompt_ci_opts;
+
+void vpd_prompt_ci_opts_defaults(vpd_prompt_ci_opts *o);
+
+typedef struct {
+    float p_ci, p_stoch, p_adv; /* P(target at t*) under CI, stochastic, adversarial masks */
+    int n_alive;                /* (position, subcomponent) nodes with g > 0 */
+} vpd_prompt_ci_probs;
+
+/* Optimise the CI on the prompt `tokens` [T] (T <= the run's max_seq_len; the run must be a
+ * language model), target `target_token` at position t_star (0 <= t_star < T).
+ * ci_out [T][C_sum_total] (may be NULL): the optimised g = lower_leaky(z) of the pruned graph
+ * at (position t, column c_off_total[l] + c of layer l), 0 for subcomponents not alive on the
+ * prompt. pruned / unpruned (may be NULL): the probabilities table.
+ * Every rank computes the same result (no communication). */
+vpd_status vpd_prompt_ci_optimise(vpd_run *r, const int32_t *tokens, int T, int t_star, int target_token,
+                                  const vpd_prompt_ci_opts *o, float *ci_out, vpd_prompt_ci_probs *pruned,
+                                  vpd_prompt_ci_probs *unpruned);
+
+#endif
