@@ -60,4 +60,32 @@ vpd_status vpd_prompt_ci_optimise(vpd_run *r, const int32_t *tokens, int T, int 
                                   const vpd_prompt_ci_opts *o, float *ci_out, vpd_prompt_ci_probs *pruned,
                                   vpd_prompt_ci_probs *unpruned);
 
+/* ---- the optimisation's parts (tests, and callers that hold their own decomposition) ------
+ * A state over a decomposition `d` made for ONE example of T positions (vpd_decomp_create_local
+ * (&d, cfg, target, 1, T)) with its trained parameters: create runs the target and the CI
+ * function on `tokens` [T] (copied), fixes the alive set (g_lower > 0) and warm-starts the free
+ * values from the CI function's z. d must outlive the state; the state sets d's input. */
+typedef struct vpd_prompt_ci vpd_prompt_ci;
+vpd_status vpd_prompt_ci_create(vpd_prompt_ci **out, vpd_decomp *d, const int32_t *tokens, int t_star, int target_token,
+                                const vpd_prompt_ci_opts *o);
+void vpd_prompt_ci_free(vpd_prompt_ci *p);
+/* the free parameters: pre-sigmoid values of the alive (position, subcomponent) pairs, in
+ * layer-major order of d's [ΣC·T] buffers; idx[i] is the element index of value i there */
+int vpd_prompt_ci_n_free(const vpd_prompt_ci *p);
+real *vpd_prompt_ci_values(vpd_prompt_ci *p);
+const int32_t *vpd_prompt_ci_index(const vpd_prompt_ci *p);
+/* The loss of optimisation step `step` (its draws: stochastic sources, PGD init) at the current
+ * values; grad [n_free] (may be NULL) receives ∂loss/∂values (overwritten). parts (may be NULL):
+ * [0] stochastic CE, [1] adversarial CE (after the PGD steps), [2] importance minimality
+ * (before their coefficients). The PGD steps' dependence on the values is not differentiated
+ * (sign steps: piecewise constant), as in training. */
+double vpd_prompt_ci_loss(vpd_prompt_ci *p, int step, real *grad, double parts[3]);
+/* P(target) under CI, stochastic and adversarial masks at the current values (draws named
+ * by eval_id, so two calls with the same id use the same draws) and the alive count. */
+void vpd_prompt_ci_measure(vpd_prompt_ci *p, uint32_t eval_id, vpd_prompt_ci_probs *out);
+/* run the AdamW loop for o->steps from the current values */
+void vpd_prompt_ci_run(vpd_prompt_ci *p);
+/* ci_out [T][C_sum_total] as in vpd_prompt_ci_optimise, at the current values */
+void vpd_prompt_ci_export(const vpd_prompt_ci *p, float *ci_out);
+
 #endif

@@ -28,6 +28,7 @@ typedef struct {
 #pragma weak vpd_cmd_collect
 #pragma weak vpd_cmd_parity
 #pragma weak vpd_cmd_bench
+#pragma weak vpd_cmd_prompt_ci
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
@@ -35,6 +36,7 @@ static const vpd_command commands[] = {
     {"eval", vpd_cmd_eval, "evaluate a finished run: L0, alive, CE/KL under masks, adversarial loss"},
     {"harvest", vpd_cmd_harvest, "what each subcomponent does: densities, top contexts, token tables, co-firing (harvest.h5)"},
     {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
+    {"prompt-ci", vpd_cmd_prompt_ci, "optimise the CI on one prompt: the pruned nodes of an attribution graph, P(target)"},
     {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
     {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
     {"sweep", vpd_cmd_sweep, "expand a sweep file (spd format) into configs and a Slurm job array"},
