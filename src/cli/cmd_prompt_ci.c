@@ -23,7 +23,8 @@ static void usage(FILE *f) {
             "usage: vpd prompt-ci RUN_DIR (--prompt TEXT | --tokens ID,ID,...) [--target-token T]\n"
             "                     [--position t] [--steps N] [--out FILE.json] [--tokenizer FILE]\n"
             "                     [--lr x] [--imp-coeff x] [--pnorm p] [--adv-coeff x] [--pgd-steps n]\n"
-            "                     [--pgd-lr x] [--seed s] [--log-every n] [--force]\n\n"
+            "                     [--pgd-lr x] [--pgd-eval-steps n] [--pgd-eval-lr x] [--eval-samples n]\n"
+            "                     [--seed s] [--log-every n] [--force]\n\n"
             "Post-hoc causal-importance optimisation on one prompt (the pruning of an attribution\n"
             "graph, VPD_METHOD.md section 6): the subcomponents alive on the prompt (g > 0) are free,\n"
             "their pre-sigmoid values warm-started from the CI function's; the loss is the CE of\n"
@@ -41,6 +42,8 @@ static void usage(FILE *f) {
             "  --lr x             peak learning rate (0.01)     --imp-coeff x  importance coeff (0.1)\n"
             "  --pnorm p          importance p (0.3)            --adv-coeff x  adversarial CE coeff (1)\n"
             "  --pgd-steps n      PGD steps in the loss (4)     --pgd-lr x     their step size (1)\n"
+            "  --pgd-eval-steps n PGD steps of the reported adversarial P (20)\n"
+            "  --pgd-eval-lr x    their step size (0.1)         --eval-samples n  stochastic draws (16)\n"
             "  --seed s           draws (default: the run's seed)\n"
             "  --log-every n      progress line every n steps (default steps/10; 0: none)\n"
             "  --out FILE.json    write the kept nodes and the table (refuses to overwrite without --force)\n");
@@ -57,6 +60,18 @@ static int parse_double(const char *opt, const char *s, double *out) {
     double v = strtod(s, &end);
     if (!*s || *end || errno || !isfinite(v)) {
         fprintf(stderr, "vpd prompt-ci: %s wants a number, got '%s'\n", opt, s);
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* a number > 0 (positive) or >= 0; 0 after a message */
+static int parse_num(const char *opt, const char *s, double *out, bool positive) {
+    double v;
+    if (!parse_double(opt, s, &v)) return 0;
+    if (positive ? !(v > 0) : !(v >= 0)) {
+        fprintf(stderr, "vpd prompt-ci: %s wants a number %s 0, got '%s'\n", opt, positive ? ">" : ">=", s);
         return 0;
     }
     *out = v;
@@ -129,18 +144,19 @@ int vpd_cmd_prompt_ci(int argc, char **argv) {
         const char *v = NULL;
         if (!strcmp(a, "--prompt") || !strcmp(a, "--tokens") || !strcmp(a, "--target-token") || !strcmp(a, "--out") ||
             !strcmp(a, "--tokenizer") || !strcmp(a, "--lr") || !strcmp(a, "--imp-coeff") || !strcmp(a, "--pnorm") ||
-            !strcmp(a, "--adv-coeff") || !strcmp(a, "--pgd-lr")) {
+            !strcmp(a, "--adv-coeff") || !strcmp(a, "--pgd-lr") || !strcmp(a, "--pgd-eval-lr")) {
             if (!(v = vpd_cli_value("prompt-ci", argc, argv, &i))) return 2;
             if (!strcmp(a, "--prompt")) prompt = v;
             else if (!strcmp(a, "--tokens")) ids_arg = v;
             else if (!strcmp(a, "--target-token")) target_arg = v;
             else if (!strcmp(a, "--out")) out_path = v;
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
-            else if (!strcmp(a, "--lr") && !(parse_double(a, v, &o.lr) && o.lr > 0)) return 2;
-            else if (!strcmp(a, "--imp-coeff") && !(parse_double(a, v, &o.imp_coeff) && o.imp_coeff >= 0)) return 2;
-            else if (!strcmp(a, "--pnorm") && !(parse_double(a, v, &o.pnorm) && o.pnorm > 0)) return 2;
-            else if (!strcmp(a, "--adv-coeff") && !(parse_double(a, v, &o.adv_coeff) && o.adv_coeff >= 0)) return 2;
-            else if (!strcmp(a, "--pgd-lr") && !(parse_double(a, v, &o.pgd_lr) && o.pgd_lr > 0)) return 2;
+            else if (!strcmp(a, "--lr") && !parse_num(a, v, &o.lr, true)) return 2;
+            else if (!strcmp(a, "--imp-coeff") && !parse_num(a, v, &o.imp_coeff, false)) return 2;
+            else if (!strcmp(a, "--pnorm") && !parse_num(a, v, &o.pnorm, true)) return 2;
+            else if (!strcmp(a, "--adv-coeff") && !parse_num(a, v, &o.adv_coeff, false)) return 2;
+            else if (!strcmp(a, "--pgd-lr") && !parse_num(a, v, &o.pgd_lr, true)) return 2;
+            else if (!strcmp(a, "--pgd-eval-lr") && !parse_num(a, v, &o.pgd_eval_lr, true)) return 2;
         } else if (!strcmp(a, "--position")) {
             if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, -(1L << 30), 1L << 30, &position)) return 2;
             position_given = true;
@@ -148,6 +164,10 @@ int vpd_cmd_prompt_ci(int argc, char **argv) {
             if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 0, 1L << 30, &o.steps)) return 2;
         } else if (!strcmp(a, "--pgd-steps")) {
             if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 0, 1000000, &o.pgd_steps)) return 2;
+        } else if (!strcmp(a, "--pgd-eval-steps")) {
+            if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 0, 1000000, &o.pgd_eval_steps)) return 2;
+        } else if (!strcmp(a, "--eval-samples")) {
+            if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 1, 1000000, &o.n_eval_samples)) return 2;
         } else if (!strcmp(a, "--log-every")) {
             if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 0, 1L << 30, &log_every)) return 2;
         } else if (!strcmp(a, "--seed")) {
