@@ -27,9 +27,9 @@ add_test(NAME prompt_ci.lm_1rank_2ranks COMMAND ${CMAKE_COMMAND} -E env ${VPD_TE
           grep -q 'on 2 ranks' out2.txt
           ${PCI_CHECK_STR} np1.json --compare np2.json")
 set_tests_properties(prompt_ci.lm_1rank_2ranks PROPERTIES FIXTURES_REQUIRED pci_lm FIXTURES_SETUP pci_lm_done
-                     LABELS "attrib;lm;mpi" TIMEOUT 120 PROCESSORS 2)
+                     LABELS "attrib;lm;mpi" TIMEOUT 300 PROCESSORS 2)
 add_test(NAME prompt_ci.lm_check COMMAND ${PCI_CHECK} ${PCI_DIR}/lm/np1.json --run ${PCI_DIR}/lm)
-set_tests_properties(prompt_ci.lm_check PROPERTIES FIXTURES_REQUIRED pci_lm_done LABELS "attrib;lm;python" TIMEOUT 120)
+set_tests_properties(prompt_ci.lm_check PROPERTIES FIXTURES_REQUIRED pci_lm_done LABELS "attrib;lm;python" TIMEOUT 300)
 
 # ---- bad input: one line; an existing output is not overwritten ----
 function(pci_expect_fail name pattern cmd)
