@@ -12,9 +12,11 @@
  *          + adv_coeff · CE(y at t* | adversarial masks: PGD, pgd_steps sign-ascent steps of
  *            pgd_lr from random sources, acting only on the alive subcomponents; the sources
  *            of the non-alive ones and r_Δ are 0, so those stay fully ablated)
- *          + imp_coeff · Σ_alive (g_upper + 1e-12)^pnorm
- *     minimised by AdamW (β 0.9/0.999, eps 1e-8, no weight decay) with a cosine schedule
- *     from lr to 0 over `steps`.
+ *          + imp_coeff · (1/T) Σ_alive (g_upper + 1e-12)^pnorm   (spd's importance minimality
+ *            for a batch of one sequence, β = 0)
+ *     minimised by AdamW (β 0.9/0.999, eps 1e-8, no weight decay) with 1 % warmup and a
+ *     cosine decay from lr to 0 over `steps`. Defaults: spd's app (optim_cis.py: lr 0.01,
+ *     importance coefficient 0.1, p 0.3, 2000 steps) and the paper (PGD 4 steps of lr 1).
  *   - every random draw comes from the counter-based RNG keyed by (seed, step, layer,
  *     position, subcomponent), so the result does not depend on the rank count: every rank
  *     computes the same optimisation.
@@ -31,7 +33,7 @@
 typedef struct {
     int steps;          /* AdamW steps (2000) */
     double lr;          /* peak AdamW lr of the cosine schedule (0.01) */
-    double imp_coeff;   /* importance-minimality coefficient (0.001) */
+    double imp_coeff;   /* importance-minimality coefficient (0.1) */
     double pnorm;       /* importance-minimality p (0.3) */
     double adv_coeff;   /* adversarial CE coefficient (1.0) */
     int pgd_steps;      /* PGD steps of the adversarial CE in the loss (4) */
