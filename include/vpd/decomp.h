@@ -362,6 +362,9 @@ typedef struct {
     bool param_grads;   /* accumulate dU, dV of replaced layers */
     bool hidden_acts;   /* D = pooled squared error of the replaced layers' outputs against the
                            target's (StochasticHiddenActsRecon) instead of the output loss */
+    bool ce;            /* LM only: D = −log softmax(out[ce_row])[ce_token], the cross-entropy of
+                           one token at one row (prompt_ci.c), instead of the output loss */
+    int ce_row, ce_token;
 } vpd_pass_opts;
 
 /* Returns D (the output loss: mse mean over elements; kl mean over positions of Σ_vocab).

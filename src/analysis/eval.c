@@ -32,7 +32,7 @@ static double masked_eval(vpd_run *r, const real *mask, double *ce) {
         spec[k].replaced = true;
         spec[k].m = mask ? mask + (size_t)d->batch.N * d->layers[k].c_off : NULL;
     }
-    vpd_pass_opts o = {0.0, false, false};
+    vpd_pass_opts o = {.dscale = 0.0};
     double D = vpd_masked_pass(d, spec, &o, NULL);
     *ce = NAN;
     if (r->job.trainer.lm && d->pass.q_probs)

@@ -32,6 +32,7 @@ typedef struct {
 #pragma weak vpd_cmd_edit
 #pragma weak vpd_cmd_generate
 #pragma weak vpd_cmd_transcoder
+#pragma weak vpd_cmd_prompt_ci
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
@@ -42,6 +43,7 @@ static const vpd_command commands[] = {
     {"edit", vpd_cmd_edit, "edit a target by its subcomponents: run-time ablation/scaling, baked ablation/overwrite, --measure"},
     {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
     {"transcoder", vpd_cmd_transcoder, "train per-layer / cross-layer transcoders on a language model's MLPs (baselines)"},
+    {"prompt-ci", vpd_cmd_prompt_ci, "optimise the CI on one prompt: the pruned nodes of an attribution graph, P(target)"},
     {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
     {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
     {"sweep", vpd_cmd_sweep, "expand a sweep file (spd format) into configs and a Slurm job array"},

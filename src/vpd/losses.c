@@ -161,7 +161,7 @@ double vpd_recon_pass(vpd_decomp *d, const vpd_pass_spec *ps) {
             memset(sp->dmdelta, 0, sizeof(real) * (size_t)N);
         }
     }
-    vpd_pass_opts opts = {ps->dscale, ps->param_grads, ps->hidden_acts};
+    vpd_pass_opts opts = {.dscale = ps->dscale, .param_grads = ps->param_grads, .hidden_acts = ps->hidden_acts};
     double D = vpd_masked_pass(d, spec, &opts, ps->numel_out);
     if (!bwd) return D;
     for (int k = 0; k < L; k++) {

@@ -10,6 +10,7 @@
  *     backward accumulates dx, dU, dV, ∂/∂m and ∂/∂m_Δ.
  * Every loss is built from vpd_masked_pass: one forward, the output loss D against f(x),
  * and the backward of dscale·D right away (activations are reused, never stacked). */
+#include <math.h>
 #include <string.h>
 
 #include "vpd/decomp.h"
@@ -139,6 +140,27 @@ static void pass_backward(vpd_hook *h, int l, const real *x, const int32_t *tok,
     if (sp->dmdelta) vpd_sum_real(sp->dmdelta, (size_t)N, d->grid.cp_comm); /* zero on every rank but the shared one */
 }
 
+/* −log softmax(out[row])[tok] in double; backward dout[row] = dscale·(softmax − onehot(tok)) */
+static double ce_row_forward_backward(vpd_decomp *d, int row, int tok, double dscale) {
+    const int V = vpd_model_out_dim(d->target);
+    VPD_ASSERT(row >= 0 && row < d->batch.N && tok >= 0 && tok < V, "ce pass: row %d of %d, token %d of %d", row,
+               d->batch.N, tok, V);
+    const real *l = d->pass.out + (size_t)row * V;
+    double mx = l[0];
+    for (int v = 1; v < V; v++)
+        if (l[v] > mx) mx = l[v];
+    double se = 0;
+    for (int v = 0; v < V; v++) se += exp((double)l[v] - mx);
+    const double lse = mx + log(se);
+    if (dscale != 0) {
+        memset(d->pass.dout, 0, sizeof(real) * (size_t)d->batch.out_numel);
+        real *g = d->pass.dout + (size_t)row * V;
+        for (int v = 0; v < V; v++) g[v] = (real)(dscale * exp((double)l[v] - lse));
+        g[tok] -= (real)dscale;
+    }
+    return lse - (double)l[tok];
+}
+
 static double output_loss_forward_backward(vpd_decomp *d, double dscale) {
     size_t n = (size_t)d->batch.out_numel;
     if (d->cfg->output_loss == VPD_OUT_MSE) {
@@ -182,6 +204,8 @@ double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass
         D = ph.hidden_sq;
         if (numel_out) *numel_out = ph.hidden_numel;
         if (opts->dscale != 0) memset(d->pass.dout, 0, sizeof(real) * (size_t)d->batch.out_numel);
+    } else if (opts->ce) {
+        D = ce_row_forward_backward(d, opts->ce_row, opts->ce_token, opts->dscale);
     } else {
         D = output_loss_forward_backward(d, opts->dscale);
     }
