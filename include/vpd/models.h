@@ -18,7 +18,18 @@
 
 #include "vpd/core.h"
 
-typedef enum { VPD_MODEL_TMS = 0, VPD_MODEL_RESID_MLP = 1, VPD_MODEL_LLAMA = 2 } vpd_model_kind;
+typedef enum {
+    VPD_MODEL_TMS = 0,
+    VPD_MODEL_RESID_MLP = 1,
+    VPD_MODEL_LLAMA = 2,
+    VPD_MODEL_HF_LLAMA = 5, /* Hugging Face llama / qwen2 / qwen3 (src/models/hf_llama.c) */
+} vpd_model_kind;
+
+/* Language models (token input, logits [B, S, vocab]): every kind but the two toy models. */
+static inline bool vpd_model_is_lm(vpd_model_kind k) { return k != VPD_MODEL_TMS && k != VPD_MODEL_RESID_MLP; }
+
+typedef enum { VPD_HF_ARCH_LLAMA = 0, VPD_HF_ARCH_QWEN2 = 1, VPD_HF_ARCH_QWEN3 = 2 } vpd_hf_arch;
+typedef enum { VPD_ROPE_DEFAULT = 0, VPD_ROPE_LINEAR = 1, VPD_ROPE_LLAMA3 = 2 } vpd_rope_type;
 
 typedef struct {
     vpd_model_kind kind;
@@ -30,6 +41,18 @@ typedef struct {
     int n_layers; /* ResidMLP and Llama */
     double rms_eps;    /* 1e-6 */
     double rope_theta; /* 10000 */
+    /* HF llama / qwen2 / qwen3 (VPD_MODEL_HF_LLAMA): n_embd = hidden_size, n_head,
+     * n_key_value_heads, n_intermediate, n_layers, vocab_size, n_ctx = max_position_embeddings,
+     * rms_eps, rope_theta above, and: */
+    vpd_hf_arch hf_arch;
+    int head_dim;          /* config head_dim, else hidden_size / num_attention_heads */
+    bool tie_embeddings;   /* lm_head.weight = model.embed_tokens.weight */
+    bool qkv_bias, o_bias; /* q/k/v_proj and o_proj biases (qwen2: qkv; llama attention_bias: all four) */
+    bool mlp_bias;         /* gate/up/down_proj biases (llama mlp_bias) */
+    bool qk_norm;          /* per-head RMSNorm of q and k before RoPE (qwen3) */
+    vpd_rope_type rope_type;
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
 } vpd_model_config;
 
 typedef struct {

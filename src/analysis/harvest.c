@@ -201,7 +201,7 @@ static vpd_status hv_setup(hv *h) {
     h->B = d->batch.B;
     h->S = d->batch.S;
     h->N = d->batch.N;
-    h->lm = mc->kind == VPD_MODEL_LLAMA;
+    h->lm = vpd_model_is_lm(mc->kind);
     const int64_t dflt = 1000000;
     if (h->lm) {
         h->V = mc->vocab_size;

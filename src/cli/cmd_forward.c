@@ -115,7 +115,7 @@ static vpd_status read_inputs(const forward_args *a, const vpd_model *m, int32_t
     void *raw = NULL;
     size_t bytes = 0;
     vpd_status s = VPD_OK;
-    if (m->cfg.kind == VPD_MODEL_LLAMA) {
+    if (vpd_model_is_lm(m->cfg.kind)) {
         *S = a->n_ctx ? a->n_ctx : m->cfg.n_ctx;
         if (*S > m->cfg.n_ctx) return vpd_error(VPD_ERR_ARG, "--n-ctx %ld exceeds the model's n_ctx %d", *S, m->cfg.n_ctx);
         VPD_TRY(read_file(a->tokens, &raw, &bytes));
@@ -156,7 +156,7 @@ static vpd_status forward_run(const forward_args *a) {
     vpd_model m;
     memset(&m, 0, sizeof m);
     VPD_TRY(vpd_model_load(&m, a->model_dir));
-    const bool lm = m.cfg.kind == VPD_MODEL_LLAMA;
+    const bool lm = vpd_model_is_lm(m.cfg.kind);
     vpd_status s = VPD_OK;
     int32_t *tok = NULL;
     real *x = NULL, *out = NULL;

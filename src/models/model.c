@@ -18,6 +18,7 @@ static const vpd_model_ops *model_ops(vpd_model_kind k) {
     case VPD_MODEL_TMS: return &vpd_tms_ops;
     case VPD_MODEL_RESID_MLP: return &vpd_resid_mlp_ops;
     case VPD_MODEL_LLAMA: return &vpd_llama_ops;
+    case VPD_MODEL_HF_LLAMA: return &vpd_hf_llama_ops;
     }
     return NULL;
 }
@@ -27,17 +28,18 @@ const char *vpd_model_kind_name(vpd_model_kind k) {
     case VPD_MODEL_TMS: return "tms";
     case VPD_MODEL_RESID_MLP: return "resid_mlp";
     case VPD_MODEL_LLAMA: return "llama_simple_mlp";
+    case VPD_MODEL_HF_LLAMA: return "llama/qwen2/qwen3";
     }
     return "unknown";
 }
 
 size_t vpd_model_out_size(const vpd_model *m, int B, int S) {
-    if (m->cfg.kind == VPD_MODEL_LLAMA) return (size_t)B * (size_t)S * (size_t)m->cfg.vocab_size;
+    if (vpd_model_is_lm(m->cfg.kind)) return (size_t)B * (size_t)S * (size_t)m->cfg.vocab_size;
     return (size_t)B * (size_t)m->cfg.n_features;
 }
 
 int vpd_model_out_dim(const vpd_model *m) {
-    return m->cfg.kind == VPD_MODEL_LLAMA ? m->cfg.vocab_size : m->cfg.n_features;
+    return vpd_model_is_lm(m->cfg.kind) ? m->cfg.vocab_size : m->cfg.n_features;
 }
 
 /* ---- tables ----------------------------------------------------------------------- */
@@ -168,9 +170,9 @@ void model_init_const(vpd_model *m, int p, real v) {
 vpd_status vpd_model_reserve(vpd_model *m, int B, int S) {
     const char *kind = vpd_model_kind_name(m->cfg.kind);
     if (B < 1 || S < 1) return vpd_error(VPD_ERR_ARG, "%s: batch %d x positions %d: both must be >= 1", kind, B, S);
-    if (m->cfg.kind != VPD_MODEL_LLAMA && S != 1)
+    if (!vpd_model_is_lm(m->cfg.kind) && S != 1)
         return vpd_error(VPD_ERR_ARG, "%s: toy models take one position per example (S = 1), got S = %d", kind, S);
-    if (m->cfg.kind == VPD_MODEL_LLAMA && S > m->cfg.n_ctx)
+    if (vpd_model_is_lm(m->cfg.kind) && S > m->cfg.n_ctx)
         return vpd_error(VPD_ERR_ARG, "%s: sequence length %d exceeds the model's n_ctx %d", kind, S, m->cfg.n_ctx);
     if (m->acts.base && B <= m->B && S <= m->S) return VPD_OK;
     const vpd_model_ops *ops = model_ops(m->cfg.kind);

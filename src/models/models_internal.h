@@ -37,6 +37,7 @@ typedef struct {
 extern const vpd_model_ops vpd_tms_ops;
 extern const vpd_model_ops vpd_resid_mlp_ops;
 extern const vpd_model_ops vpd_llama_ops;
+extern const vpd_model_ops vpd_hf_llama_ops;
 
 /* Append a parameter to m->pinfo (capacity from count_params); offsets are assigned
  * contiguously in call order. Returns its index. `name` is printf-formatted. */

@@ -266,7 +266,7 @@ static const char *const ignored_keys[] = {
     NULL};
 
 void vpd_decomp_config_default_output_loss(vpd_decomp_config *c, const vpd_model *target) {
-    if (!c->output_loss_given) c->output_loss = target->cfg.kind == VPD_MODEL_LLAMA ? VPD_OUT_KL : VPD_OUT_MSE;
+    if (!c->output_loss_given) c->output_loss = vpd_model_is_lm(target->cfg.kind) ? VPD_OUT_KL : VPD_OUT_MSE;
 }
 
 vpd_status vpd_decomp_config_read(vpd_config *root, vpd_decomp_config *c) {

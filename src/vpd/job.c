@@ -542,7 +542,7 @@ vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
     if (o->adjust) o->adjust(&j->cfg, o->adjust_ctx);
     if (o->write_run_dir && (s = make_run_dir(j)) != VPD_OK) goto done;
     int S = 1;
-    if (j->target.cfg.kind == VPD_MODEL_LLAMA) {
+    if (vpd_model_is_lm(j->target.cfg.kind)) {
         S = j->cfg.max_seq_len;
         if (S > j->target.cfg.n_ctx) {
             s = vpd_error(VPD_ERR_CONFIG, "max_seq_len %d exceeds the target's context n_ctx %d", S, j->target.cfg.n_ctx);

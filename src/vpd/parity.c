@@ -322,7 +322,7 @@ static vpd_status load_target(parity_ctx *P) {
 static vpd_status load_input(parity_ctx *P) {
     int nd;
     int64_t sh[VPD_MAX_DIMS];
-    const bool lm = P->model.cfg.kind == VPD_MODEL_LLAMA;
+    const bool lm = vpd_model_is_lm(P->model.cfg.kind);
     const char *path = lm ? "input/tokens" : "input/x";
     VPD_TRY(vpd_h5_dataset_shape(&P->f, path, &nd, sh));
     if (lm) {
@@ -477,7 +477,7 @@ static vpd_status read_root(parity_ctx *P) {
     c->use_delta_component = v != 0;
     static const char *const outs[] = {"mse", "kl", NULL};
     int o = 0;
-    VPD_TRY(attr_enum(P, "/", "output_loss", outs, P->model.cfg.kind == VPD_MODEL_LLAMA ? 1 : 0, &o));
+    VPD_TRY(attr_enum(P, "/", "output_loss", outs, vpd_model_is_lm(P->model.cfg.kind) ? 1 : 0, &o));
     c->output_loss = (vpd_output_loss)o;
     if (vpd_h5_has_attr(&P->f, "/", "sigmoid_type")) {
         char *st = NULL;

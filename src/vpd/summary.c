@@ -159,7 +159,7 @@ vpd_status vpd_summarize(vpd_trainer *t, vpd_summary *s, FILE *out) {
     }
     free(gsum);
     /* the ground-truth comparison needs every component of a layer in one place */
-    const bool toy = d->target->cfg.kind != VPD_MODEL_LLAMA && d->grid.cp_size == 1;
+    const bool toy = !vpd_model_is_lm(d->target->cfg.kind) && d->grid.cp_size == 1;
     if (toy) {
         const int F = d->target->cfg.n_features;
         s->n_features = F;

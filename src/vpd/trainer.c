@@ -18,7 +18,7 @@ vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d) {
     t->d = d;
     const vpd_decomp_config *cfg = d->cfg;
     const vpd_model_config *mc = &d->target->cfg;
-    if (mc->kind == VPD_MODEL_LLAMA) {
+    if (vpd_model_is_lm(mc->kind)) {
         t->lm = true;
         if (!cfg->train_tokens[0])
             return vpd_error(VPD_ERR_CONFIG, "a LlamaSimpleMLP target needs token data: set data.train (a uint16/uint32 token file)");
