@@ -674,6 +674,7 @@ static bool wfile_has(const wfile *w, const char *name) { return wfile_index(w, 
 static vpd_status wfile_read(wfile *w, const char *name, real *out, int ndim, const int64_t *shape) {
     if (!w->is_h5) {
         int i = wfile_index(w, name);
+        if (i < 0 && w->n_st == 1) return vpd_st_read(&w->st[0], name, out, ndim, shape); /* its message lists the file's */
         if (i < 0)
             return vpd_error(VPD_ERR_FORMAT, "%s: no tensor '%s' (needed by this model's config.json)", w->path, name);
         return vpd_st_read(&w->st[w->name_st[i]], name, out, ndim, shape);
