@@ -16,6 +16,8 @@
 #ifndef VPD_MODELS_H
 #define VPD_MODELS_H
 
+#include <mpi.h>
+
 #include "vpd/core.h"
 
 typedef enum {
@@ -99,6 +101,7 @@ typedef struct vpd_model {
     vpd_arena acts;
     int prefix_valid; /* activations before this layer are the last full forward's (forward_from) */
     void *impl; /* model-specific activation pointers */
+    void *node_shared; /* params live in a node-shared window (vpd_model_create_node_shared) */
 } vpd_model;
 
 /* sizes of the output of one forward: toy models [B, n_features]; LM [B, S, vocab] */
@@ -106,6 +109,11 @@ size_t vpd_model_out_size(const vpd_model *m, int B, int S);
 int vpd_model_out_dim(const vpd_model *m);
 
 vpd_status vpd_model_create(vpd_model *m, const vpd_model_config *cfg);
+/* The same with the parameter block allocated once per node and shared by the node's ranks
+ * (include/vpd/comm.h vpd_node_shared_alloc; collective over comm). The caller on
+ * *node_rank 0 fills the parameters, then every rank calls vpd_node_shared_sync(m->node_shared);
+ * they are read-only afterwards. vpd_model_free releases the window (collective as well). */
+vpd_status vpd_model_create_node_shared(vpd_model *m, const vpd_model_config *cfg, MPI_Comm comm, int *node_rank);
 /* PyTorch-default-like random init from the counter-based RNG (pretraining starts here) */
 void vpd_model_init_params(vpd_model *m, uint64_t seed);
 /* After params change (load, optimizer step): refresh derived views (TMS's transposed linear2). */
@@ -148,6 +156,10 @@ char *vpd_model_config_to_json(const vpd_model_config *cfg);
  * (TMS linear2.weight = linear1.weight^T, Llama lm_head.weight = wte.weight), which may
  * replace a missing partner and are checked to agree. On failure m is freed. */
 vpd_status vpd_model_load(vpd_model *m, const char *dir);
+/* vpd_model_load with the weights read once per node (by its first rank) into a node-shared
+ * parameter block (vpd_model_create_node_shared); collective over comm, every rank returns
+ * the same status. */
+vpd_status vpd_model_load_node_shared(vpd_model *m, const char *dir, MPI_Comm comm);
 /* Create dir (mkdir -p) and write config.json + model.safetensors (all pinfo tensors plus
  * the tied duplicates, so PyTorch's load_state_dict(strict=True) accepts the file). */
 vpd_status vpd_model_save(const vpd_model *m, const char *dir);

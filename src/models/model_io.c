@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "vpd/comm.h"
 #include "vpd/io.h"
 #include "vpd/models.h"
 
@@ -767,6 +768,32 @@ vpd_status vpd_model_load(vpd_model *m, const char *dir) {
         s = load_weights(m, &w);
         wfile_close(&w);
     }
+    if (s != VPD_OK) {
+        vpd_model_free(m);
+        return s;
+    }
+    vpd_model_sync(m);
+    return VPD_OK;
+}
+
+vpd_status vpd_model_load_node_shared(vpd_model *m, const char *dir, MPI_Comm comm) {
+    memset(m, 0, sizeof *m);
+    vpd_model_config cfg;
+    vpd_status s = vpd_all_agree(vpd_model_config_read(&cfg, dir), comm);
+    VPD_TRY(s);
+    int node_rank = 0;
+    s = vpd_model_create_node_shared(m, &cfg, comm, &node_rank);
+    if (s != VPD_OK) return vpd_error_context(s, "%s/config.json", dir);
+    if (node_rank == 0) { /* one reader per node */
+        wfile w;
+        s = wfile_open(&w, dir);
+        if (s == VPD_OK) {
+            s = load_weights(m, &w);
+            wfile_close(&w);
+        }
+    }
+    s = vpd_all_agree(s, comm);
+    vpd_node_shared_sync(m->node_shared);
     if (s != VPD_OK) {
         vpd_model_free(m);
         return s;
