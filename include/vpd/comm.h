@@ -91,4 +91,16 @@ char *vpd_bcast_string(const char *s, int root, MPI_Comm comm);
 void vpd_gather_bytes(const void *send, size_t bytes, void *recv, int root, MPI_Comm comm);
 void vpd_barrier(MPI_Comm comm);
 
+/* ---- node-shared memory (MPI-3 shared windows) ------------------------------------------ */
+/* Read-only data every rank needs whole (the target model's weights) is held once per node:
+ * vpd_node_shared_alloc is collective over `comm`; the ranks of one node (MPI_COMM_TYPE_SHARED)
+ * get pointers to the same `bytes`, allocated by the node's first rank (*node_rank 0), which
+ * fills them; then every rank calls vpd_node_shared_sync before reading (a node barrier with
+ * the memory synchronisation the shared window needs). Free collectively with
+ * vpd_node_shared_free. */
+typedef struct vpd_node_shared vpd_node_shared;
+vpd_status vpd_node_shared_alloc(size_t bytes, MPI_Comm comm, void **ptr, int *node_rank, vpd_node_shared **h);
+void vpd_node_shared_sync(vpd_node_shared *h);
+void vpd_node_shared_free(vpd_node_shared **h);
+
 #endif

@@ -16,6 +16,8 @@
 #ifndef VPD_MODELS_H
 #define VPD_MODELS_H
 
+#include <mpi.h>
+
 #include "vpd/core.h"
 
 typedef enum {
@@ -24,10 +26,14 @@ typedef enum {
     VPD_MODEL_LLAMA = 2,
     VPD_MODEL_GPT2 = 3,     /* Hugging Face model_type "gpt2" (src/models/hf_gpt2.c) */
     VPD_MODEL_GPT_NEOX = 4, /* Hugging Face model_type "gpt_neox", Pythia (src/models/hf_neox.c) */
+    VPD_MODEL_HF_LLAMA = 5, /* Hugging Face llama / qwen2 / qwen3 (src/models/hf_llama.c) */
 } vpd_model_kind;
 
 /* Language models (token input, logits [B, S, vocab]): every kind but the two toy models. */
 static inline bool vpd_model_is_lm(vpd_model_kind k) { return k != VPD_MODEL_TMS && k != VPD_MODEL_RESID_MLP; }
+
+typedef enum { VPD_HF_ARCH_LLAMA = 0, VPD_HF_ARCH_QWEN2 = 1, VPD_HF_ARCH_QWEN3 = 2 } vpd_hf_arch;
+typedef enum { VPD_ROPE_DEFAULT = 0, VPD_ROPE_LINEAR = 1, VPD_ROPE_LLAMA3 = 2 } vpd_rope_type;
 
 typedef struct {
     vpd_model_kind kind;
@@ -47,6 +53,18 @@ typedef struct {
     double rotary_pct;      /* NeoX: fraction of each head that rotates */
     int rotary_dim;         /* NeoX: (int)(rotary_pct · head dim), even, >= 2 */
     bool parallel_residual; /* NeoX use_parallel_residual: x + attn(ln1 x) + mlp(ln2 x) */
+    /* HF llama / qwen2 / qwen3 (VPD_MODEL_HF_LLAMA): n_embd = hidden_size, n_head,
+     * n_key_value_heads, n_intermediate, n_layers, vocab_size, n_ctx = max_position_embeddings,
+     * rms_eps, rope_theta above, and: */
+    vpd_hf_arch hf_arch;
+    int head_dim;          /* config head_dim, else hidden_size / num_attention_heads */
+    bool tie_embeddings;   /* lm_head.weight = model.embed_tokens.weight */
+    bool qkv_bias, o_bias; /* q/k/v_proj and o_proj biases (qwen2: qkv; llama attention_bias: all four) */
+    bool mlp_bias;         /* gate/up/down_proj biases (llama mlp_bias) */
+    bool qk_norm;          /* per-head RMSNorm of q and k before RoPE (qwen3) */
+    vpd_rope_type rope_type;
+    double rope_factor, rope_low_freq_factor, rope_high_freq_factor;
+    int rope_original_max_pos;
 } vpd_model_config;
 
 typedef struct {
@@ -96,6 +114,7 @@ typedef struct vpd_model {
     vpd_arena acts;
     int prefix_valid; /* activations before this layer are the last full forward's (forward_from) */
     void *impl; /* model-specific activation pointers */
+    void *node_shared; /* params live in a node-shared window (vpd_model_create_node_shared) */
 } vpd_model;
 
 /* sizes of the output of one forward: toy models [B, n_features]; LM [B, S, vocab] */
@@ -103,6 +122,11 @@ size_t vpd_model_out_size(const vpd_model *m, int B, int S);
 int vpd_model_out_dim(const vpd_model *m);
 
 vpd_status vpd_model_create(vpd_model *m, const vpd_model_config *cfg);
+/* The same with the parameter block allocated once per node and shared by the node's ranks
+ * (include/vpd/comm.h vpd_node_shared_alloc; collective over comm). The caller on
+ * *node_rank 0 fills the parameters, then every rank calls vpd_node_shared_sync(m->node_shared);
+ * they are read-only afterwards. vpd_model_free releases the window (collective as well). */
+vpd_status vpd_model_create_node_shared(vpd_model *m, const vpd_model_config *cfg, MPI_Comm comm, int *node_rank);
 /* PyTorch-default-like random init from the counter-based RNG (pretraining starts here) */
 void vpd_model_init_params(vpd_model *m, uint64_t seed);
 /* After params change (load, optimizer step): refresh derived views (TMS's transposed linear2). */
@@ -145,6 +169,10 @@ char *vpd_model_config_to_json(const vpd_model_config *cfg);
  * (TMS linear2.weight = linear1.weight^T, Llama lm_head.weight = wte.weight), which may
  * replace a missing partner and are checked to agree. On failure m is freed. */
 vpd_status vpd_model_load(vpd_model *m, const char *dir);
+/* vpd_model_load with the weights read once per node (by its first rank) into a node-shared
+ * parameter block (vpd_model_create_node_shared); collective over comm, every rank returns
+ * the same status. */
+vpd_status vpd_model_load_node_shared(vpd_model *m, const char *dir, MPI_Comm comm);
 /* Create dir (mkdir -p) and write config.json + model.safetensors (all pinfo tensors plus
  * the tied duplicates, so PyTorch's load_state_dict(strict=True) accepts the file). */
 vpd_status vpd_model_save(const vpd_model *m, const char *dir);

@@ -96,4 +96,17 @@ real kl_forward_prepared(real *q_probs, const real *p_probs, const double *p_row
 real mse_forward(const real *y, const real *t, size_t n);
 void mse_backward(real *dy, const real *y, const real *t, size_t n, real dloss);
 
+/* ---- SwiGLU (Llama / Qwen MLP): h[n] = silu(g[n]) * u[n], silu(g) = g / (1 + e^-g).
+ * Backward accumulates dg += dh * u * silu'(g), du += dh * silu(g) (dg or du may be NULL). */
+void swiglu_forward(real *h, const real *g, const real *u, size_t n);
+void swiglu_backward(real *dg, real *du, const real *dh, const real *g, const real *u, size_t n);
+
+/* ---- rotary embeddings from precomputed tables (any frequency schedule: rope_theta,
+ * Llama-3 / linear rope scaling). Half-split pairs (i, i + dh/2) as rope_forward, in place
+ * on x [B, S, H, dh]; cs [S, dh] holds per position cos θ_i (first dh/2) then sin θ_i.
+ * rope_table_fill writes cs for positions 0..S-1 from inv_freq [dh/2] (angles in double). */
+void rope_table_fill(real *cs, const double *inv_freq, int S, int dh);
+void rope_table_forward(real *x, const real *cs, int B, int S, int H, int dh);
+void rope_table_backward(real *dx, const real *cs, int B, int S, int H, int dh);
+
 #endif

@@ -109,7 +109,7 @@ static void bench_schedule(vpd_decomp_config *cfg, void *ctx) {
     bench_ctx *bx = ctx;
     cfg->steps = 1 << 30;
     cfg->faithfulness_warmup_steps = 0;
-    if (bx->bc->mc.kind == VPD_MODEL_LLAMA) {
+    if (vpd_model_is_lm(bx->bc->mc.kind)) {
         bx->status = random_tokens(bx->tok_path, sizeof bx->tok_path, bx->bc->mc.vocab_size, (size_t)1 << 20);
         if (bx->status == VPD_OK) {
             snprintf(cfg->train_tokens, sizeof cfg->train_tokens, "%s", bx->tok_path);

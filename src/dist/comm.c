@@ -192,3 +192,60 @@ void vpd_gather_bytes(const void *send, size_t bytes, void *recv, int root, MPI_
 void vpd_barrier(MPI_Comm comm) {
     if (!trivial(comm)) MPI_Barrier(comm);
 }
+
+/* ---- node-shared memory --------------------------------------------------------------- */
+struct vpd_node_shared {
+    MPI_Comm node;
+    MPI_Win win;
+};
+
+vpd_status vpd_node_shared_alloc(size_t bytes, MPI_Comm comm, void **ptr, int *node_rank, vpd_node_shared **h) {
+    *ptr = NULL;
+    *h = NULL;
+    vpd_node_shared *ns = calloc(1, sizeof *ns);
+    int ok = ns != NULL, all_ok = 0;
+    MPI_Allreduce(&ok, &all_ok, 1, MPI_INT, MPI_MIN, comm);
+    if (!all_ok) {
+        free(ns);
+        return vpd_error(VPD_ERR_MEM, "out of memory for a node-shared window handle");
+    }
+    MPI_Comm_split_type(comm, MPI_COMM_TYPE_SHARED, 0, MPI_INFO_NULL, &ns->node);
+    int nr = 0;
+    MPI_Comm_rank(ns->node, &nr);
+    void *base = NULL;
+    int rc = MPI_Win_allocate_shared(nr == 0 ? (MPI_Aint)(bytes ? bytes : 1) : 0, 1, MPI_INFO_NULL, ns->node, &base,
+                                     &ns->win);
+    ok = rc == MPI_SUCCESS;
+    MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, comm);
+    if (!ok) {
+        if (rc == MPI_SUCCESS) MPI_Win_free(&ns->win);
+        MPI_Comm_free(&ns->node);
+        free(ns);
+        return vpd_error(VPD_ERR_MEM, "cannot allocate %.1f MiB of node-shared memory (MPI_Win_allocate_shared)",
+                         (double)bytes / 1048576.0);
+    }
+    MPI_Aint size = 0;
+    int disp = 1;
+    MPI_Win_shared_query(ns->win, 0, &size, &disp, &base);
+    MPI_Win_lock_all(MPI_MODE_NOCHECK, ns->win);
+    if (nr == 0) memset(base, 0, bytes);
+    *ptr = base;
+    *node_rank = nr;
+    *h = ns;
+    return VPD_OK;
+}
+
+void vpd_node_shared_sync(vpd_node_shared *h) {
+    MPI_Win_sync(h->win);
+    MPI_Barrier(h->node);
+    MPI_Win_sync(h->win);
+}
+
+void vpd_node_shared_free(vpd_node_shared **h) {
+    if (!*h) return;
+    MPI_Win_unlock_all((*h)->win);
+    MPI_Win_free(&(*h)->win);
+    MPI_Comm_free(&(*h)->node);
+    free(*h);
+    *h = NULL;
+}

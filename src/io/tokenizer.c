@@ -151,6 +151,59 @@ static size_t pretok_match(const unsigned char *s, size_t n, size_t i) {
     return last > i ? last : j;
 }
 
+/* The split regexes of Llama-3 and Qwen2 (their tokenizer.json pre_tokenizer is a Sequence of
+ * Split(pattern, behavior Isolated) and ByteLevel(use_regex false)):
+ *   (?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|
+ *   \s*[\r\n]+|\s+(?!\S)|\s+
+ * (Qwen2: \p{N} instead of \p{N}{1,3}). One match at i < n; the alternatives are tried in
+ * order as a backtracking engine does, so the pieces tile the text. max_digits is 3 or 1. */
+static inline int is_crlf(unsigned char c) { return c == '\r' || c == '\n'; }
+static size_t split_match(const unsigned char *s, size_t n, size_t i, int max_digits) {
+    /* (?i:'s|'t|'re|'ve|'m|'ll|'d) */
+    if (s[i] == '\'' && i + 1 < n) {
+        unsigned c = (unsigned)s[i + 1] | 0x20u; /* ASCII lower case (only letters are compared) */
+        if (c == 's' || c == 't' || c == 'm' || c == 'd') return i + 2;
+        if (i + 2 < n) {
+            unsigned c2 = (unsigned)s[i + 2] | 0x20u;
+            if (((c == 'r' || c == 'v') && c2 == 'e') || (c == 'l' && c2 == 'l')) return i + 3;
+        }
+    }
+    size_t len0, len1;
+    int k0 = class_at(s, n, i, &len0);
+    /* [^\r\n\p{L}\p{N}]?\p{L}+ */
+    if (k0 == UC_L) return run_end(s, n, i + len0, UC_L);
+    if (k0 != UC_N && !is_crlf(s[i]) && i + len0 < n && class_at(s, n, i + len0, &len1) == UC_L)
+        return run_end(s, n, i + len0 + len1, UC_L);
+    /* \p{N}{1,max_digits} */
+    if (k0 == UC_N) {
+        size_t j = i + len0;
+        for (int d = 1; d < max_digits && j < n && class_at(s, n, j, &len1) == UC_N; d++) j += len1;
+        return j;
+    }
+    /*  ?[^\s\p{L}\p{N}]+[\r\n]* */
+    size_t j = i;
+    if (s[i] == ' ' && i + 1 < n && class_at(s, n, i + 1, &len1) == 0) j = i + 1;
+    if (class_at(s, n, j, &len1) == 0) {
+        j = run_end(s, n, j + len1, 0);
+        while (j < n && is_crlf(s[j])) j++;
+        return j;
+    }
+    /* white space from here on (k0 == UC_S): the run [i, e) */
+    size_t e = i, last = i, last_nl = n;
+    while (e < n) {
+        size_t len;
+        if (class_at(s, n, e, &len) != UC_S) break;
+        if (is_crlf(s[e])) last_nl = e;
+        last = e;
+        e += len;
+    }
+    /* \s*[\r\n]+: \s* backs off to the last CR/LF of the run */
+    if (last_nl != n) return last_nl + 1;
+    /* \s+(?!\S): all of a run at the end, else all but its last character; \s+ otherwise */
+    if (e == n) return n;
+    return last > i ? last : e;
+}
+
 size_t vpd_pretokenize(const char *text, size_t n, size_t *ends, size_t cap) {
     const unsigned char *s = (const unsigned char *)text;
     size_t count = 0;
@@ -214,6 +267,9 @@ struct vpd_tokenizer {
     int unk_id, ignore_merges;
     /* pre-tokenizer / normalizer */
     int add_prefix_space, use_regex, nfc, nfc_warned;
+    /* Split pre-tokenizer before ByteLevel (Llama-3 / Qwen2): 0 none, else the longest digit
+     * run of one piece (3: Llama-3's \p{N}{1,3}, 1: Qwen2's \p{N}) */
+    int split_digits;
     /* added tokens, longest first within each first byte; added_first[b] has bit 1 for a
      * token starting with byte b that is matched on the raw text (normalized: false), bit 2
      * for one matched after normalization (normalized: true) */
@@ -379,19 +435,55 @@ static int json_is_null_or_empty(const cJSON *v) {
     return !v || cJSON_IsNull(v) || (cJSON_IsString(v) && v->valuestring[0] == 0);
 }
 
+/* Llama-3's and Qwen2's split patterns, as tokenizer.json spells them (JSON-decoded) */
+static const char split_llama3[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+static const char split_qwen2[] = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+
+/* Split(pattern, Isolated, invert false) with one of the two patterns vpd matches by hand */
+static vpd_status load_split(vpd_tokenizer *t, const cJSON *sp) {
+    const cJSON *pat = cJSON_GetObjectItemCaseSensitive(sp, "pattern");
+    const cJSON *re = cJSON_GetObjectItemCaseSensitive(pat, "Regex");
+    const cJSON *beh = cJSON_GetObjectItemCaseSensitive(sp, "behavior");
+    if (!cJSON_IsString(re))
+        return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer Split needs a \"pattern\": {\"Regex\": ...} (a String "
+                         "pattern is not supported)", t->path);
+    if (!cJSON_IsString(beh) || strcmp(beh->valuestring, "Isolated"))
+        return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer Split behavior \"%s\" is not supported (only Isolated)",
+                         t->path, cJSON_IsString(beh) ? beh->valuestring : "?");
+    if (json_bool(sp, "invert", 0))
+        return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer Split with invert true is not supported", t->path);
+    if (!strcmp(re->valuestring, split_llama3)) t->split_digits = 3;
+    else if (!strcmp(re->valuestring, split_qwen2)) t->split_digits = 1;
+    else
+        return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer Split pattern \"%.120s\" is not supported: vpd has no regex "
+                         "engine and matches only Llama-3's and Qwen2's split patterns (and GPT-2's ByteLevel one)",
+                         t->path, re->valuestring);
+    return VPD_OK;
+}
+
 static vpd_status load_pre_tokenizer(vpd_tokenizer *t, const cJSON *pt) {
     const cJSON *type = cJSON_GetObjectItemCaseSensitive(pt, "type");
     if (!cJSON_IsString(type)) return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer has no \"type\"", t->path);
     if (!strcmp(type->valuestring, "Sequence")) {
         const cJSON *list = cJSON_GetObjectItemCaseSensitive(pt, "pretokenizers");
-        if (cJSON_GetArraySize(list) != 1)
-            return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer Sequence of %d pre-tokenizers: only a single "
-                             "ByteLevel is supported (GPT-2 / GPT-NeoX style)", t->path, cJSON_GetArraySize(list));
-        return load_pre_tokenizer(t, cJSON_GetArrayItem(list, 0));
+        int n = cJSON_GetArraySize(list);
+        if (n == 1) return load_pre_tokenizer(t, cJSON_GetArrayItem(list, 0));
+        const cJSON *a = cJSON_GetArrayItem(list, 0), *b = cJSON_GetArrayItem(list, 1);
+        const cJSON *ta = cJSON_GetObjectItemCaseSensitive(a, "type"), *tb = cJSON_GetObjectItemCaseSensitive(b, "type");
+        if (n != 2 || !cJSON_IsString(ta) || !cJSON_IsString(tb) || strcmp(ta->valuestring, "Split") ||
+            strcmp(tb->valuestring, "ByteLevel"))
+            return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer Sequence of %d pre-tokenizers: vpd supports a single "
+                             "ByteLevel (GPT-2 / GPT-NeoX) or Split + ByteLevel (Llama-3 / Qwen2)", t->path, n);
+        VPD_TRY(load_split(t, a));
+        VPD_TRY(load_pre_tokenizer(t, b));
+        if (t->use_regex || t->add_prefix_space)
+            return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer Split followed by ByteLevel with use_regex or "
+                             "add_prefix_space true is not supported (Llama-3 / Qwen2 set both false)", t->path);
+        return VPD_OK;
     }
     if (strcmp(type->valuestring, "ByteLevel"))
-        return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer type \"%s\" is not supported (expected ByteLevel)", t->path,
-                         type->valuestring);
+        return vpd_error(VPD_ERR_FORMAT, "%s: pre_tokenizer type \"%s\" is not supported (expected ByteLevel, or a "
+                         "Sequence of Split and ByteLevel)", t->path, type->valuestring);
     t->add_prefix_space = json_bool(pt, "add_prefix_space", 1);
     t->use_regex = json_bool(pt, "use_regex", 1);
     return VPD_OK;
@@ -887,6 +979,14 @@ static vpd_status encode_segment(vpd_tokenizer *t, const char *text, size_t n, v
         memcpy(seg + 1, text, n);
         s = (const unsigned char *)seg;
         n++;
+    }
+    if (t->split_digits) {
+        for (size_t i = 0; i < n;) {
+            size_t e = split_match(s, n, i, t->split_digits);
+            VPD_TRY(encode_word(t, s + i, e - i, out));
+            i = e;
+        }
+        return VPD_OK;
     }
     if (!t->use_regex) return encode_word(t, s, n, out);
     for (size_t i = 0; i < n;) {

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "models/models_internal.h"
+#include "vpd/comm.h"
 #include "vpd/nn.h"
 
 static const vpd_model_ops *model_ops(vpd_model_kind k) {
@@ -20,6 +21,7 @@ static const vpd_model_ops *model_ops(vpd_model_kind k) {
     case VPD_MODEL_LLAMA: return &vpd_llama_ops;
     case VPD_MODEL_GPT2: return &vpd_gpt2_ops;
     case VPD_MODEL_GPT_NEOX: return &vpd_neox_ops;
+    case VPD_MODEL_HF_LLAMA: return &vpd_hf_llama_ops;
     }
     return NULL;
 }
@@ -31,6 +33,7 @@ const char *vpd_model_kind_name(vpd_model_kind k) {
     case VPD_MODEL_LLAMA: return "llama_simple_mlp";
     case VPD_MODEL_GPT2: return "gpt2";
     case VPD_MODEL_GPT_NEOX: return "gpt_neox";
+    case VPD_MODEL_HF_LLAMA: return "llama/qwen2/qwen3";
     }
     return "unknown";
 }
@@ -102,21 +105,36 @@ int vpd_model_find_param(const vpd_model *m, const char *name) {
 
 /* ---- lifetime ----------------------------------------------------------------------- */
 
-vpd_status vpd_model_create(vpd_model *m, const vpd_model_config *cfg_in) {
+/* The tables and the parameter block: private (comm == MPI_COMM_NULL: vpd_calloc) or one
+ * block per node shared by its ranks (vpd_node_shared_alloc, collective over comm). */
+static vpd_status model_create(vpd_model *m, const vpd_model_config *cfg_in, MPI_Comm comm, int *node_rank) {
     vpd_model_config cfg_copy = *cfg_in; /* cfg_in may point into *m */
     const vpd_model_config *cfg = &cfg_copy;
     memset(m, 0, sizeof *m);
     const vpd_model_ops *ops = model_ops(cfg->kind);
-    if (!ops) return vpd_error(VPD_ERR_CONFIG, "unknown model kind %d (expected tms, resid_mlp or llama_simple_mlp)", (int)cfg->kind);
-    VPD_TRY(ops->check(cfg));
+    vpd_status s = VPD_ERR_MEM;
+    if (!ops) s = vpd_error(VPD_ERR_CONFIG, "unknown model kind %d (expected tms, resid_mlp or llama_simple_mlp)", (int)cfg->kind);
+    else s = ops->check(cfg);
+    if (comm != MPI_COMM_NULL) s = vpd_all_agree(s, comm); /* the window below is collective */
+    VPD_TRY(s);
+    s = VPD_ERR_MEM;
     m->cfg = *cfg;
     int np = ops->count_params(cfg), nl = ops->count_layers(cfg);
     m->pinfo = vpd_calloc(sizeof(vpd_param_info) * (size_t)np, "model parameter table");
     m->layers = vpd_calloc(sizeof(vpd_layer_info) * (size_t)nl, "model layer table");
+    if (comm != MPI_COMM_NULL && vpd_all_agree(m->pinfo && m->layers ? VPD_OK : VPD_ERR_MEM, comm) != VPD_OK) goto fail;
     if (!m->pinfo || !m->layers) goto fail;
     ops->build_params(m);
     VPD_ASSERT(m->n_pinfo == np, "%s: built %d of %d parameters", vpd_model_kind_name(cfg->kind), m->n_pinfo, np);
-    m->params = vpd_calloc(m->n_params * sizeof(real), "model parameters");
+    if (comm != MPI_COMM_NULL) {
+        void *p = NULL;
+        vpd_node_shared *h = NULL;
+        if ((s = vpd_node_shared_alloc(m->n_params * sizeof(real), comm, &p, node_rank, &h)) != VPD_OK) goto fail;
+        m->params = p;
+        m->node_shared = h;
+    } else {
+        m->params = vpd_calloc(m->n_params * sizeof(real), "model parameters");
+    }
     if (!m->params) goto fail;
     if (ops->build_layers(m) != VPD_OK) goto fail;
     VPD_ASSERT(m->n_layers == nl, "%s: built %d of %d layers", vpd_model_kind_name(cfg->kind), m->n_layers, nl);
@@ -124,17 +142,25 @@ vpd_status vpd_model_create(vpd_model *m, const vpd_model_config *cfg_in) {
               m->n_params, m->n_pinfo, m->n_layers);
     return VPD_OK;
 fail:;
-    vpd_status s = VPD_ERR_MEM;
-    vpd_error_context(s, "creating %s model", vpd_model_kind_name(cfg->kind));
+    if (s == VPD_ERR_MEM) vpd_error_context(s, "creating %s model", vpd_model_kind_name(cfg->kind));
     vpd_model_free(m);
     return s;
+}
+
+vpd_status vpd_model_create(vpd_model *m, const vpd_model_config *cfg) {
+    return model_create(m, cfg, MPI_COMM_NULL, NULL);
+}
+
+vpd_status vpd_model_create_node_shared(vpd_model *m, const vpd_model_config *cfg, MPI_Comm comm, int *node_rank) {
+    return model_create(m, cfg, comm, node_rank);
 }
 
 void vpd_model_free(vpd_model *m) {
     const vpd_model_ops *ops = model_ops(m->cfg.kind);
     if (ops && m->impl) ops->destroy(m);
     vpd_arena_free(&m->acts);
-    vpd_free(m->params);
+    if (m->node_shared) vpd_node_shared_free((vpd_node_shared **)&m->node_shared);
+    else vpd_free(m->params);
     vpd_free(m->pinfo);
     vpd_free(m->layers);
     memset(m, 0, sizeof *m);

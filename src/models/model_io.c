@@ -25,6 +25,7 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "vpd/comm.h"
 #include "vpd/io.h"
 #include "vpd/models.h"
 
@@ -96,7 +97,9 @@ static const char *const ignored_keys[] = {"model_type", "architectures", "torch
 #define MAX_PARAMS 2147483647.0 /* total parameters, counted in double */
 
 static int key_limit(const char *key) {
-    if (!strcmp(key, "n_layers") || !strcmp(key, "n_layer") || !strcmp(key, "n_hidden_layers")) return MAX_LAYERS;
+    if (!strcmp(key, "n_layers") || !strcmp(key, "n_layer") || !strcmp(key, "n_hidden_layers") ||
+        !strcmp(key, "num_hidden_layers"))
+        return MAX_LAYERS;
     if (!strcmp(key, "vocab_size")) return MAX_VOCAB;
     return MAX_DIM;
 }
@@ -263,6 +266,109 @@ static vpd_status parse_neox(const cJSON *root, const char *src, vpd_model_confi
     return VPD_OK;
 }
 
+/* ---- Hugging Face llama / qwen2 / qwen3 config.json (src/models/hf_llama.c) ---------- */
+
+static bool get_bool(const cJSON *root, const char *key, bool dflt) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, key);
+    return cJSON_IsBool(v) ? (bool)cJSON_IsTrue(v) : dflt;
+}
+
+/* Hugging Face configs carry many bookkeeping keys (generation defaults, token ids, ...):
+ * only keys that change the computation are read, and every value vpd does not compute
+ * (another activation, rope scaling type, sliding-window attention, mixture of experts,
+ * partial rotary) is refused naming the key. */
+static vpd_status parse_hf_llama(vpd_model_config *cfg, const cJSON *root, const char *src, const char *type) {
+    vpd_status s;
+    cfg->kind = VPD_MODEL_HF_LLAMA;
+    cfg->hf_arch = !strcmp(type, "llama") ? VPD_HF_ARCH_LLAMA : !strcmp(type, "qwen2") ? VPD_HF_ARCH_QWEN2 : VPD_HF_ARCH_QWEN3;
+    if ((s = get_int(root, src, "vocab_size", true, 1, 0, &cfg->vocab_size)) ||
+        (s = get_int(root, src, "hidden_size", true, 1, 0, &cfg->n_embd)) ||
+        (s = get_int(root, src, "intermediate_size", true, 1, 0, &cfg->n_intermediate)) ||
+        (s = get_int(root, src, "num_hidden_layers", true, 1, 0, &cfg->n_layers)) ||
+        (s = get_int(root, src, "num_attention_heads", true, 1, 0, &cfg->n_head)) ||
+        (s = get_int(root, src, "max_position_embeddings", true, 1, 0, &cfg->n_ctx)))
+        return s;
+    const cJSON *kv = cJSON_GetObjectItemCaseSensitive(root, "num_key_value_heads");
+    if (kv && !cJSON_IsNull(kv)) {
+        if ((s = get_int(root, src, "num_key_value_heads", true, 1, 0, &cfg->n_key_value_heads))) return s;
+    } else {
+        cfg->n_key_value_heads = cfg->n_head;
+    }
+    const cJSON *hd = cJSON_GetObjectItemCaseSensitive(root, "head_dim");
+    if (hd && !cJSON_IsNull(hd)) {
+        if ((s = get_int(root, src, "head_dim", true, 2, 0, &cfg->head_dim))) return s;
+    } else {
+        if (cfg->n_embd % cfg->n_head)
+            return vpd_error(VPD_ERR_CONFIG, "%s: 'hidden_size' = %d is not divisible by 'num_attention_heads' = %d "
+                             "(and there is no 'head_dim')", src, cfg->n_embd, cfg->n_head);
+        cfg->head_dim = cfg->n_embd / cfg->n_head;
+    }
+    if (cfg->n_head % cfg->n_key_value_heads)
+        return vpd_error(VPD_ERR_CONFIG, "%s: 'num_attention_heads' = %d is not divisible by 'num_key_value_heads' = %d",
+                         src, cfg->n_head, cfg->n_key_value_heads);
+    if (cfg->head_dim % 2) return vpd_error(VPD_ERR_CONFIG, "%s: head dim %d must be even for RoPE", src, cfg->head_dim);
+    if ((s = get_double(root, src, "rms_norm_eps", 1e-6, &cfg->rms_eps)) ||
+        (s = get_double(root, src, "rope_theta", 10000.0, &cfg->rope_theta)))
+        return s;
+    const cJSON *act = cJSON_GetObjectItemCaseSensitive(root, "hidden_act");
+    if (act && (!cJSON_IsString(act) || strcmp(act->valuestring, "silu")))
+        return vpd_error(VPD_ERR_CONFIG, "%s: 'hidden_act' = %s is not supported (only \"silu\", the SwiGLU MLP)", src,
+                         cJSON_IsString(act) ? act->valuestring : "(not a string)");
+    cfg->tie_embeddings = get_bool(root, "tie_word_embeddings", false);
+    if (cfg->hf_arch == VPD_HF_ARCH_QWEN2) {
+        cfg->qkv_bias = true; /* Qwen2Attention: q/k/v_proj always have biases */
+    } else {
+        bool ab = get_bool(root, "attention_bias", false);
+        cfg->qkv_bias = ab;
+        cfg->o_bias = ab && cfg->hf_arch == VPD_HF_ARCH_LLAMA; /* Llama: o_proj too; Qwen3: q/k/v only */
+    }
+    if (cfg->hf_arch == VPD_HF_ARCH_LLAMA) cfg->mlp_bias = get_bool(root, "mlp_bias", false);
+    else if ((s = require_bool(root, src, "mlp_bias", false, "Qwen's MLP has no biases"))) return s;
+    cfg->qk_norm = cfg->hf_arch == VPD_HF_ARCH_QWEN3;
+    /* refused options */
+    if ((s = require_bool(root, src, "use_sliding_window", false, "vpd computes full causal attention only")))
+        return s;
+    const cJSON *lt = cJSON_GetObjectItemCaseSensitive(root, "layer_types"), *it;
+    cJSON_ArrayForEach(it, lt) {
+        if (!cJSON_IsString(it) || strcmp(it->valuestring, "full_attention"))
+            return vpd_error(VPD_ERR_CONFIG, "%s: 'layer_types' holds \"%s\": only \"full_attention\" is supported "
+                             "(no sliding-window attention)", src, cJSON_IsString(it) ? it->valuestring : "?");
+    }
+    static const char *const moe_keys[] = {"num_experts", "num_local_experts", "n_routed_experts", "moe_intermediate_size", NULL};
+    for (int i = 0; moe_keys[i]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(root, moe_keys[i]);
+        if (v && !cJSON_IsNull(v) && !(cJSON_IsNumber(v) && v->valuedouble == 0))
+            return vpd_error(VPD_ERR_CONFIG, "%s: '%s' is set: mixture-of-experts models are not supported", src,
+                             moe_keys[i]);
+    }
+    const cJSON *prf = cJSON_GetObjectItemCaseSensitive(root, "partial_rotary_factor");
+    if (prf && !(cJSON_IsNumber(prf) && prf->valuedouble == 1.0))
+        return vpd_error(VPD_ERR_CONFIG, "%s: 'partial_rotary_factor' other than 1 is not supported for %s", src, type);
+    const cJSON *rs = cJSON_GetObjectItemCaseSensitive(root, "rope_scaling");
+    cfg->rope_type = VPD_ROPE_DEFAULT;
+    if (rs && !cJSON_IsNull(rs)) {
+        const cJSON *rt = cJSON_GetObjectItemCaseSensitive(rs, "rope_type");
+        if (!rt) rt = cJSON_GetObjectItemCaseSensitive(rs, "type");
+        const char *r = cJSON_IsString(rt) ? rt->valuestring : "(missing)";
+        if (!strcmp(r, "default")) cfg->rope_type = VPD_ROPE_DEFAULT;
+        else if (!strcmp(r, "linear")) cfg->rope_type = VPD_ROPE_LINEAR;
+        else if (!strcmp(r, "llama3")) cfg->rope_type = VPD_ROPE_LLAMA3;
+        else
+            return vpd_error(VPD_ERR_CONFIG, "%s: 'rope_scaling' type \"%s\" is not supported (vpd implements "
+                             "\"default\", \"linear\" and \"llama3\")", src, r);
+        if (cfg->rope_type != VPD_ROPE_DEFAULT && (s = get_double(rs, src, "factor", 0, &cfg->rope_factor))) return s;
+        if (cfg->rope_type != VPD_ROPE_DEFAULT && !(cfg->rope_factor > 0))
+            return vpd_error(VPD_ERR_CONFIG, "%s: 'rope_scaling' needs a positive 'factor'", src);
+        if (cfg->rope_type == VPD_ROPE_LLAMA3) {
+            if ((s = get_double(rs, src, "low_freq_factor", 1.0, &cfg->rope_low_freq_factor)) ||
+                (s = get_double(rs, src, "high_freq_factor", 4.0, &cfg->rope_high_freq_factor)) ||
+                (s = get_int(rs, src, "original_max_position_embeddings", true, 1, 0, &cfg->rope_original_max_pos)))
+                return s;
+        }
+    }
+    return VPD_OK;
+}
+
 vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const char *src) {
     memset(cfg, 0, sizeof *cfg);
     cfg->rms_eps = 1e-6;
@@ -371,10 +477,12 @@ vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const
         s = parse_gpt2(root, src, cfg);
     } else if (!strcmp(t, "gpt_neox")) {
         s = parse_neox(root, src, cfg);
+    } else if (!strcmp(t, "llama") || !strcmp(t, "qwen2") || !strcmp(t, "qwen3")) {
+        s = parse_hf_llama(cfg, root, src, t);
     } else {
         s = vpd_error(VPD_ERR_CONFIG,
-                      "%s: key 'model_type' = \"%s\" is not supported (expected \"tms\", \"resid_mlp\", "
-                      "\"llama_simple_mlp\", \"gpt2\" or \"gpt_neox\")",
+                      "%s: key 'model_type' = \"%s\" is not supported (expected \"gpt2\", \"gpt_neox\", \"llama\", "
+                      "\"qwen2\", \"qwen3\", \"tms\", \"resid_mlp\" or \"llama_simple_mlp\")",
                       src, t);
     }
     if (s == VPD_OK) {
@@ -392,6 +500,11 @@ vpd_status vpd_model_config_parse(vpd_model_config *cfg, const char *json, const
             np = 2.0 * cfg->vocab_size * D + (double)cfg->n_ctx * D +
                  cfg->n_layers * (4.0 * D * D + 2.0 * D * cfg->n_intermediate + 9.0 * D + cfg->n_intermediate);
             keys = "vocab_size, hidden size, intermediate size, layers, positions";
+        } else if (cfg->kind == VPD_MODEL_HF_LLAMA) {
+            double D = cfg->n_embd, dh = cfg->head_dim, QD = cfg->n_head * dh, KV = cfg->n_key_value_heads * dh;
+            np = (2.0 - cfg->tie_embeddings) * cfg->vocab_size * D +
+                 cfg->n_layers * (2.0 * D * QD + 2.0 * D * KV + 3.0 * D * cfg->n_intermediate);
+            keys = "vocab_size, hidden_size, intermediate_size, num_hidden_layers";
         } else {
             double D = cfg->n_embd;
             np = 2.0 * cfg->vocab_size * D + D + cfg->n_layers * (4.0 * D * D + 3.0 * D * cfg->n_intermediate + 2.0 * D);
@@ -477,6 +590,35 @@ char *vpd_model_config_to_json(const vpd_model_config *c) {
         cJSON_AddBoolToObject(r, "use_parallel_residual", c->parallel_residual);
         cJSON_AddBoolToObject(r, "tie_word_embeddings", 0);
         break;
+    case VPD_MODEL_HF_LLAMA: {
+        static const char *const arch[] = {"llama", "qwen2", "qwen3"};
+        cJSON_AddStringToObject(r, "model_type", arch[c->hf_arch]);
+        cJSON_AddNumberToObject(r, "vocab_size", c->vocab_size);
+        cJSON_AddNumberToObject(r, "hidden_size", c->n_embd);
+        cJSON_AddNumberToObject(r, "intermediate_size", c->n_intermediate);
+        cJSON_AddNumberToObject(r, "num_hidden_layers", c->n_layers);
+        cJSON_AddNumberToObject(r, "num_attention_heads", c->n_head);
+        cJSON_AddNumberToObject(r, "num_key_value_heads", c->n_key_value_heads);
+        cJSON_AddNumberToObject(r, "head_dim", c->head_dim);
+        cJSON_AddNumberToObject(r, "max_position_embeddings", c->n_ctx);
+        cJSON_AddNumberToObject(r, "rms_norm_eps", c->rms_eps);
+        cJSON_AddNumberToObject(r, "rope_theta", c->rope_theta);
+        cJSON_AddStringToObject(r, "hidden_act", "silu");
+        cJSON_AddBoolToObject(r, "tie_word_embeddings", c->tie_embeddings);
+        if (c->hf_arch != VPD_HF_ARCH_QWEN2) cJSON_AddBoolToObject(r, "attention_bias", c->qkv_bias);
+        if (c->hf_arch == VPD_HF_ARCH_LLAMA) cJSON_AddBoolToObject(r, "mlp_bias", c->mlp_bias);
+        if (c->rope_type != VPD_ROPE_DEFAULT) {
+            cJSON *rs = cJSON_AddObjectToObject(r, "rope_scaling");
+            cJSON_AddStringToObject(rs, "rope_type", c->rope_type == VPD_ROPE_LINEAR ? "linear" : "llama3");
+            cJSON_AddNumberToObject(rs, "factor", c->rope_factor);
+            if (c->rope_type == VPD_ROPE_LLAMA3) {
+                cJSON_AddNumberToObject(rs, "low_freq_factor", c->rope_low_freq_factor);
+                cJSON_AddNumberToObject(rs, "high_freq_factor", c->rope_high_freq_factor);
+                cJSON_AddNumberToObject(rs, "original_max_position_embeddings", c->rope_original_max_pos);
+            }
+        }
+        break;
+    }
     }
     cJSON_AddStringToObject(r, "vpd_version", VPD_VERSION);
     char *txt = cJSON_Print(r);
@@ -506,6 +648,7 @@ static const tie_rule ties[] = {
     {VPD_MODEL_TMS, "linear1.weight", "linear2.weight", true},
     {VPD_MODEL_LLAMA, "wte.weight", "lm_head.weight", false},
     {VPD_MODEL_GPT2, "transformer.wte.weight", "lm_head.weight", false},
+    {VPD_MODEL_HF_LLAMA, "model.embed_tokens.weight", "lm_head.weight", false}, /* when tie_word_embeddings */
 };
 #define N_TIES ((int)(sizeof ties / sizeof ties[0]))
 
@@ -529,14 +672,18 @@ static void transpose2(real *dst, const real *src, int64_t rows, int64_t cols) {
 
 typedef struct {
     bool is_h5;
-    char path[1100];
-    vpd_safetensors st;
+    char path[1100]; /* the file, or the index of a sharded checkpoint (for messages) */
+    int n_st;        /* safetensors files: 1, or the shards of model.safetensors.index.json */
+    vpd_safetensors *st;
     vpd_h5 h5;
     int n_names;
     char **names;
+    int *name_st; /* safetensors file of names[i] */
 } wfile;
 
 static herr_t h5_list_cb(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    (void)g;
+    (void)info;
     wfile *w = data;
     char **nn = realloc(w->names, (size_t)(w->n_names + 1) * sizeof(char *));
     if (!nn) return -1;
@@ -547,11 +694,91 @@ static herr_t h5_list_cb(hid_t g, const char *name, const H5L_info_t *info, void
 
 static void wfile_close(wfile *w) {
     if (w->is_h5) vpd_h5_close(&w->h5);
-    else vpd_st_close(&w->st);
+    for (int i = 0; i < w->n_st; i++) vpd_st_close(&w->st[i]);
+    free(w->st);
+    w->st = NULL;
+    w->n_st = 0;
     for (int i = 0; i < w->n_names; i++) free(w->names[i]);
     free(w->names);
+    free(w->name_st);
     w->names = NULL;
+    w->name_st = NULL;
     w->n_names = 0;
+}
+
+/* add every tensor of safetensors file k to the name list */
+static vpd_status wfile_add_names(wfile *w, int k) {
+    const vpd_safetensors *st = &w->st[k];
+    char **nn = realloc(w->names, (size_t)(w->n_names + st->n + 1) * sizeof(char *));
+    if (nn) w->names = nn;
+    int *ns = nn ? realloc(w->name_st, (size_t)(w->n_names + st->n + 1) * sizeof(int)) : NULL;
+    if (ns) w->name_st = ns;
+    if (!nn || !ns) return vpd_error(VPD_ERR_MEM, "out of memory listing '%s'", st->path);
+    for (int i = 0; i < st->n; i++) {
+        w->name_st[w->n_names] = k;
+        w->names[w->n_names] = strdup(st->entries[i].name);
+        if (!w->names[w->n_names]) return vpd_error(VPD_ERR_MEM, "out of memory listing '%s'", st->path);
+        w->n_names++;
+    }
+    return VPD_OK;
+}
+
+/* A sharded checkpoint: model.safetensors.index.json's "weight_map" names each tensor's
+ * shard. Every shard named there must exist (a missing one is an error naming it); each
+ * shard is opened once and lists its own tensors. */
+static vpd_status wfile_open_sharded(wfile *w, const char *dir) {
+    vpd_status s = VPD_OK;
+    char *text = read_text(w->path, &s);
+    if (!text) return s;
+    cJSON *root = cJSON_Parse(text);
+    free(text);
+    const cJSON *map = root ? cJSON_GetObjectItemCaseSensitive(root, "weight_map") : NULL;
+    if (!cJSON_IsObject(map)) {
+        cJSON_Delete(root);
+        return vpd_error(VPD_ERR_FORMAT, "%s: not a safetensors index (needs a \"weight_map\" object)", w->path);
+    }
+    const char **files = calloc((size_t)cJSON_GetArraySize(map) + 1, sizeof(char *));
+    int nf = 0;
+    const cJSON *it;
+    if (!files) s = vpd_error(VPD_ERR_MEM, "out of memory reading '%s'", w->path);
+    cJSON_ArrayForEach(it, map) {
+        if (s != VPD_OK) break;
+        if (!cJSON_IsString(it) || strchr(it->valuestring, '/')) {
+            s = vpd_error(VPD_ERR_FORMAT, "%s: weight_map entry '%s' must name a file in the directory", w->path,
+                          it->string);
+            break;
+        }
+        bool seen = false;
+        for (int i = 0; i < nf && !seen; i++) seen = !strcmp(files[i], it->valuestring);
+        if (!seen) files[nf++] = it->valuestring;
+    }
+    if (s == VPD_OK) {
+        w->st = calloc((size_t)nf + 1, sizeof *w->st);
+        if (!w->st) s = vpd_error(VPD_ERR_MEM, "out of memory reading '%s'", w->path);
+    }
+    for (int i = 0; s == VPD_OK && i < nf; i++) {
+        char p[1400];
+        snprintf(p, sizeof p, "%s/%s", dir, files[i]);
+        if (!file_exists(p)) {
+            s = vpd_error(VPD_ERR_IO, "%s: shard '%s' is missing (listed in model.safetensors.index.json)", dir, files[i]);
+            break;
+        }
+        if ((s = vpd_st_open(&w->st[i], p)) != VPD_OK) break;
+        w->n_st = i + 1;
+        s = wfile_add_names(w, i);
+    }
+    /* every tensor the index names must be in its shard */
+    cJSON_ArrayForEach(it, map) {
+        if (s != VPD_OK) break;
+        int k = 0;
+        while (k < nf && strcmp(files[k], it->valuestring)) k++;
+        if (vpd_st_find(&w->st[k], it->string) < 0)
+            s = vpd_error(VPD_ERR_FORMAT, "%s/%s: tensor '%s' (listed in model.safetensors.index.json) is not in it", dir,
+                          files[k], it->string);
+    }
+    free(files);
+    cJSON_Delete(root);
+    return s;
 }
 
 static vpd_status wfile_open(wfile *w, const char *dir) {
@@ -559,14 +786,18 @@ static vpd_status wfile_open(wfile *w, const char *dir) {
     w->h5.id = -1;
     snprintf(w->path, sizeof w->path, "%s/model.safetensors", dir);
     if (file_exists(w->path)) {
-        VPD_TRY(vpd_st_open(&w->st, w->path));
-        w->names = calloc((size_t)w->st.n + 1, sizeof(char *));
-        for (int i = 0; w->names && i < w->st.n; i++) w->names[w->n_names++] = strdup(w->st.entries[i].name);
-        return VPD_OK;
+        w->st = calloc(1, sizeof *w->st);
+        if (!w->st) return vpd_error(VPD_ERR_MEM, "out of memory opening '%s'", w->path);
+        VPD_TRY(vpd_st_open(&w->st[0], w->path));
+        w->n_st = 1;
+        return wfile_add_names(w, 0);
     }
+    snprintf(w->path, sizeof w->path, "%s/model.safetensors.index.json", dir);
+    if (file_exists(w->path)) return wfile_open_sharded(w, dir);
     snprintf(w->path, sizeof w->path, "%s/model.h5", dir);
     if (!file_exists(w->path))
-        return vpd_error(VPD_ERR_IO, "model directory '%s' has neither model.safetensors nor model.h5", dir);
+        return vpd_error(VPD_ERR_IO, "model directory '%s' has neither model.safetensors, "
+                         "model.safetensors.index.json nor model.h5", dir);
     w->is_h5 = true;
     VPD_TRY(vpd_h5_open(&w->h5, w->path, false));
     hsize_t idx = 0;
@@ -574,15 +805,23 @@ static vpd_status wfile_open(wfile *w, const char *dir) {
     return VPD_OK;
 }
 
-static bool wfile_has(const wfile *w, const char *name) {
+static int wfile_index(const wfile *w, const char *name) {
     for (int i = 0; i < w->n_names; i++)
-        if (!strcmp(w->names[i], name)) return true;
-    return false;
+        if (!strcmp(w->names[i], name)) return i;
+    return -1;
 }
+static bool wfile_has(const wfile *w, const char *name) { return wfile_index(w, name) >= 0; }
 
-/* read a tensor by its name with the expected shape, checking finiteness */
+/* read a tensor by its name with the expected shape (converted to real: F32, F64, F16 and
+ * BF16 files), checking finiteness */
 static vpd_status wfile_read(wfile *w, const char *name, real *out, int ndim, const int64_t *shape) {
-    if (!w->is_h5) return vpd_st_read(&w->st, name, out, ndim, shape);
+    if (!w->is_h5) {
+        int i = wfile_index(w, name);
+        if (i < 0 && w->n_st == 1) return vpd_st_read(&w->st[0], name, out, ndim, shape); /* its message lists the file's */
+        if (i < 0)
+            return vpd_error(VPD_ERR_FORMAT, "%s: no tensor '%s' (needed by this model's config.json)", w->path, name);
+        return vpd_st_read(&w->st[w->name_st[i]], name, out, ndim, shape);
+    }
     char p[256];
     snprintf(p, sizeof p, "/%s", name);
     VPD_TRY(vpd_h5_read_real(&w->h5, p, out, ndim, shape));
@@ -698,6 +937,32 @@ vpd_status vpd_model_load(vpd_model *m, const char *dir) {
         s = load_weights(m, &w);
         wfile_close(&w);
     }
+    if (s != VPD_OK) {
+        vpd_model_free(m);
+        return s;
+    }
+    vpd_model_sync(m);
+    return VPD_OK;
+}
+
+vpd_status vpd_model_load_node_shared(vpd_model *m, const char *dir, MPI_Comm comm) {
+    memset(m, 0, sizeof *m);
+    vpd_model_config cfg;
+    vpd_status s = vpd_all_agree(vpd_model_config_read(&cfg, dir), comm);
+    VPD_TRY(s);
+    int node_rank = 0;
+    s = vpd_model_create_node_shared(m, &cfg, comm, &node_rank);
+    if (s != VPD_OK) return vpd_error_context(s, "%s/config.json", dir);
+    if (node_rank == 0) { /* one reader per node */
+        wfile w;
+        s = wfile_open(&w, dir);
+        if (s == VPD_OK) {
+            s = load_weights(m, &w);
+            wfile_close(&w);
+        }
+    }
+    s = vpd_all_agree(s, comm);
+    vpd_node_shared_sync(m->node_shared);
     if (s != VPD_OK) {
         vpd_model_free(m);
         return s;

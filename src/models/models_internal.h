@@ -39,6 +39,7 @@ extern const vpd_model_ops vpd_resid_mlp_ops;
 extern const vpd_model_ops vpd_llama_ops;
 extern const vpd_model_ops vpd_gpt2_ops; /* hf_gpt2.c */
 extern const vpd_model_ops vpd_neox_ops; /* hf_neox.c */
+extern const vpd_model_ops vpd_hf_llama_ops;
 
 /* Append a parameter to m->pinfo (capacity from count_params); offsets are assigned
  * contiguously in call order. Returns its index. `name` is printf-formatted. */

@@ -371,7 +371,8 @@ static vpd_status load_target(vpd_job *j, const vpd_job_opts *o) {
         vpd_model_init_params(&j->target, 0);
         j->random_target = true;
     } else {
-        VPD_TRY(vpd_model_load(&j->target, j->cfg.target_dir));
+        /* the target's weights: read once per node, one copy shared by the node's ranks */
+        VPD_TRY(vpd_model_load_node_shared(&j->target, j->cfg.target_dir, vpd_comm_world()));
     }
     j->have_target = true;
     vpd_decomp_config_default_output_loss(&j->cfg, &j->target); /* param-decomp leaves it out */
@@ -596,9 +597,10 @@ vpd_status vpd_job_train(vpd_job *j, bool quiet, int stop_at_step) {
              cfg->target_dir, vpd_model_kind_name(j->target.cfg.kind), d->L, d->C_sum_total, d->params.n_comp_params,
              d->params.ci->n_params, cfg->output_loss == VPD_OUT_KL ? "kl" : "mse", cfg->output_loss_given ? "" : " (from the target kind)");
     vpd_info("batch %d (%d per replica x %d data-parallel replicas; %d component block%s) x %d positions; "
-             "memory plan %.1f MiB per rank; run dir %s",
+             "memory plan %.1f MiB per rank + target weights %.1f MiB %s; run dir %s",
              cfg->batch_size, j->geom.B, j->layout.dp, j->layout.cp, j->layout.cp > 1 ? "s" : "", j->geom.S,
-             (double)vpd_decomp_memory_bytes(d) / 1048576.0, j->run_dir);
+             (double)vpd_decomp_memory_bytes(d) / 1048576.0, (double)j->target.n_params * sizeof(real) / 1048576.0,
+             j->target.node_shared ? "per node (shared by its ranks)" : "per rank", j->run_dir);
     if (ck->every_steps > 0 || ck->every_minutes > 0)
         vpd_info("checkpoints every %d steps / %g minutes into %s (keep last %d, every %d-th step)", ck->every_steps,
                  ck->every_minutes, ck->dir, ck->keep_last, ck->keep_every);

@@ -12,7 +12,7 @@ add_test(NAME tokenizer.setup COMMAND ${VPD_PYTHON} ${CMAKE_SOURCE_DIR}/tests/to
 set_tests_properties(tokenizer.setup PROPERTIES FIXTURES_SETUP tok_setup FIXTURES_REQUIRED tok_corpus
                      LABELS tokenizer TIMEOUT 600 ENVIRONMENT "${VPD_TEST_ENV}")
 
-foreach(check train hf-loads-vpd vpd-loads-hf added-flags multilingual big roundtrip)
+foreach(check train hf-loads-vpd vpd-loads-hf added-flags multilingual big roundtrip split)
   add_test(NAME tokenizer.${check} COMMAND ${VPD_PYTHON} ${CMAKE_SOURCE_DIR}/tests/tokenizer/check_vs_hf.py
            ${VPD_CLI} ${VPD_TOK_CORPUS} ${VPD_TOK_WORK} ${check})
   set_tests_properties(tokenizer.${check} PROPERTIES FIXTURES_REQUIRED "tok_corpus;tok_setup" LABELS tokenizer

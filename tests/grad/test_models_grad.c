@@ -287,6 +287,45 @@ int main(void) {
     lm.n_key_value_heads = 2;
     run_model("llama_mha", &lm, 2, 4);
 
+    /* Hugging Face llama / qwen2 / qwen3 (hf_llama.c): every optional piece switched on
+     * somewhere: GQA and MQA, head_dim != hidden/heads, untied head (a hook layer), all
+     * biases, qwen3's per-head q/k norms, llama3 rope scaling */
+    {
+        vpd_model_config h = {.kind = VPD_MODEL_HF_LLAMA, .hf_arch = VPD_HF_ARCH_LLAMA, .vocab_size = 11, .n_ctx = 8,
+                              .n_embd = 8, .n_head = 2, .n_key_value_heads = 1, .head_dim = 6, .n_intermediate = 10,
+                              .n_layers = 2, .rms_eps = 1e-6, .rope_theta = 10000, .qkv_bias = true, .o_bias = true,
+                              .mlp_bias = true, .rope_type = VPD_ROPE_LLAMA3, .rope_factor = 8,
+                              .rope_low_freq_factor = 1, .rope_high_freq_factor = 4, .rope_original_max_pos = 4};
+        CHECK(vpd_model_create(&m, &h) == VPD_OK, "create hf llama: %s", vpd_last_error());
+        CHECK(m.n_layers == 16 && !strcmp(m.layers[15].name, "lm_head") &&
+              !strcmp(m.layers[1].name, "model.layers.0.self_attn.q_proj") && m.layers[1].d_out == 12 &&
+              m.layers[4].d_in == 12 && m.layers[1].b && !strcmp(m.layers[0].name, "model.embed_tokens"),
+              "hf llama layer table");
+        CHECK(vpd_model_find_param(&m, "model.layers.1.mlp.down_proj.bias") >= 0 &&
+              vpd_model_find_param(&m, "model.norm.weight") >= 0 && vpd_model_find_param(&m, "lm_head.weight") >= 0,
+              "hf llama parameter names");
+        vpd_model_free(&m);
+        run_model("hf_llama_untied_biases_llama3rope", &h, 2, 4);
+        vpd_model_config q3 = {.kind = VPD_MODEL_HF_LLAMA, .hf_arch = VPD_HF_ARCH_QWEN3, .vocab_size = 11, .n_ctx = 8,
+                               .n_embd = 8, .n_head = 4, .n_key_value_heads = 2, .head_dim = 4, .n_intermediate = 10,
+                               .n_layers = 2, .rms_eps = 1e-6, .rope_theta = 1e6, .tie_embeddings = true,
+                               .qk_norm = true};
+        CHECK(vpd_model_create(&m, &q3) == VPD_OK, "create hf qwen3: %s", vpd_last_error());
+        CHECK(m.n_layers == 15 && vpd_model_find_param(&m, "model.layers.1.self_attn.k_norm.weight") >= 0 &&
+              vpd_model_find_param(&m, "lm_head.weight") < 0, "hf qwen3 tables");
+        vpd_model_free(&m);
+        run_model("hf_qwen3_tied_qknorm", &q3, 2, 4);
+        vpd_model_config q2 = q3;
+        q2.hf_arch = VPD_HF_ARCH_QWEN2;
+        q2.qk_norm = false;
+        q2.qkv_bias = true;
+        q2.head_dim = 2;
+        q2.n_key_value_heads = 1;
+        q2.rope_type = VPD_ROPE_LINEAR;
+        q2.rope_factor = 2;
+        run_model("hf_qwen2_mqa_linear_rope", &q2, 2, 4);
+    }
+
     /* init: a pure function of the seed; spd's LlamaSimpleMLP init (RMSNorm weights 1,
      * N(0, 0.02²) linears, residual projections 0.02/√(2L)) */
     {

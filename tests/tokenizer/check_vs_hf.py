@@ -19,6 +19,11 @@ tests/cmake/tokenizer.cmake). Usage: check_vs_hf.py VPD CORPUS_DIR WORK_DIR CHEC
   big           a file over 16 MiB (vpd streams it in chunks) with blank lines, trailing
                 white space and CRLF: ids identical to tokenizers' on the whole file
   roundtrip     vpd tokenize then vpd tokenize --decode gives back the bytes
+  split         Llama-3 / Qwen2 style tokenizers (pre_tokenizer Sequence of Split with their
+                regex, Isolated, and ByteLevel(use_regex false); Llama-3's ignore_merges, Qwen2's
+                NFC), trained by tokenizers on the head: ids identical on val.txt, the stress
+                text plus split-specific cases (contractions in any case, digit runs, CR/LF
+                runs), and the multilingual text
 tokenizers is installed from PyPI into a venv under WORK_DIR (never system-wide).
 Every check exits non-zero on a difference and prints what differed."""
 import os
@@ -136,6 +141,24 @@ def main():
             for name, text in texts:
                 tn = os.path.basename(tok)[:-5]
                 a, b = j(f"{check}_{tn}_{name}_vpd.bin"), j(f"{check}_{tn}_{name}_hf.bin")
+                run([vpd, "tokenize", "--tokenizer", tok, text, "--out", a, "--dtype", "uint32"])
+                run(cmp + ["encode", tok, text, b])
+                bad |= hc.cmd_same_ids(a, b, "4", "4", text)
+        return bad
+    if check == "split":
+        rng = random.Random(3)
+        extra = STRESS + ["'RE", "'Ve", "'LL", "'D", "'M", "'T", "'sS", "12345678", " 1234", "٣٤٥٦٧", "\r", "\r\r\n",
+                          " \r\n ", "\t\n\t", ".\n", "!\r\n\r\n", " ...\n", "'", "''", "'s'", "\u00a0x", "\u3000\n",
+                          "x\n\n y", "  \n\n", "a1b22c333d4444"]
+        sst = j("split_stress.txt")
+        with open(sst, "w", encoding="utf-8", newline="") as f:
+            f.write(unicodedata.normalize("NFC", "".join(rng.choice(extra) for _ in range(60000))))
+        bad = 0
+        for kind in ("llama3", "qwen2"):
+            tok = j(f"split_{kind}.json")
+            run(cmp + ["train", head, "4096", tok, "--split", kind])
+            for name, text in (("val", val), ("stress", sst), ("multi", multi)):
+                a, b = j(f"split_{kind}_{name}_vpd.bin"), j(f"split_{kind}_{name}_hf.bin")
                 run([vpd, "tokenize", "--tokenizer", tok, text, "--out", a, "--dtype", "uint32"])
                 run(cmp + ["encode", tok, text, b])
                 bad |= hc.cmd_same_ids(a, b, "4", "4", text)

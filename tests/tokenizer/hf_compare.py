@@ -46,13 +46,28 @@ def load_tokenizers():
     return tokenizers
 
 
-def cmd_train(corpus, vocab, out, neox):
+# the split patterns of Llama-3's and Qwen2's tokenizer.json
+SPLIT = {"llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                   r"\s*[\r\n]+|\s+(?!\S)|\s+",
+         "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+                  r"\s*[\r\n]+|\s+(?!\S)|\s+"}
+
+
+def cmd_train(corpus, vocab, out, neox, split=None):
+    """byte-level BPE; --neox: NFC + GPT-NeoX's added tokens; --split llama3|qwen2: the
+    pre_tokenizer is Sequence[Split(pattern, Isolated), ByteLevel(use_regex false)] as in
+    Llama-3's (ignore_merges true) and Qwen2's (NFC) tokenizer.json"""
     tk = load_tokenizers()
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     tok = Tokenizer(models.BPE())
-    if neox:
+    if neox or split == "qwen2":
         tok.normalizer = normalizers.NFC()
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    if split:
+        tok.pre_tokenizer = pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(SPLIT[split]), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    else:
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     tok.post_processor = processors.ByteLevel(trim_offsets=False)
     special = ["<|endoftext|>"] + (["<|padding|>"] if neox else [])
@@ -62,6 +77,11 @@ def cmd_train(corpus, vocab, out, neox):
     if neox:
         tok.add_tokens([tk.AddedToken(" " * n, normalized=True) for n in range(24, 1, -1)])
     tok.save(out)
+    if split == "llama3":  # Llama-3's BPE model has ignore_merges: whole words in the vocab win
+        t = json.load(open(out, encoding="utf-8"))
+        t["model"]["ignore_merges"] = True
+        json.dump(t, open(out, "w", encoding="utf-8"), ensure_ascii=False)
+        tok = Tokenizer.from_file(out)
     print(f"tokenizers {tk.__version__}: trained {tok.get_vocab_size()} tokens on {corpus} -> {out}")
 
 
@@ -140,7 +160,7 @@ def cmd_same_merges(p, q):
 def main():
     a = sys.argv[1:]
     if a[0] == "train":
-        cmd_train(a[1], a[2], a[3], "--neox" in a)
+        cmd_train(a[1], a[2], a[3], "--neox" in a, a[a.index("--split") + 1] if "--split" in a else None)
         return 0
     if a[0] == "added":
         cmd_added(a[1], a[2])

@@ -12,6 +12,7 @@ For each case OUT_DIR/CASE/ holds
     model/             config.json + model.safetensors (or the sharded files with
                        model.safetensors.index.json), as save_pretrained writes them
     tokens.bin         the token ids, uint32 little-endian, B*S of them (vpd forward --tokens)
+    train.bin          8192 random token ids, uint16 (data for test decompositions)
     ref.safetensors    F32 tensors, computed in float64 from the saved weights:
                          ids [B, S] (exact small integers), logits [B, S, V],
                          R [B, S, V] (fixed random), grad_inputs_embeds [B, S, d]
@@ -190,8 +191,6 @@ CASES = {
 
 def save(arch, m, cfg, mdir, opts):
     dtype = opts.get("dtype")
-    if dtype is not None:
-        m = m.to(dtype)
     if arch == "qwen3":
         os.makedirs(mdir, exist_ok=True)
         sd = {k: v.detach().contiguous().clone() for k, v in m.state_dict().items()}
@@ -209,6 +208,11 @@ def save(arch, m, cfg, mdir, opts):
         kw = {"safe_serialization": True}
         if "max_shard_size" in opts:
             kw["max_shard_size"] = opts["max_shard_size"]
+        if dtype is not None:
+            # only the parameters are stored in dtype: converting the module would also round
+            # the rotary inv_freq buffer, which real fp16/bf16 checkpoints do not store
+            kw["state_dict"] = {k: v.detach().to(dtype) for k, v in m.state_dict().items()}
+            m.config.torch_dtype = dtype
         m.save_pretrained(mdir, **kw)
         if opts.get("bare"):  # as the Hub's gpt2 (saved from GPT2Model): no "transformer." prefix
             from safetensors.torch import load_file, save_file as st_save
@@ -247,7 +251,7 @@ def build(case, out_dir):
     cdir = os.path.join(out_dir, case)
     mdir = os.path.join(cdir, "model")
     m = save(arch, m, cfg, mdir, opts)
-    if "dtype" in opts:  # the reference sees the weights as stored
+    if "dtype" in opts:  # the reference sees the weights as stored (parameters only)
         with torch.no_grad():
             for p in m.parameters():
                 p.copy_(p.to(opts["dtype"]).to(torch.float32))
@@ -260,6 +264,8 @@ def build(case, out_dir):
     l64 = torch.from_numpy(ref["logits"]).double()
     noise = float((l32 - l64).abs().max() / l64.abs().max())
     ids.numpy().astype("<u4").tofile(os.path.join(cdir, "tokens.bin"))
+    # token data for test decompositions of the random model (uint16, nanoGPT .bin)
+    torch.randint(0, cfg.vocab_size, (8192,), generator=g).numpy().astype("<u2").tofile(os.path.join(cdir, "train.bin"))
     save_file(ref, os.path.join(cdir, "ref.safetensors"),
               metadata={"B": str(B), "S": str(S), "case": case, "arch": arch, "hf_fp32_maxrel": f"{noise:.3e}",
                         "transformers": transformers.__version__})
