@@ -17,6 +17,7 @@ int vpd_cmd_sweep(int argc, char **argv);
 int vpd_cmd_collect(int argc, char **argv);
 int vpd_cmd_parity(int argc, char **argv);
 int vpd_cmd_bench(int argc, char **argv);
+int vpd_cmd_attrib(int argc, char **argv);
 
 /* Shared by subcommands: print "vpd <cmd>: <last error>" and return the exit status. */
 int vpd_cli_fail(const char *cmd, int status);

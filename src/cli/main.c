@@ -28,12 +28,14 @@ typedef struct {
 #pragma weak vpd_cmd_collect
 #pragma weak vpd_cmd_parity
 #pragma weak vpd_cmd_bench
+#pragma weak vpd_cmd_attrib
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
     {"decompose", vpd_cmd_decompose, "decompose a target model's weights (the main job)"},
     {"eval", vpd_cmd_eval, "evaluate a finished run: L0, alive, CE/KL under masks, adversarial loss"},
     {"harvest", vpd_cmd_harvest, "what each subcomponent does: densities, top contexts, token tables, co-firing (harvest.h5)"},
+    {"attrib", vpd_cmd_attrib, "the attribution graph of a prompt: circuit-tracer JSON and a Graphviz SVG"},
     {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
     {"parity", vpd_cmd_parity, "evaluate loss terms and gradients on a fixed problem (HDF5), for reference checks"},
     {"info", vpd_cmd_info, "print a run's provenance, checkpoints and progress"},
