@@ -49,6 +49,10 @@ typedef struct {
     real *work;
     int Bc;              /* copies */
     const int *tl, *tc;  /* [Bc] target layer (-1: output) and subcomponent of each copy */
+    const bool *full;    /* [L] layers whose every row is needed (k/v of an o_proj target's block) */
+    /* row t of every copy, gathered: [batch, max width] */
+    real *gdy, *gx, *ga, *gm, *gdm, *ge;
+    int32_t *gtok;
 } attr_hook;
 
 static real *blk(const attr_hook *h, real *buf, int k) { return buf + (size_t)h->N * (size_t)h->d->layers[k].c_off; }
@@ -79,11 +83,38 @@ static void attr_backward(vpd_hook *hk, int l, const real *x, const int32_t *tok
     }
     vpd_layer_state *ls = &d->layers[k];
     const vpd_components *c = &ls->comp;
-    /* ∂/∂m = (dy Uᵀ) ⊙ a; no dx: the gradient stops at the components */
-    vpd_components_backward(NULL, NULL, NULL, blk(h, h->dm, k), NULL, dy, blk(h, h->a, k), c, x, tok, blk(h, h->m, k),
-                            NULL, NULL, N, h->work);
+    /* Only row t of each copy carries gradient that reaches a kept edge: the gradient at a
+     * row s < t (it arrives through attention's k/v) leads to sources at other positions,
+     * whose edges the graph drops — except the k/v → o edges, read from this layer's ∂/∂m
+     * at every row when an o_proj target of the same block is in the chunk. So ∂/∂m is
+     * computed on every row for those layers and on the gathered rows t otherwise, and the
+     * gradient goes on (through Δ) from rows t only. */
+    const int Bc = h->Bc, C = c->C, din = c->d_in, dout = c->d_out;
+    real *dmk = blk(h, h->dm, k);
+    const real *ak = blk(h, h->a, k), *mk = blk(h, h->m, k);
+    for (int b = 0; b < Bc; b++) {
+        const size_t r = (size_t)b * h->Sp + h->t;
+        memcpy(h->gdy + (size_t)b * dout, dy + r * dout, sizeof(real) * (size_t)dout);
+        memcpy(h->ga + (size_t)b * C, ak + r * C, sizeof(real) * (size_t)C);
+        memcpy(h->gm + (size_t)b * C, mk + r * C, sizeof(real) * (size_t)C);
+        if (ls->embedding) h->gtok[b] = tok[r];
+        else memcpy(h->gx + (size_t)b * din, x + r * din, sizeof(real) * (size_t)din);
+    }
+    /* ∂/∂m = (dy Uᵀ) ⊙ a with the components' backward; no dx: the gradient stops there */
+    if (h->full[k]) {
+        vpd_components_backward(NULL, NULL, NULL, dmk, NULL, dy, ak, c, x, tok, mk, NULL, NULL, N, h->work);
+    } else {
+        memset(h->gdm, 0, sizeof(real) * (size_t)Bc * C);
+        vpd_components_backward(NULL, NULL, NULL, h->gdm, NULL, h->gdy, h->ga, c, ls->embedding ? NULL : h->gx,
+                                ls->embedding ? h->gtok : NULL, h->gm, NULL, NULL, Bc, h->work);
+        for (int b = 0; b < Bc; b++)
+            memcpy(dmk + ((size_t)b * h->Sp + h->t) * C, h->gdm + (size_t)b * C, sizeof(real) * (size_t)C);
+    }
     if (!dx || ls->embedding) return;
-    linear_backward(dx, NULL, NULL, dy, NULL, c->delta, N, c->d_in, c->d_out); /* the Δ path, mask 1 */
+    /* the Δ path (mask 1) from rows t; the layer's input gradient at other rows is zero */
+    memset(h->ge, 0, sizeof(real) * (size_t)Bc * din);
+    linear_backward(h->ge, NULL, NULL, h->gdy, NULL, c->delta, Bc, din, dout);
+    for (int b = 0; b < Bc; b++) vpd_axpy((size_t)din, 1, h->ge + (size_t)b * din, dx + ((size_t)b * h->Sp + h->t) * din);
     for (int b = 0; b < h->Bc; b++) /* seeds: a_c = V_cᵀx of this layer's targets */
         if (h->tl[b] == k) {
             real *row = dx + ((size_t)b * h->Sp + h->t) * c->d_in;
@@ -192,6 +223,16 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     int32_t *tok = vpd_malloc(sizeof(int32_t) * NR, "attrib tokens");
     int *tl = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets"), *tc = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets");
     int32_t *tn = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib targets");
+    int wmax = 1;
+    for (int k = 0; k < L; k++) {
+        const vpd_components *c = &d->layers[k].comp;
+        if (c->d_in > wmax) wmax = c->d_in;
+        if (c->d_out > wmax) wmax = c->d_out;
+        if (c->C > wmax) wmax = c->C;
+    }
+    real *gbuf = vpd_malloc(sizeof(real) * (size_t)batch * (size_t)wmax * 6, "attrib gathered rows");
+    int32_t *gtok = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib gathered rows");
+    bool *full = vpd_calloc(sizeof(bool) * (size_t)L, "attrib rows");
     /* the target nodes of each position: non-embedding subcomponents (an embedding has no
      * input, so no incoming edge) and the output at t* */
     int64_t *pos_start = vpd_calloc(sizeof(int64_t) * (size_t)(S + 1), "attrib targets");
@@ -199,7 +240,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     edge_list el = {0};
     vpd_status st = VPD_OK;
     if (!gr->nodes || !a || !m || !dm || !ones || !work || !out || !dout || !tok || !tl || !tc || !tn || !pos_start ||
-        !targets) {
+        !targets || !gbuf || !gtok || !full) {
         st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for %d x %d positions", batch, S);
         goto done;
     }
@@ -225,7 +266,17 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         gr->nodes[nn] = (vpd_attrib_node){-1, target_token, target_pos, 1, 0, 0};
     }
 
-    attr_hook h = {{attr_forward, attr_backward}, d, 0, 0, 0, a, m, dm, ones, work, 0, tl, tc};
+    attr_hook h = {{attr_forward, attr_backward}, d, 0, 0, 0, a, m, dm, ones, work, 0, tl, tc, full, NULL, NULL, NULL,
+                   NULL, NULL, NULL, gtok};
+    {
+        const size_t gw = (size_t)batch * (size_t)wmax;
+        h.gdy = gbuf;
+        h.gx = gbuf + gw;
+        h.ga = gbuf + 2 * gw;
+        h.gm = gbuf + 3 * gw;
+        h.gdm = gbuf + 4 * gw;
+        h.ge = gbuf + 5 * gw;
+    }
     /* the whole prompt once (every rank alike): node activations, the target's logit */
     {
         h.N = S;
@@ -281,11 +332,14 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
             const int Bc = (int)((pos_start[t + 1] - c0) < batch ? (pos_start[t + 1] - c0) : batch);
             h.Bc = Bc;
             bool has_out = false;
+            memset(full, 0, sizeof(bool) * (size_t)L);
             for (int b = 0; b < Bc; b++) {
                 tn[b] = targets[c0 + b];
                 tl[b] = gr->nodes[tn[b]].layer;
                 tc[b] = gr->nodes[tn[b]].c;
                 has_out |= tl[b] < 0;
+                if (tl[b] >= 0)
+                    for (int k = 0; k < L; k++) full[k] |= kv_to_o(d->layers[k].name, d->layers[tl[b]].name);
             }
             memset(dm, 0, sizeof(real) * (size_t)CS * N);
             if (has_out) {
@@ -365,6 +419,9 @@ done:
     vpd_free(tn);
     vpd_free(pos_start);
     vpd_free(targets);
+    vpd_free(gbuf);
+    vpd_free(gtok);
+    vpd_free(full);
     if (st != VPD_OK) vpd_attrib_graph_free(gr);
     return st;
 }
