@@ -47,8 +47,9 @@ static void usage(FILE *f) {
             "  --edge-threshold Y  then the edges among them likewise by edge influence (default 0.98)\n"
             "  --svg-edges K       edges drawn in the SVG (default 60)\n"
             "  --tokenizer FILE    tokenizer.json (default: TARGET_DIR/tokenizer.json)\n"
-            "  --prune-steps N     prune by the post-hoc CI optimisation, N AdamW steps (default 0:\n"
-            "                      unpruned; needs the prompt_ci optimisation in this build)\n");
+            "  --prune-steps N     prune by the post-hoc CI optimisation (include/vpd/prompt_ci.h), N AdamW\n"
+            "                      steps; 0 = unpruned. Default 2000 when the optimisation is in this\n"
+            "                      build, else 0 (and N > 0 is refused)\n");
 }
 
 static bool file_exists(const char *p) {
@@ -171,7 +172,7 @@ int vpd_cmd_attrib(int argc, char **argv) {
         if (root) usage(stdout);
         return 0;
     }
-    attrib_args A = {.position = -1, .batch = 32, .svg_edges = 60, .node_thr = 0.8, .edge_thr = 0.98};
+    attrib_args A = {.position = -1, .batch = 32, .svg_edges = 60, .node_thr = 0.8, .edge_thr = 0.98, .prune_steps = -1};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--prompt") || !strcmp(o, "--token-ids") || !strcmp(o, "--target-token") || !strcmp(o, "--out") ||
@@ -243,6 +244,7 @@ int vpd_cmd_attrib(int argc, char **argv) {
     snprintf(hv, sizeof hv, "%s/harvest.h5", A.dir);
     if (!file_exists(run_h5)) FAIL("%s: no such file (RUN_DIR must be a finished run of vpd decompose)", run_h5);
     if (file_exists(out) && !A.force) FAIL("%s exists: pass --force to overwrite it", out);
+    if (A.prune_steps < 0) A.prune_steps = vpd_prompt_ci_optimise ? 2000 : 0; /* default: pruned when built in */
     if (A.prune_steps > 0 && !vpd_prompt_ci_optimise)
         FAIL("--prune-steps: this build has no prompt CI optimisation (src/analysis/prompt_ci.c); run unpruned "
              "(--prune-steps 0)");

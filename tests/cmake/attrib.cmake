@@ -41,7 +41,7 @@ if len(sys.argv) > 2:
     print('1 and 2 ranks: the same graph')
 print('attrib json ok:', len(a['nodes']), 'nodes', len(a['links']), 'links', len(cross), 'cross-position')
 ")
-set(AT_ARGS --token-ids 104,101,108,108,111,32,119 --node-threshold 1 --edge-threshold 1 --batch 7)
+set(AT_ARGS --token-ids 104,101,108,108,111,32,119 --node-threshold 1 --edge-threshold 1 --batch 7 --prune-steps 0)
 string(JOIN " " AT_ARGS_STR ${AT_ARGS})
 add_test(NAME attrib.lm_1rank_2ranks COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
          "set -e; cd ${AT_DIR}; rm -f a1.* a2.* pruned.*
@@ -50,7 +50,7 @@ add_test(NAME attrib.lm_1rank_2ranks COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_
           ${AT_MPIEXEC_STR} 2 ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --out a2.json | tee out2.txt
           grep -q 'on 2 ranks; peak RSS' out2.txt
           ${VPD_PYTHON} check_attrib.py a1.json a2.json
-          ${VPD_CLI} attrib ${AT_RUN} --prompt 'hello world ' --position 10 --target-token l --out pruned.json
+          ${VPD_CLI} attrib ${AT_RUN} --prompt 'hello world ' --position 10 --target-token l --prune-steps 0 --out pruned.json
           ${VPD_PYTHON} -c \"import json; g = json.load(open('pruned.json')); i = g['metadata']['info']; assert i['n_nodes'] < i['n_nodes_full'] and i['target_str'] == 'l' and i['target_position'] == 10, i; print('influence-pruned:', i['n_nodes'], 'of', i['n_nodes_full'], 'nodes')\"")
 set_tests_properties(attrib.lm_1rank_2ranks PROPERTIES FIXTURES_REQUIRED lm_runs LABELS "attrib;lm;mpi;python"
                      TIMEOUT 300 PROCESSORS 2 RESOURCE_LOCK lm_run_np1)
