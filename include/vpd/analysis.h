@@ -23,6 +23,10 @@ typedef struct {
  * the way of a long run): its config (with optional --set overrides), target, a decomposition
  * for `batch` examples (<= 0: eval_batch_size) and the trained parameters. */
 vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *const *sets, int n_sets);
+/* The same with the decomposition sized for sequences of seq_len positions (> 0; language
+ * models: replaces max_seq_len, e.g. a prompt's length for vpd attrib; 0 = the config's). */
+vpd_status vpd_run_open_seq(vpd_run *r, const char *run_dir, int batch, int seq_len, const char *const *sets,
+                            int n_sets);
 void vpd_run_close(vpd_run *r);
 
 #define VPD_EVAL_MAX_ROWS 16

@@ -132,9 +132,11 @@ void vpd_model_init_params(vpd_model *m, uint64_t seed);
 /* After params change (load, optimizer step): refresh derived views (TMS's transposed linear2). */
 void vpd_model_sync(vpd_model *m);
 vpd_status vpd_model_reserve(vpd_model *m, int B, int S);
-/* out as vpd_model_out_size; hook may be NULL. in->B, in->S <= reserved. */
+/* out as vpd_model_out_size; hook may be NULL. in->B, in->S <= reserved. LlamaSimpleMLP:
+ * out NULL skips ln_f and the logits (only the hook's layers are wanted). */
 void vpd_model_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook);
-/* Backward of the last forward. dout as out. dparams [n_params] (may be NULL) accumulates the
+/* Backward of the last forward. dout as out (LlamaSimpleMLP: NULL = zero, the gradient
+ * enters through the hook; the forward may then have skipped the logits). dparams [n_params] (may be NULL) accumulates the
  * parameter gradient (tied weights summed into their one tensor); dinput (may be NULL)
  * accumulates d/dx for toy models. */
 void vpd_model_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook);

@@ -27,15 +27,6 @@
 #include "vpd/nn.h"
 #include "vpd/transcoder.h"
 
-/* The transcoder side (src/transcoder/) is linked when present: until then a build without it
- * compares VPD runs and says so when given a transcoder. */
-#pragma weak vpd_transcoder_load
-#pragma weak vpd_transcoder_free
-#pragma weak vpd_transcoder_encode
-#pragma weak vpd_transcoder_reconstruct
-#pragma weak vpd_transcoder_count_active
-#pragma weak vpd_tc_kind_name
-#pragma weak vpd_tc_act_name
 
 const char *vpd_cmp_protocol_name(vpd_cmp_protocol p) {
     switch (p) {
@@ -390,7 +381,6 @@ static vpd_status setup(cmp_ctx *c) {
         snprintf(t->dir, sizeof t->dir, "%s", o->tc_runs[i]);
         char p[1100];
         snprintf(p, sizeof p, "%s/transcoder.h5", o->tc_runs[i]);
-        if (!vpd_transcoder_load) return vpd_error(VPD_ERR_CONFIG, "--tc %s: transcoders are not in this build of vpd", o->tc_runs[i]);
         VPD_TRY(vpd_transcoder_load(&t->t, p));
         c->n_tc++;
         if (t->t->n_layers != c->L || t->t->d_model != c->D)

@@ -22,6 +22,7 @@ int vpd_cmd_edit(int argc, char **argv);
 int vpd_cmd_generate(int argc, char **argv);
 int vpd_cmd_transcoder(int argc, char **argv);
 int vpd_cmd_prompt_ci(int argc, char **argv);
+int vpd_cmd_attrib(int argc, char **argv);
 
 /* Shared by subcommands: print "vpd <cmd>: <last error>" and return the exit status. */
 int vpd_cli_fail(const char *cmd, int status);

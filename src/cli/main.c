@@ -33,6 +33,7 @@ typedef struct {
 #pragma weak vpd_cmd_generate
 #pragma weak vpd_cmd_transcoder
 #pragma weak vpd_cmd_prompt_ci
+#pragma weak vpd_cmd_attrib
 
 static const vpd_command commands[] = {
     {"pretrain", vpd_cmd_pretrain, "train a target model (TMS, ResidMLP, LlamaSimpleMLP) from a config"},
@@ -41,6 +42,7 @@ static const vpd_command commands[] = {
     {"compare", vpd_cmd_compare, "VPD runs and transcoders spliced into the target on the same tokens: dCE, KL, L0, splitting"},
     {"harvest", vpd_cmd_harvest, "what each subcomponent does: densities, top contexts, token tables, co-firing (harvest.h5)"},
     {"edit", vpd_cmd_edit, "edit a target by its subcomponents: run-time ablation/scaling, baked ablation/overwrite, --measure"},
+    {"attrib", vpd_cmd_attrib, "the attribution graph of a prompt: circuit-tracer JSON and a Graphviz SVG"},
     {"report", vpd_cmd_report, "a self-contained HTML report of a run: curves, eval table, subcomponent cards, heads"},
     {"transcoder", vpd_cmd_transcoder, "train per-layer / cross-layer transcoders on a language model's MLPs (baselines)"},
     {"prompt-ci", vpd_cmd_prompt_ci, "optimise the CI on one prompt: the pruned nodes of an attribution graph, P(target)"},

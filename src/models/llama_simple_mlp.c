@@ -244,6 +244,7 @@ static void llama_forward(vpd_model *m, const vpd_model_input *in, real *out, vp
         for (size_t j = 0; j < (size_t)N * D; j++) b.xout[j] = b.xmid[j] + t->tmp[j];
     }
     const real *xL = t->resid + (2 * (size_t)c->n_layers) * ((size_t)m->B * m->S) * D;
+    if (!out) return; /* the caller needs the hooks' layers only (attrib): no ln_f, no logits */
     rmsnorm_forward(t->lnf, t->rstdf, xL, P + m->pinfo[p_lnf(m)].offset, N, D, eps);
     linear_forward(out, t->lnf, P + m->pinfo[P_WTE].offset, NULL, N, D, V); /* tied lm_head */
 }
@@ -260,12 +261,14 @@ static void llama_backward(vpd_model *m, const real *dout, real *dparams, real *
     size_t ND = (size_t)N * D;
 #define DP(p) model_pslice(m, dparams, (p))
 #define W(p) (P + m->pinfo[(p)].offset)
-    /* lm_head (tied to wte) and ln_f */
-    memset(t->dlnf, 0, sizeof(real) * ND);
-    linear_backward(t->dlnf, DP(P_WTE), NULL, dout, t->lnf, W(P_WTE), N, D, V);
-    const real *xL = t->resid + (2 * (size_t)c->n_layers) * ((size_t)m->B * m->S) * D;
+    /* lm_head (tied to wte) and ln_f; dout NULL = zero (the gradient enters through the hook) */
     memset(t->dres, 0, sizeof(real) * ND);
-    rmsnorm_backward(t->dres, DP(p_lnf(m)), t->dlnf, xL, W(p_lnf(m)), t->rstdf, N, D);
+    if (dout) {
+        memset(t->dlnf, 0, sizeof(real) * ND);
+        linear_backward(t->dlnf, DP(P_WTE), NULL, dout, t->lnf, W(P_WTE), N, D, V);
+        const real *xL = t->resid + (2 * (size_t)c->n_layers) * ((size_t)m->B * m->S) * D;
+        rmsnorm_backward(t->dres, DP(p_lnf(m)), t->dlnf, xL, W(p_lnf(m)), t->rstdf, N, D);
+    }
     /* to >= 1: stop in block i0 at layer w0 (input gradients that only flow below it skipped) */
     int i0 = to <= 0 ? 0 : (to - 1) / L_NLAYER, w0 = to <= 0 ? -1 : (to - 1) % L_NLAYER;
     for (int i = c->n_layers - 1; i >= i0; i--) {

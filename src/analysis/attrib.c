@@ -1,0 +1,823 @@
+/* Attribution graphs of a prompt (include/vpd/attrib.h has the definition).
+ *
+ * One chunk = up to `batch` target nodes at one position t. Its forward runs `batch`
+ * copies of the prompt prefix [0, t] through the masked model (masks g of the whole
+ * prompt, Δ on); its backward seeds copy b at its target: the output logit through
+ * dout, a subcomponent a_c = V_cᵀx of decomposed layer k by adding V[:, c] to the input
+ * gradient of layer k at row (b, t) inside the hook. The hook's backward of every
+ * decomposed layer takes ∂/∂m = (dy Uᵀ) ⊙ a with the components' own backward kernel
+ * (vpd_components_backward, dx = NULL: the gradient stops at the components) and passes
+ * the gradient on through Δ only (dx += dy Δ). Then edge c' → target = ∂/∂m_c' · m_c'
+ * = (∂a/∂ã_c')·ã_c', ã = m·a. */
+#define _POSIX_C_SOURCE 200809L
+#include "vpd/attrib.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "vpd/comm.h"
+#include "vpd/nn.h"
+
+vpd_status vpd_attrib_prompt_ci(vpd_decomp *d, const int32_t *tokens, int S, real *g) {
+    if (d->batch.B != 1 || d->batch.S != S || !d->batch.tok_in)
+        return vpd_error(VPD_ERR_ARG, "attrib: the decomposition holds %d x %d positions; the prompt CI needs 1 x %d",
+                         d->batch.B, d->batch.S, S);
+    int V = vpd_model_out_dim(d->target);
+    for (int s = 0; s < S; s++)
+        if (tokens[s] < 0 || tokens[s] >= V)
+            return vpd_error(VPD_ERR_VALUE, "attrib: token %d at position %d is outside the vocabulary [0, %d)", tokens[s],
+                             s, V);
+    memcpy(d->batch.tok_in, tokens, sizeof(int32_t) * (size_t)S);
+    d->batch.input.tokens = d->batch.tok_in;
+    d->batch.input.B = 1;
+    d->batch.input.S = S;
+    vpd_decomp_target_forward(d);
+    VPD_TRY(vpd_decomp_ci_forward(d));
+    memcpy(g, d->act.g_lower, sizeof(real) * (size_t)d->C_sum * (size_t)S);
+    return VPD_OK;
+}
+
+/* ---- the hook --------------------------------------------------------------------------- */
+typedef struct {
+    vpd_hook base;
+    vpd_decomp *d;
+    int N, Sp, t;        /* rows, prefix length, target position */
+    real *a, *m, *dm;    /* [ΣC·N] layer-major */
+    const real *mdelta;  /* [N] ones */
+    real *work;
+    int Bc;              /* copies */
+    const int *tl, *tc;  /* [Bc] target layer (-1: output) and subcomponent of each copy */
+    const bool *full;    /* [L] layers whose every row is needed (k/v of an o_proj target's block) */
+    /* row t of every copy, gathered: [batch, max width] */
+    real *gdy, *gx, *ga, *gm, *gdm, *ge;
+    int32_t *gtok;
+} attr_hook;
+
+static real *blk(const attr_hook *h, real *buf, int k) { return buf + (size_t)h->N * (size_t)h->d->layers[k].c_off; }
+
+static void attr_forward(vpd_hook *hk, int l, const real *x, const int32_t *tok, real *y, int N) {
+    attr_hook *h = (attr_hook *)hk;
+    vpd_decomp *d = h->d;
+    int k = d->model_to_decomp[l];
+    if (k < 0) {
+        const vpd_layer_info *li = &d->target->layers[l];
+        if (li->embedding) embedding_forward(y, tok, li->W, N, li->d_in, li->d_out);
+        else linear_forward(y, x, li->W, li->b, N, li->d_in, li->d_out);
+        return;
+    }
+    VPD_ASSERT(N == h->N, "attrib hook: %d rows, expected %d", N, h->N);
+    vpd_layer_state *ls = &d->layers[k];
+    vpd_components_forward(y, blk(h, h->a, k), &ls->comp, x, tok, blk(h, h->m, k), h->mdelta, NULL, N, h->work);
+}
+
+static void attr_backward(vpd_hook *hk, int l, const real *x, const int32_t *tok, const real *dy, real *dx, int N) {
+    attr_hook *h = (attr_hook *)hk;
+    vpd_decomp *d = h->d;
+    int k = d->model_to_decomp[l];
+    if (k < 0) {
+        const vpd_layer_info *li = &d->target->layers[l];
+        if (!li->embedding && dx) linear_backward(dx, NULL, NULL, dy, NULL, li->W, N, li->d_in, li->d_out);
+        return;
+    }
+    vpd_layer_state *ls = &d->layers[k];
+    const vpd_components *c = &ls->comp;
+    /* Only row t of each copy carries gradient that reaches a kept edge: the gradient at a
+     * row s < t (it arrives through attention's k/v) leads to sources at other positions,
+     * whose edges the graph drops — except the k/v → o edges, read from this layer's ∂/∂m
+     * at every row when an o_proj target of the same block is in the chunk. So ∂/∂m is
+     * computed on every row for those layers and on the gathered rows t otherwise, and the
+     * gradient goes on (through Δ) from rows t only. */
+    const int Bc = h->Bc, C = c->C, din = c->d_in, dout = c->d_out;
+    real *dmk = blk(h, h->dm, k);
+    const real *ak = blk(h, h->a, k), *mk = blk(h, h->m, k);
+    for (int b = 0; b < Bc; b++) {
+        const size_t r = (size_t)b * h->Sp + h->t;
+        memcpy(h->gdy + (size_t)b * dout, dy + r * dout, sizeof(real) * (size_t)dout);
+        memcpy(h->ga + (size_t)b * C, ak + r * C, sizeof(real) * (size_t)C);
+        memcpy(h->gm + (size_t)b * C, mk + r * C, sizeof(real) * (size_t)C);
+        if (ls->embedding) h->gtok[b] = tok[r];
+        else memcpy(h->gx + (size_t)b * din, x + r * din, sizeof(real) * (size_t)din);
+    }
+    /* ∂/∂m = (dy Uᵀ) ⊙ a with the components' backward; no dx: the gradient stops there */
+    if (h->full[k]) {
+        vpd_components_backward(NULL, NULL, NULL, dmk, NULL, dy, ak, c, x, tok, mk, NULL, NULL, N, h->work);
+    } else {
+        memset(h->gdm, 0, sizeof(real) * (size_t)Bc * C);
+        vpd_components_backward(NULL, NULL, NULL, h->gdm, NULL, h->gdy, h->ga, c, ls->embedding ? NULL : h->gx,
+                                ls->embedding ? h->gtok : NULL, h->gm, NULL, NULL, Bc, h->work);
+        for (int b = 0; b < Bc; b++)
+            memcpy(dmk + ((size_t)b * h->Sp + h->t) * C, h->gdm + (size_t)b * C, sizeof(real) * (size_t)C);
+    }
+    if (!dx || ls->embedding) return;
+    /* the Δ path (mask 1) from rows t; the layer's input gradient at other rows is zero */
+    memset(h->ge, 0, sizeof(real) * (size_t)Bc * din);
+    linear_backward(h->ge, NULL, NULL, h->gdy, NULL, c->delta, Bc, din, dout);
+    for (int b = 0; b < Bc; b++) vpd_axpy((size_t)din, 1, h->ge + (size_t)b * din, dx + ((size_t)b * h->Sp + h->t) * din);
+    for (int b = 0; b < h->Bc; b++) /* seeds: a_c = V_cᵀx of this layer's targets */
+        if (h->tl[b] == k) {
+            real *row = dx + ((size_t)b * h->Sp + h->t) * c->d_in;
+            for (int i = 0; i < c->d_in; i++) row[i] += c->V[(size_t)i * c->C + h->tc[b]];
+        }
+}
+
+/* ---- graph ------------------------------------------------------------------------------ */
+static bool kv_to_o(const char *src, const char *dst) {
+    const char *ps = strstr(src, "attn."), *pd = strstr(dst, "attn.");
+    if (!ps || !pd || ps - src != pd - dst || strncmp(src, dst, (size_t)(ps - src))) return false;
+    return (!strcmp(ps, "attn.k_proj") || !strcmp(ps, "attn.v_proj")) && !strcmp(pd, "attn.o_proj");
+}
+
+typedef struct {
+    vpd_attrib_edge *e;
+    int64_t n, cap;
+} edge_list;
+
+static vpd_status edge_push(edge_list *l, int32_t src, int32_t dst, double w) {
+    if (l->n == l->cap) {
+        int64_t cap = l->cap ? 2 * l->cap : 65536;
+        vpd_attrib_edge *e = realloc(l->e, sizeof *e * (size_t)cap);
+        if (!e) return vpd_error(VPD_ERR_MEM, "attrib: out of memory for %lld edges", (long long)cap);
+        l->e = e;
+        l->cap = cap;
+    }
+    l->e[l->n++] = (vpd_attrib_edge){src, dst, w};
+    return VPD_OK;
+}
+
+static int edge_cmp(const void *pa, const void *pb) {
+    const vpd_attrib_edge *a = pa, *b = pb;
+    if (a->dst != b->dst) return a->dst < b->dst ? -1 : 1;
+    return (a->src > b->src) - (a->src < b->src);
+}
+
+/* decomposed layers in forward order */
+static void forward_order(const vpd_decomp *d, int *ord) {
+    for (int k = 0; k < d->L; k++) ord[k] = k;
+    for (int i = 1; i < d->L; i++)
+        for (int j = i; j > 0 && d->layers[ord[j]].model_layer < d->layers[ord[j - 1]].model_layer; j--) {
+            int t = ord[j];
+            ord[j] = ord[j - 1];
+            ord[j - 1] = t;
+        }
+}
+
+vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const real *g, int target_pos,
+                              int target_token, int batch, MPI_Comm comm, vpd_attrib_graph *gr) {
+    memset(gr, 0, sizeof *gr);
+    vpd_model *M = d->target;
+    const int V = vpd_model_out_dim(M), L = d->L, CS = d->C_sum;
+    if (M->cfg.kind != VPD_MODEL_LLAMA) return vpd_error(VPD_ERR_ARG, "attrib: needs a language-model target");
+    if (d->grid.cp_size != 1)
+        return vpd_error(VPD_ERR_ARG, "attrib: the decomposition must be held whole (component_parallel 1)");
+    if (S < 1 || S > M->cfg.n_ctx)
+        return vpd_error(VPD_ERR_ARG, "attrib: %d positions; the model takes 1 to n_ctx = %d", S, M->cfg.n_ctx);
+    if (target_pos < 0 || target_pos >= S)
+        return vpd_error(VPD_ERR_ARG, "attrib: position %d is outside the prompt [0, %d)", target_pos, S);
+    if (target_token < 0 || target_token >= V)
+        return vpd_error(VPD_ERR_ARG, "attrib: target token %d is outside the vocabulary [0, %d)", target_token, V);
+    if (batch < 1) batch = 1;
+    const int rank = vpd_comm_rank(comm), size = vpd_comm_size(comm);
+    VPD_TRY(vpd_model_reserve(M, batch, S));
+    vpd_decomp_refresh(d); /* Δ = W − (VU)ᵀ of every layer */
+
+    /* nodes: forward order of layers, then position, then c; the output last */
+    int ord[256];
+    if (L > 256) return vpd_error(VPD_ERR_ARG, "attrib: %d decomposed layers (at most 256)", L);
+    forward_order(d, ord);
+    int32_t *idx = vpd_malloc(sizeof(int32_t) * (size_t)CS * S, "attrib node index");
+    if (!idx) return VPD_ERR_MEM;
+    int64_t nn = 0;
+    for (size_t i = 0; i < (size_t)CS * S; i++) idx[i] = -1;
+    for (int oi = 0; oi < L; oi++) {
+        const vpd_layer_state *ls = &d->layers[ord[oi]];
+        const real *gk = g + (size_t)S * ls->c_off;
+        for (int s = 0; s < S; s++)
+            for (int c = 0; c < ls->C; c++)
+                if (gk[(size_t)s * ls->C + c] > 0) idx[(size_t)S * ls->c_off + (size_t)s * ls->C + c] = (int32_t)nn++;
+    }
+    if (nn + 1 > INT32_MAX) {
+        vpd_free(idx);
+        return vpd_error(VPD_ERR_ARG, "attrib: %lld nodes (at most 2^31 - 1)", (long long)nn);
+    }
+    gr->n_nodes = (int)nn + 1;
+    gr->S = S;
+    gr->target_pos = target_pos;
+    gr->target_token = target_token;
+    gr->batch = batch;
+    gr->nodes = calloc((size_t)gr->n_nodes, sizeof *gr->nodes);
+    const size_t NR = (size_t)batch * S;
+    size_t work_n = 0;
+    for (int k = 0; k < L; k++) {
+        size_t w = vpd_components_work_size(&d->layers[k].comp, (int)NR);
+        if (w > work_n) work_n = w;
+    }
+    real *a = vpd_malloc(sizeof(real) * (size_t)CS * NR, "attrib a");
+    real *m = vpd_malloc(sizeof(real) * (size_t)CS * NR, "attrib masks");
+    real *dm = vpd_malloc(sizeof(real) * (size_t)CS * NR, "attrib dm");
+    real *ones = vpd_malloc(sizeof(real) * NR, "attrib delta mask");
+    real *work = vpd_malloc(sizeof(real) * work_n, "attrib workspace");
+    real *out = vpd_malloc(sizeof(real) * NR * (size_t)V, "attrib logits");
+    real *dout = vpd_malloc(sizeof(real) * NR * (size_t)V, "attrib dlogits");
+    int32_t *tok = vpd_malloc(sizeof(int32_t) * NR, "attrib tokens");
+    int *tl = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets"), *tc = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets");
+    int32_t *tn = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib targets");
+    int wmax = 1;
+    for (int k = 0; k < L; k++) {
+        const vpd_components *c = &d->layers[k].comp;
+        if (c->d_in > wmax) wmax = c->d_in;
+        if (c->d_out > wmax) wmax = c->d_out;
+        if (c->C > wmax) wmax = c->C;
+    }
+    real *gbuf = vpd_malloc(sizeof(real) * (size_t)batch * (size_t)wmax * 6, "attrib gathered rows");
+    int32_t *gtok = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib gathered rows");
+    bool *full = vpd_calloc(sizeof(bool) * (size_t)L, "attrib rows");
+    /* the target nodes of each position: non-embedding subcomponents (an embedding has no
+     * input, so no incoming edge) and the output at t* */
+    int64_t *pos_start = vpd_calloc(sizeof(int64_t) * (size_t)(S + 1), "attrib targets");
+    int32_t *targets = vpd_malloc(sizeof(int32_t) * (size_t)(nn + 1), "attrib targets");
+    edge_list el = {0};
+    vpd_status st = VPD_OK;
+    if (!gr->nodes || !a || !m || !dm || !ones || !work || !out || !dout || !tok || !tl || !tc || !tn || !pos_start ||
+        !targets || !gbuf || !gtok || !full) {
+        st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for %d x %d positions", batch, S);
+        goto done;
+    }
+    for (size_t i = 0; i < NR; i++) ones[i] = 1;
+    /* node table; targets grouped by position */
+    {
+        int64_t nt = 0;
+        for (int s = 0; s < S; s++) {
+            pos_start[s] = nt;
+            for (int oi = 0; oi < L; oi++) {
+                int k = ord[oi];
+                const vpd_layer_state *ls = &d->layers[k];
+                for (int c = 0; c < ls->C; c++) {
+                    int32_t id = idx[(size_t)S * ls->c_off + (size_t)s * ls->C + c];
+                    if (id < 0) continue;
+                    gr->nodes[id] = (vpd_attrib_node){k, c, s, (double)g[(size_t)S * ls->c_off + (size_t)s * ls->C + c], 0, 0};
+                    if (!ls->embedding) targets[nt++] = id;
+                }
+            }
+            if (s == target_pos) targets[nt++] = (int32_t)nn;
+        }
+        pos_start[S] = nt;
+        gr->nodes[nn] = (vpd_attrib_node){-1, target_token, target_pos, 1, 0, 0};
+    }
+
+    attr_hook h = {{attr_forward, attr_backward}, d, 0, 0, 0, a, m, dm, ones, work, 0, tl, tc, full, NULL, NULL, NULL,
+                   NULL, NULL, NULL, gtok};
+    {
+        const size_t gw = (size_t)batch * (size_t)wmax;
+        h.gdy = gbuf;
+        h.gx = gbuf + gw;
+        h.ga = gbuf + 2 * gw;
+        h.gm = gbuf + 3 * gw;
+        h.gdm = gbuf + 4 * gw;
+        h.ge = gbuf + 5 * gw;
+    }
+    /* the whole prompt once (every rank alike): node activations, the target's logit */
+    {
+        h.N = S;
+        h.Sp = S;
+        for (int k = 0; k < L; k++) memcpy(blk(&h, m, k), g + (size_t)S * d->layers[k].c_off, sizeof(real) * (size_t)S * d->layers[k].C);
+        vpd_model_input in = {1, S, NULL, tokens};
+        vpd_model_forward(M, &in, out, &h.base);
+        for (int i = 0; i < (int)nn; i++) {
+            const vpd_attrib_node *nd = &gr->nodes[i];
+            int C = d->layers[nd->layer].C;
+            gr->nodes[i].act = (double)blk(&h, a, nd->layer)[(size_t)nd->pos * C + nd->c];
+        }
+        const real *row = out + (size_t)target_pos * V;
+        double mx = row[0];
+        for (int v = 1; v < V; v++) mx = fmax(mx, row[v]);
+        double z = 0;
+        for (int v = 0; v < V; v++) z += exp((double)row[v] - mx);
+        gr->logit = row[target_token];
+        gr->prob = exp((double)row[target_token] - mx) / z;
+        gr->nodes[nn].act = gr->logit;
+    }
+
+    /* work items: (position, chunk of <= batch targets), dealt round-robin. The forward of
+     * position t (Bt = min(batch, targets at t) copies of the prefix) is shared by the
+     * rank's chunks at t: the backward leaves the forward's activations intact. */
+    int64_t item = 0;
+    for (int t = 0; t < S && st == VPD_OK; t++) {
+        const int64_t nt = pos_start[t + 1] - pos_start[t];
+        if (nt == 0) continue;
+        const int Bt = (int)(nt < batch ? nt : batch);
+        const int Sp = t + 1, N = Bt * Sp;
+        bool mine = false;
+        for (int64_t c0 = pos_start[t], it = item; c0 < pos_start[t + 1]; c0 += batch, it++) mine |= it % size == rank;
+        if (!mine) {
+            item += (nt + batch - 1) / batch;
+            continue;
+        }
+        h.N = N;
+        h.Sp = Sp;
+        h.t = t;
+        h.Bc = 0; /* no seeds in the forward */
+        for (int b = 0; b < Bt; b++) memcpy(tok + (size_t)b * Sp, tokens, sizeof(int32_t) * (size_t)Sp);
+        for (int k = 0; k < L; k++) {
+            const vpd_layer_state *ls = &d->layers[k];
+            real *mk = blk(&h, m, k);
+            for (int b = 0; b < Bt; b++)
+                memcpy(mk + (size_t)b * Sp * ls->C, g + (size_t)S * ls->c_off, sizeof(real) * (size_t)Sp * ls->C);
+        }
+        vpd_model_input in = {Bt, Sp, NULL, tok};
+        vpd_model_forward(M, &in, t == target_pos ? out : NULL, &h.base); /* logits only where the output is */
+        for (int64_t c0 = pos_start[t]; c0 < pos_start[t + 1] && st == VPD_OK; c0 += batch, item++) {
+            if (item % size != rank) continue;
+            const int Bc = (int)((pos_start[t + 1] - c0) < batch ? (pos_start[t + 1] - c0) : batch);
+            h.Bc = Bc;
+            bool has_out = false;
+            memset(full, 0, sizeof(bool) * (size_t)L);
+            for (int b = 0; b < Bc; b++) {
+                tn[b] = targets[c0 + b];
+                tl[b] = gr->nodes[tn[b]].layer;
+                tc[b] = gr->nodes[tn[b]].c;
+                has_out |= tl[b] < 0;
+                if (tl[b] >= 0)
+                    for (int k = 0; k < L; k++) full[k] |= kv_to_o(d->layers[k].name, d->layers[tl[b]].name);
+            }
+            memset(dm, 0, sizeof(real) * (size_t)CS * N);
+            if (has_out) {
+                memset(dout, 0, sizeof(real) * (size_t)N * V);
+                for (int b = 0; b < Bc; b++)
+                    if (tl[b] < 0) dout[((size_t)b * Sp + t) * V + target_token] = 1;
+            }
+            vpd_model_backward(M, has_out ? dout : NULL, NULL, NULL, &h.base);
+            /* edges into each copy's target */
+            for (int b = 0; b < Bc && st == VPD_OK; b++) {
+                const int kt = tl[b];
+                const int mlt = kt < 0 ? M->n_layers : d->layers[kt].model_layer;
+                for (int k = 0; k < L && st == VPD_OK; k++) {
+                    const vpd_layer_state *ls = &d->layers[k];
+                    if (ls->model_layer >= mlt) continue;
+                    const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
+                    const real *dmk = blk(&h, dm, k), *mk = blk(&h, m, k);
+                    for (int s = cross ? 0 : t; s <= t && st == VPD_OK; s++) {
+                        const int32_t *ix = idx + (size_t)S * ls->c_off + (size_t)s * ls->C;
+                        const size_t r0 = ((size_t)b * Sp + s) * ls->C;
+                        for (int c = 0; c < ls->C; c++) {
+                            if (ix[c] < 0) continue;
+                            double w = (double)dmk[r0 + c] * (double)mk[r0 + c];
+                            if (w != 0) st = edge_push(&el, ix[c], tn[b], w);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    gr->n_backward = item;
+    st = vpd_all_agree(st, comm);
+    if (st != VPD_OK) goto done;
+
+    /* gather on rank 0 in rank blocks padded to the largest, then one order */
+    {
+        int64_t *counts = vpd_calloc(sizeof(int64_t) * (size_t)size, "attrib counts");
+        double mxn = (double)el.n;
+        vpd_max_double(&mxn, 1, comm);
+        const int64_t maxn = (int64_t)mxn;
+        vpd_attrib_edge *send = vpd_calloc(sizeof(vpd_attrib_edge) * (size_t)(maxn > 0 ? maxn : 1), "attrib edges");
+        vpd_attrib_edge *recv = rank == 0 ? vpd_malloc(sizeof(vpd_attrib_edge) * (size_t)(maxn > 0 ? maxn : 1) * size, "attrib edges") : NULL;
+        if (!counts || !send || (rank == 0 && !recv)) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory gathering %lld edges", (long long)maxn);
+        st = vpd_all_agree(st, comm);
+        if (st == VPD_OK) {
+            int64_t mine = el.n;
+            vpd_gather_bytes(&mine, sizeof mine, counts, 0, comm);
+            if (el.n) memcpy(send, el.e, sizeof(vpd_attrib_edge) * (size_t)el.n);
+            vpd_gather_bytes(send, sizeof(vpd_attrib_edge) * (size_t)(maxn > 0 ? maxn : 1), recv, 0, comm);
+            if (rank == 0) {
+                int64_t n = 0;
+                for (int r = 0; r < size; r++)
+                    for (int64_t i = 0; i < counts[r]; i++) recv[n++] = recv[(size_t)r * (size_t)(maxn > 0 ? maxn : 1) + (size_t)i];
+                qsort(recv, (size_t)n, sizeof *recv, edge_cmp);
+                gr->edges = recv;
+                gr->n_edges = n;
+                recv = NULL;
+            }
+        }
+        vpd_free(counts);
+        vpd_free(send);
+        vpd_free(recv);
+    }
+done:
+    free(el.e);
+    vpd_free(idx);
+    vpd_free(a);
+    vpd_free(m);
+    vpd_free(dm);
+    vpd_free(ones);
+    vpd_free(work);
+    vpd_free(out);
+    vpd_free(dout);
+    vpd_free(tok);
+    vpd_free(tl);
+    vpd_free(tc);
+    vpd_free(tn);
+    vpd_free(pos_start);
+    vpd_free(targets);
+    vpd_free(gbuf);
+    vpd_free(gtok);
+    vpd_free(full);
+    if (st != VPD_OK) vpd_attrib_graph_free(gr);
+    return st;
+}
+
+void vpd_attrib_influence(vpd_attrib_graph *gr) {
+    if (gr->n_nodes < 1) return;
+    const int n = gr->n_nodes;
+    double *rowsum = calloc((size_t)n, sizeof(double));
+    if (!rowsum) return;
+    for (int i = 0; i < n; i++) gr->nodes[i].influence = 0;
+    for (int64_t e = 0; e < gr->n_edges; e++) rowsum[gr->edges[e].dst] += fabs(gr->edges[e].w);
+    /* edges sorted by dst and every edge goes to a later node: a node's influence is final
+     * when the sweep (descending dst) reaches its incoming edges */
+    for (int64_t e = gr->n_edges - 1; e >= 0; e--) {
+        const vpd_attrib_edge *E = &gr->edges[e];
+        if (rowsum[E->dst] <= 0) continue;
+        double up = (E->dst == n - 1 ? 1.0 : gr->nodes[E->dst].influence);
+        gr->nodes[E->src].influence += up * fabs(E->w) / rowsum[E->dst];
+    }
+    gr->nodes[n - 1].influence = 1;
+    free(rowsum);
+}
+
+static const double *g_sort_key;
+static int key_desc(const void *pa, const void *pb) {
+    int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
+    if (g_sort_key[a] != g_sort_key[b]) return g_sort_key[a] > g_sort_key[b] ? -1 : 1;
+    return (a > b) - (a < b);
+}
+
+/* indices [0, n) sorted by key descending (ties by index); keep the prefix whose key sum
+ * reaches frac of the total */
+static vpd_status keep_top_fraction(const double *key, int64_t n, const bool *eligible, double frac, bool *keep) {
+    int64_t *ord = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
+    if (!ord) return vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting %lld items", (long long)n);
+    int64_t m = 0;
+    double total = 0;
+    for (int64_t i = 0; i < n; i++)
+        if (!eligible || eligible[i]) {
+            ord[m++] = i;
+            total += key[i];
+        }
+    g_sort_key = key;
+    qsort(ord, (size_t)m, sizeof *ord, key_desc);
+    double cum = 0;
+    for (int64_t j = 0; j < m; j++) {
+        if (frac < 1 && total > 0 && cum >= frac * total) break;
+        keep[ord[j]] = true;
+        cum += key[ord[j]];
+    }
+    free(ord);
+    return VPD_OK;
+}
+
+vpd_status vpd_attrib_select(const vpd_attrib_graph *gr, double node_threshold, double edge_threshold, bool *keep_node,
+                             bool *keep_edge) {
+    const int n = gr->n_nodes;
+    memset(keep_node, 0, (size_t)n);
+    memset(keep_edge, 0, (size_t)(gr->n_edges > 0 ? gr->n_edges : 0));
+    if (n < 1) return VPD_OK;
+    double *key = malloc(sizeof(double) * (size_t)(n > gr->n_edges ? n : gr->n_edges));
+    double *rowsum = calloc((size_t)n, sizeof(double));
+    bool *elig = malloc((size_t)(n > gr->n_edges ? n : gr->n_edges));
+    vpd_status st = VPD_OK;
+    if (!key || !rowsum || !elig) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting the graph");
+    if (st == VPD_OK) {
+        for (int i = 0; i < n; i++) key[i] = gr->nodes[i].influence;
+        key[n - 1] = 0;
+        st = keep_top_fraction(key, n - 1, NULL, node_threshold, keep_node);
+        keep_node[n - 1] = true;
+    }
+    if (st == VPD_OK) {
+        for (int64_t e = 0; e < gr->n_edges; e++) rowsum[gr->edges[e].dst] += fabs(gr->edges[e].w);
+        for (int64_t e = 0; e < gr->n_edges; e++) {
+            const vpd_attrib_edge *E = &gr->edges[e];
+            elig[e] = keep_node[E->src] && keep_node[E->dst];
+            key[e] = rowsum[E->dst] > 0 ? fabs(E->w) / rowsum[E->dst] * (E->dst == n - 1 ? 1.0 : gr->nodes[E->dst].influence) : 0;
+        }
+        st = keep_top_fraction(key, gr->n_edges, elig, edge_threshold, keep_edge);
+    }
+    free(key);
+    free(rowsum);
+    free(elig);
+    return st;
+}
+
+void vpd_attrib_graph_free(vpd_attrib_graph *gr) {
+    free(gr->nodes);
+    vpd_free(gr->edges);
+    memset(gr, 0, sizeof *gr);
+}
+
+/* ---- files ------------------------------------------------------------------------------ */
+static void json_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", f);
+        else if (*p == '\t') fputs("\\t", f);
+        else if (*p == '\r') fputs("\\r", f);
+        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
+        else fputc(*p, f);
+    }
+    fputc('"', f);
+}
+
+/* forward rank of each decomposed layer (the "layer" of circuit-tracer's nodes) */
+static void layer_rank(const vpd_decomp *d, int *rk) {
+    int ord[256];
+    forward_order(d, ord);
+    for (int i = 0; i < d->L && i < 256; i++) rk[ord[i]] = i;
+}
+
+static void node_id(char *buf, size_t n, const vpd_attrib_graph *gr, const int *rk, int i, int L) {
+    const vpd_attrib_node *nd = &gr->nodes[i];
+    snprintf(buf, n, "%d_%d_%d", nd->layer < 0 ? L : rk[nd->layer], nd->c, nd->pos);
+}
+
+vpd_status vpd_attrib_write_json(const vpd_attrib_graph *gr, const vpd_decomp *d, const vpd_attrib_meta *meta,
+                                 const char *path) {
+    bool *kn = malloc((size_t)(gr->n_nodes > 0 ? gr->n_nodes : 1)), *ke = malloc((size_t)(gr->n_edges > 0 ? gr->n_edges : 1));
+    vpd_status st = kn && ke ? vpd_attrib_select(gr, meta->node_threshold, meta->edge_threshold, kn, ke)
+                             : vpd_error(VPD_ERR_MEM, "attrib: out of memory writing %s", path);
+    FILE *f = st == VPD_OK ? fopen(path, "w") : NULL;
+    if (!f) {
+        free(kn);
+        free(ke);
+        return st != VPD_OK ? st : vpd_error(VPD_ERR_IO, "cannot write %s", path);
+    }
+    int kept_nodes = 0;
+    int64_t kept_edges = 0;
+    for (int i = 0; i < gr->n_nodes; i++) kept_nodes += kn[i];
+    for (int64_t e = 0; e < gr->n_edges; e++) kept_edges += ke[e];
+    int rk[256];
+    layer_rank(d, rk);
+    const int L = d->L;
+    fprintf(f, "{\n\"metadata\": {\"slug\": \"vpd-attrib\", \"scan\": \"vpd\", \"prompt\": ");
+    json_str(f, meta->prompt);
+    fprintf(f, ",\n \"prompt_tokens\": [");
+    for (int s = 0; s < gr->S; s++) {
+        if (s) fputs(", ", f);
+        json_str(f, meta->tok_str ? meta->tok_str[s] : "");
+    }
+    fprintf(f, "],\n \"node_threshold\": %.9g, \"edge_threshold\": %.9g, \"ci_threshold\": 0,\n", meta->node_threshold,
+            meta->edge_threshold);
+    fprintf(f, " \"info\": {\"generator\": \"vpd attrib\", \"run_dir\": ");
+    json_str(f, meta->run_dir);
+    fprintf(f, ", \"target_token\": %d, \"target_str\": ", gr->target_token);
+    json_str(f, meta->target_str);
+    fprintf(f, ", \"target_position\": %d, \"target_logit\": %.9g, \"p_target_ci_masks_delta\": %.9g,\n", gr->target_pos,
+            gr->logit, gr->prob);
+    fprintf(f, "  \"n_nodes_full\": %d, \"n_links_full\": %lld, \"n_nodes\": %d, \"n_links\": %lld, "
+               "\"backward_chunks\": %lld, \"batch\": %d, \"prune_steps\": %d, \"seconds\": %.3f, \"ranks\": %d,\n",
+            gr->n_nodes, (long long)gr->n_edges, kept_nodes, (long long)kept_edges, (long long)gr->n_backward, gr->batch,
+            meta->prune_steps, meta->seconds, meta->n_ranks);
+    fprintf(f, "  \"edge\": \"w = d a_c / d(g a)_c' * (g a)_c', a = V_c^T x; forward: masks g, delta term mask 1 (no node); "
+               "gradient stopped at every other subcomponent; within a position except k/v -> o\",\n");
+    fprintf(f, "  \"layers\": [");
+    for (int i = 0; i < L; i++) {
+        int k = 0;
+        for (int j = 0; j < L; j++)
+            if (rk[j] == i) k = j;
+        fprintf(f, "%s", i ? ", " : "");
+        json_str(f, d->layers[k].name);
+    }
+    fprintf(f, "]}},\n\"qParams\": {\"pinnedIds\": [], \"supernodes\": [], \"linkType\": \"both\", \"clickedId\": \"\", "
+               "\"sg_pos\": \"\"},\n\"nodes\": [\n");
+    char id[64];
+    int written = 0;
+    for (int i = 0; i < gr->n_nodes; i++) {
+        const vpd_attrib_node *nd = &gr->nodes[i];
+        if (!kn[i]) continue;
+        node_id(id, sizeof id, gr, rk, i, L);
+        bool out = nd->layer < 0;
+        fprintf(f, " {\"node_id\": \"%s\", \"jsNodeId\": \"%s\", \"feature\": %d, \"layer\": \"%d\", \"ctx_idx\": %d, "
+                   "\"reverse_ctx_idx\": %d, \"feature_type\": \"%s\", \"layer_name\": ",
+                id, id, nd->c, out ? L : rk[nd->layer], nd->pos, gr->S - 1 - nd->pos, out ? "logit" : "vpd subcomponent");
+        json_str(f, out ? "logits" : d->layers[nd->layer].name);
+        fprintf(f, ", \"g\": %.9g, \"activation\": %.9g, \"influence\": %.9g, \"is_target_logit\": %s, \"token_prob\": %.9g, "
+                   "\"run_idx\": 0, \"clerp\": ",
+                nd->g, nd->act, nd->influence, out ? "true" : "false", out ? gr->prob : 0.0);
+        if (out) {
+            char lab[256];
+            snprintf(lab, sizeof lab, "output \"%s\" (p=%.4f)", meta->target_str ? meta->target_str : "", gr->prob);
+            json_str(f, lab);
+        } else {
+            json_str(f, meta->labels ? meta->labels[d->layers[nd->layer].c_off + nd->c] : "");
+        }
+        fprintf(f, "}%s\n", ++written < kept_nodes ? "," : "");
+    }
+    fprintf(f, "],\n\"links\": [\n");
+    char id2[64];
+    int64_t we = 0;
+    for (int64_t e = 0; e < gr->n_edges; e++) {
+        if (!ke[e]) continue;
+        node_id(id, sizeof id, gr, rk, gr->edges[e].src, L);
+        node_id(id2, sizeof id2, gr, rk, gr->edges[e].dst, L);
+        fprintf(f, " {\"source\": \"%s\", \"target\": \"%s\", \"weight\": %.9g}%s\n", id, id2, gr->edges[e].w,
+                ++we < kept_edges ? "," : "");
+    }
+    fprintf(f, "]\n}\n");
+    free(kn);
+    free(ke);
+    if (fclose(f) != 0) return vpd_error(VPD_ERR_IO, "error writing %s", path);
+    return VPD_OK;
+}
+
+static void dot_str(FILE *f, const char *s) {
+    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
+        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
+        else if (*p == '\n') fputs("\\n", f);
+        else if (*p < 0x20) fputc(' ', f);
+        else fputc(*p, f);
+    }
+}
+
+static int abs_w_desc(const void *pa, const void *pb) {
+    double a = fabs((*(const vpd_attrib_edge *const *)pa)->w), b = fabs((*(const vpd_attrib_edge *const *)pb)->w);
+    if (a != b) return a > b ? -1 : 1;
+    const vpd_attrib_edge *x = *(const vpd_attrib_edge *const *)pa, *y = *(const vpd_attrib_edge *const *)pb;
+    if (x->dst != y->dst) return x->dst < y->dst ? -1 : 1;
+    return (x->src > y->src) - (x->src < y->src);
+}
+
+vpd_status vpd_attrib_write_dot(const vpd_attrib_graph *gr, const vpd_decomp *d, const vpd_attrib_meta *meta,
+                                int top_edges, const char *path) {
+    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(gr->n_edges > 0 ? gr->n_edges : 1));
+    bool *used = calloc((size_t)gr->n_nodes, 1);
+    if (!sel || !used) {
+        free(sel);
+        free(used);
+        return vpd_error(VPD_ERR_MEM, "attrib: out of memory for the dot file");
+    }
+    for (int64_t e = 0; e < gr->n_edges; e++) sel[e] = &gr->edges[e];
+    qsort(sel, (size_t)gr->n_edges, sizeof *sel, abs_w_desc);
+    int64_t ne = gr->n_edges < top_edges ? gr->n_edges : top_edges;
+    double wmax = ne > 0 ? fabs(sel[0]->w) : 1;
+    for (int64_t e = 0; e < ne; e++) used[sel[e]->src] = used[sel[e]->dst] = true;
+    used[gr->n_nodes - 1] = true;
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        free(sel);
+        free(used);
+        return vpd_error(VPD_ERR_IO, "cannot write %s", path);
+    }
+    int rk[256];
+    layer_rank(d, rk);
+    fprintf(f, "digraph attrib {\n  rankdir=BT; node [shape=box, fontsize=10, style=filled, fillcolor=\"#f4f4f4\"];\n");
+    fprintf(f, "  labelloc=t; label=\"vpd attrib: ");
+    dot_str(f, meta->prompt);
+    fprintf(f, " -> '");
+    dot_str(f, meta->target_str);
+    fprintf(f, "' (p=%.4f, CI masks + delta); %d nodes, %lld links; top %lld by |weight|\";\n", gr->prob, gr->n_nodes,
+            (long long)gr->n_edges, (long long)ne);
+    char id[64];
+    for (int li = -1; li < d->L; li++) { /* one rank per decomposed layer, the output on top */
+        fprintf(f, "  { rank=same;");
+        for (int i = 0; i < gr->n_nodes; i++) {
+            const vpd_attrib_node *nd = &gr->nodes[i];
+            if (!used[i] || (li < 0 ? nd->layer >= 0 : (nd->layer < 0 || rk[nd->layer] != li))) continue;
+            node_id(id, sizeof id, gr, rk, i, d->L);
+            fprintf(f, " \"%s\" [label=\"", id);
+            if (nd->layer < 0) {
+                fprintf(f, "logit '");
+                dot_str(f, meta->target_str);
+                fprintf(f, "' @%d\\np=%.3f\", fillcolor=\"#ffe08a\"];", nd->pos, gr->prob);
+                continue;
+            }
+            dot_str(f, d->layers[nd->layer].name);
+            fprintf(f, ":%d @%d '", nd->c, nd->pos);
+            dot_str(f, meta->tok_str ? meta->tok_str[nd->pos] : "");
+            fprintf(f, "'\\ng=%.2f a=%.3g infl=%.3f", nd->g, nd->act, nd->influence);
+            const char *lab = meta->labels ? meta->labels[d->layers[nd->layer].c_off + nd->c] : NULL;
+            if (lab && lab[0]) {
+                fprintf(f, "\\n");
+                dot_str(f, lab);
+            }
+            fprintf(f, "\"];");
+        }
+        fprintf(f, " }\n");
+    }
+    char id2[64];
+    for (int64_t e = 0; e < ne; e++) {
+        node_id(id, sizeof id, gr, rk, sel[e]->src, d->L);
+        node_id(id2, sizeof id2, gr, rk, sel[e]->dst, d->L);
+        double r = fabs(sel[e]->w) / (wmax > 0 ? wmax : 1);
+        fprintf(f, "  \"%s\" -> \"%s\" [color=\"%s\", penwidth=%.2f, tooltip=\"%.4g\"];\n", id, id2,
+                sel[e]->w >= 0 ? "#1f5fbf" : "#c0392b", 0.5 + 4.5 * r, sel[e]->w);
+    }
+    fprintf(f, "}\n");
+    free(sel);
+    free(used);
+    if (fclose(f) != 0) return vpd_error(VPD_ERR_IO, "error writing %s", path);
+    return VPD_OK;
+}
+
+vpd_status vpd_attrib_write_svg(const vpd_attrib_graph *gr, const vpd_decomp *d, const vpd_attrib_meta *meta,
+                                int top_edges, const char *path) {
+    const int n = gr->n_nodes;
+    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(gr->n_edges > 0 ? gr->n_edges : 1));
+    bool *used = calloc((size_t)n, 1);
+    double *x = calloc((size_t)n, sizeof(double)), *y = calloc((size_t)n, sizeof(double));
+    int *cell = calloc((size_t)(d->L + 1) * (size_t)gr->S, sizeof(int));
+    FILE *f = NULL;
+    vpd_status st = VPD_OK;
+    if (!sel || !used || !x || !y || !cell) {
+        st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for the svg");
+        goto out;
+    }
+    for (int64_t e = 0; e < gr->n_edges; e++) sel[e] = &gr->edges[e];
+    qsort(sel, (size_t)gr->n_edges, sizeof *sel, abs_w_desc);
+    int64_t ne = gr->n_edges < top_edges ? gr->n_edges : top_edges;
+    double wmax = ne > 0 ? fabs(sel[0]->w) : 1;
+    for (int64_t e = 0; e < ne; e++) used[sel[e]->src] = used[sel[e]->dst] = true;
+    used[n - 1] = true;
+    int rk[256];
+    layer_rank(d, rk);
+    const double colw = 150, rowh = 110, x0 = 150, sp = 16;
+    const int L = d->L;
+    /* rows: layer rank L-1 .. 0 from the top, the output above them */
+    for (int i = 0; i < n; i++) {
+        if (!used[i]) continue;
+        const vpd_attrib_node *nd = &gr->nodes[i];
+        int r = nd->layer < 0 ? L : rk[nd->layer];
+        int k = cell[(size_t)r * gr->S + nd->pos]++;
+        x[i] = x0 + colw * nd->pos + 10 + sp * (k % 8);
+        y[i] = 60 + rowh * (L - r) + 14 * (k / 8) + 20;
+    }
+    f = fopen(path, "w");
+    if (!f) {
+        st = vpd_error(VPD_ERR_IO, "cannot write %s", path);
+        goto out;
+    }
+    double W = x0 + colw * gr->S + 20, H = 60 + rowh * (L + 1) + 60;
+    fprintf(f, "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%.0f\" height=\"%.0f\" font-family=\"sans-serif\" "
+               "font-size=\"11\">\n<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n", W, H);
+    fprintf(f, "<text x=\"10\" y=\"20\" font-size=\"14\">vpd attrib: ");
+    for (const char *p = meta->prompt ? meta->prompt : ""; *p; p++) {
+        if (*p == '<') fputs("&lt;", f);
+        else if (*p == '&') fputs("&amp;", f);
+        else if (*p == '>') fputs("&gt;", f);
+        else fputc(*p, f);
+    }
+    fprintf(f, " -&gt; target #%d at position %d, p=%.4f (CI masks + delta); %d nodes, %lld links; top %lld by |weight| "
+               "(blue +, red -)</text>\n", gr->target_token, gr->target_pos, gr->prob, n, (long long)gr->n_edges, (long long)ne);
+    for (int r = 0; r <= L; r++) {
+        const char *name = "output";
+        for (int k = 0; k < L; k++)
+            if (r < L && rk[k] == r) name = d->layers[k].name;
+        fprintf(f, "<text x=\"6\" y=\"%.0f\" fill=\"#555\">%s</text>\n", 60 + rowh * (L - r) + 24, name);
+    }
+    for (int s = 0; s < gr->S; s++) {
+        fprintf(f, "<text x=\"%.0f\" y=\"%.0f\" fill=\"#333\">%d ", x0 + colw * s + 10, H - 20, s);
+        for (const char *p = meta->tok_str ? meta->tok_str[s] : ""; *p; p++) {
+            if (*p == '<') fputs("&lt;", f);
+            else if (*p == '&') fputs("&amp;", f);
+            else if (*p == '>') fputs("&gt;", f);
+            else fputc(*p, f);
+        }
+        fprintf(f, "</text>\n");
+    }
+    for (int64_t e = ne - 1; e >= 0; e--) {
+        double r = fabs(sel[e]->w) / (wmax > 0 ? wmax : 1);
+        fprintf(f, "<line x1=\"%.1f\" y1=\"%.1f\" x2=\"%.1f\" y2=\"%.1f\" stroke=\"%s\" stroke-opacity=\"0.6\" "
+                   "stroke-width=\"%.2f\"><title>%.4g</title></line>\n",
+                x[sel[e]->src], y[sel[e]->src], x[sel[e]->dst], y[sel[e]->dst], sel[e]->w >= 0 ? "#1f5fbf" : "#c0392b",
+                0.5 + 4.5 * r, sel[e]->w);
+    }
+    for (int i = 0; i < n; i++) {
+        if (!used[i]) continue;
+        const vpd_attrib_node *nd = &gr->nodes[i];
+        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"5\" fill=\"%s\" stroke=\"#333\"><title>", x[i], y[i],
+                nd->layer < 0 ? "#f1c40f" : "#ddd");
+        if (nd->layer < 0) fprintf(f, "logit #%d @%d p=%.4f", nd->c, nd->pos, gr->prob);
+        else {
+            fprintf(f, "%s:%d @%d g=%.3f a=%.4g influence=%.4f", d->layers[nd->layer].name, nd->c, nd->pos, nd->g, nd->act,
+                    nd->influence);
+            const char *lab = meta->labels ? meta->labels[d->layers[nd->layer].c_off + nd->c] : NULL;
+            if (lab)
+                for (const char *p = lab; *p; p++) {
+                    if (*p == '<') fputs(" &lt;", f);
+                    else if (*p == '&') fputs("&amp;", f);
+                    else if (*p == '>') fputs("&gt;", f);
+                    else fputc(*p, f);
+                }
+        }
+        fprintf(f, "</title></circle>\n");
+        if (nd->layer >= 0) fprintf(f, "<text x=\"%.1f\" y=\"%.1f\" font-size=\"8\" fill=\"#444\">%d</text>\n", x[i] - 4, y[i] - 7, nd->c);
+    }
+    fprintf(f, "</svg>\n");
+    if (fclose(f) != 0) st = vpd_error(VPD_ERR_IO, "error writing %s", path);
+out:
+    free(sel);
+    free(used);
+    free(x);
+    free(y);
+    free(cell);
+    return st;
+}
