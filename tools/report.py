@@ -548,6 +548,57 @@ window.addEventListener('load',function(){if(!check()){var t=setInterval(functio
 """
 
 
+def attrib_section(run_dir, out):
+    """Attribution graphs of `vpd attrib` found in the run directory (RUN_DIR/attrib*.json with the
+    SVG beside it): the prompt, target, node counts, P(target) under the three masks, the drawing
+    and the most influential nodes. None when the run has none."""
+    import glob
+    import shutil
+    files = sorted(glob.glob(os.path.join(run_dir, "attrib*.json")))
+    parts = []
+    for k, path in enumerate(files):
+        try:
+            g = json.load(open(path, encoding="utf-8"))
+            meta, info = g["metadata"], g["metadata"].get("info", {})
+        except (OSError, ValueError, KeyError) as e:
+            parts.append(f"<p class='note'>{E(path)}: not a vpd attrib graph ({E(str(e))})</p>")
+            continue
+        rows = [("prompt", meta.get("prompt") or " ".join(meta.get("prompt_tokens", []))),
+                ("target", f"{info.get('target_str', '?')!r} (#{info.get('target_token', '?')}) at position "
+                           f"{info.get('target_position', '?')}"),
+                ("P(target), CI masks + Δ", f"{info.get('p_target_ci_masks_delta', float('nan')):.4f}"),
+                ("nodes / links (graph)", f"{info.get('n_nodes_full', '?')} / {info.get('n_links_full', '?')}"),
+                ("nodes / links (written, influence-pruned)", f"{info.get('n_nodes', '?')} / {info.get('n_links', '?')}")]
+        for key, label in (("p_target_pruned", "CI-optimised graph"), ("p_target_unpruned", "all alive on the prompt")):
+            p = info.get(key)
+            if p:
+                rows.append((f"P(target) {label}: CI / stochastic / adversarial",
+                             f"{p['ci']:.4f} / {p['stochastic']:.4f} / {p['adversarial']:.4f}"))
+        if info.get("n_alive") is not None:
+            rows.append(("alive on the prompt (position, subcomponent)", str(info["n_alive"])))
+        html_ = f"<h3>{E(os.path.basename(path))}</h3><table>" + "".join(
+            f"<tr><th>{E(a)}</th><td>{E(str(b))}</td></tr>" for a, b in rows) + "</table>"
+        svg = path[:-5] + ".svg"
+        if os.path.exists(svg):
+            name = f"attrib_{k}.svg"
+            shutil.copyfile(svg, os.path.join(out, name))
+            html_ += img(name, f"attribution graph {os.path.basename(path)}", 1100)
+        nodes = sorted((n for n in g.get("nodes", []) if not n.get("is_target_logit")),
+                       key=lambda n: -abs(n.get("influence") or 0))[:15]
+        if nodes:
+            html_ += ("<table><tr><th>node</th><th>layer</th><th>c</th><th>position</th><th>g</th><th>activation</th>"
+                      "<th>influence</th><th>label (harvest)</th></tr>" + "".join(
+                          f"<tr><td>{E(n['node_id'])}</td><td>{E(n.get('layer_name', n.get('layer', '')))}</td>"
+                          f"<td>{n.get('feature')}</td><td>{n.get('ctx_idx')}</td><td>{n.get('g', 0):.3f}</td>"
+                          f"<td>{n.get('activation', 0):.3f}</td><td>{n.get('influence', 0):.3f}</td>"
+                          f"<td>{E(n.get('clerp', ''))}</td></tr>" for n in nodes) + "</table>")
+        parts.append(html_)
+    if not parts:
+        return None
+    return ("<p>Graphs written by <code>vpd attrib RUN_DIR --prompt TEXT</code> (circuit-tracer's JSON layout; "
+            "edges = direct effects between subcomponents, VPD_METHOD.md §6).</p>" + "".join(parts))
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("run_dir")
@@ -562,7 +613,7 @@ def main():
         die(f"{out} exists: pass --force to overwrite it")
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):  # only what this tool writes: no stale plots of an earlier report
-        if f.endswith(".png") or f == "index.html":
+        if f.endswith(".png") or f == "index.html" or (f.startswith("attrib_") and f.endswith(".svg")):
             os.remove(os.path.join(out, f))
     run_path = os.path.join(run_dir, "run.h5")
     hv_path = os.path.join(run_dir, "harvest.h5")
@@ -623,6 +674,10 @@ def main():
         att = attention_section(hv, out)
         if att:
             sec.append(("attention", "Attention heads", att))
+    ag = attrib_section(run_dir, out)
+    if ag:
+        progress("attribution graphs")
+        sec.append(("attrib", "Attribution graphs", ag))
     if kind in ("tms", "resid_mlp"):
         progress("toy target: learned directions against the ground truth")
         W = load_weights(target_dir) if target_dir else {}

@@ -84,6 +84,9 @@ typedef struct {
     double seconds;
     int n_ranks;
     int prune_steps;             /* 0: unpruned */
+    double p_pruned[3];          /* P(target) of the pruned graph under CI, stochastic, adversarial masks */
+    double p_unpruned[3];        /* the same for every subcomponent alive on the prompt (prune_steps > 0) */
+    int n_alive;                 /* (position, subcomponent) pairs alive on the prompt (g > 0) */
     double node_threshold;       /* circuit-tracer pruning of the written graph: the nodes of largest */
     double edge_threshold;       /* influence up to this fraction of the total, then the edges of largest
                                     influence among them likewise; >= 1 keeps everything */

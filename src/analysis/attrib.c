@@ -577,6 +577,11 @@ vpd_status vpd_attrib_write_json(const vpd_attrib_graph *gr, const vpd_decomp *d
                "\"backward_chunks\": %lld, \"batch\": %d, \"prune_steps\": %d, \"seconds\": %.3f, \"ranks\": %d,\n",
             gr->n_nodes, (long long)gr->n_edges, kept_nodes, (long long)kept_edges, (long long)gr->n_backward, gr->batch,
             meta->prune_steps, meta->seconds, meta->n_ranks);
+    if (meta->prune_steps > 0)
+        fprintf(f, "  \"p_target_pruned\": {\"ci\": %.9g, \"stochastic\": %.9g, \"adversarial\": %.9g}, "
+                   "\"p_target_unpruned\": {\"ci\": %.9g, \"stochastic\": %.9g, \"adversarial\": %.9g}, \"n_alive\": %d,\n",
+                meta->p_pruned[0], meta->p_pruned[1], meta->p_pruned[2], meta->p_unpruned[0], meta->p_unpruned[1],
+                meta->p_unpruned[2], meta->n_alive);
     fprintf(f, "  \"edge\": \"w = d a_c / d(g a)_c' * (g a)_c', a = V_c^T x; forward: masks g, delta term mask 1 (no node); "
                "gradient stopped at every other subcomponent; within a position except k/v -> o\",\n");
     fprintf(f, "  \"layers\": [");

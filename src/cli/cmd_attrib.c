@@ -388,7 +388,9 @@ int vpd_cmd_attrib(int argc, char **argv) {
         target_str = tok_display(tk, target);
         labels = read_labels(d, hv, tk);
         vpd_attrib_meta meta = {A.prompt, (const char *const *)tok_str, target_str, (const char *const *)labels, A.dir,
-                                secs, vpd_world_size(), A.prune_steps, A.node_thr, A.edge_thr};
+                                secs, vpd_world_size(), A.prune_steps,
+                                {pr_pruned.p_ci, pr_pruned.p_stoch, pr_pruned.p_adv},
+                                {pr_unpruned.p_ci, pr_unpruned.p_stoch, pr_unpruned.p_adv}, n_alive, A.node_thr, A.edge_thr};
         s = vpd_attrib_write_json(&gr, d, &meta, out);
         if (s == VPD_OK) s = vpd_attrib_write_dot(&gr, d, &meta, A.svg_edges, dot);
         if (s == VPD_OK) { /* Graphviz when installed, else vpd's own layered drawing */

@@ -11,7 +11,8 @@ usage: check_report.py REPORT_DIR [--harvest RUN_DIR/harvest.h5 --max-cards N] [
   - the number of cards in the DOM equals what harvest.h5 holds: per layer min(N, subcomponents
     whose top list is non-empty);
   - a screenshot (1200x3000) is not blank: pixel standard deviation and the share of
-    non-white pixels above small thresholds; every PNG plot is not blank either.
+    non-white pixels above small thresholds; every PNG plot is not blank either, every SVG drawing is
+    well-formed with shapes in it.
 """
 import argparse
 import os
@@ -100,6 +101,16 @@ def main():
     if console:
         fail("console output: " + " | ".join(console[:5]))
     for i in imgs:
+        if i.endswith(".svg"):  # a drawing (vpd attrib's graph): well-formed SVG with shapes in it
+            import xml.etree.ElementTree as ET
+            try:
+                root = ET.parse(os.path.join(a.report_dir, i)).getroot()
+            except ET.ParseError as e:
+                fail(f"drawing {i} is not well-formed SVG: {e}")
+            shapes = [el for el in root.iter() if el.tag.split("}")[-1] in ("path", "ellipse", "polygon", "rect", "line", "circle", "text")]
+            if len(shapes) < 3:
+                fail(f"drawing {i} has {len(shapes)} shapes: looks empty")
+            continue
         sd, nw, _ = blank_stats(os.path.join(a.report_dir, i))
         if sd < 0.02 or nw < 0.005:
             fail(f"plot {i} looks blank (pixel std {sd:.4f}, non-white share {nw:.4f})")
