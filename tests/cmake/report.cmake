@@ -20,10 +20,11 @@ add_test(NAME report.lm_setup COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh
 set_tests_properties(report.lm_setup PROPERTIES FIXTURES_REQUIRED "hv_lm_done;lm_runs" FIXTURES_SETUP rp_lm
                      LABELS "lm;fixture" TIMEOUT 300 RESOURCE_LOCK lm_run_np1)
 add_test(NAME report.lm COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
-         "set -e; cd ${RP_DIR}; rm -rf lm/report
+         "set -e; cd ${RP_DIR}; rm -rf lm/report lm/attrib.json lm/attrib.dot lm/attrib.svg
+          ${VPD_CLI} attrib lm --token-ids 5,6,7,8,9,10 --prune-steps 20 > /dev/null
           ${VPD_CLI} report lm --max-cards 4 > lm_report.txt 2>&1 || { cat lm_report.txt; exit 1; }; cat lm_report.txt
           grep -q 'vpd report: layer 13/13 wte' lm_report.txt
-          ${RP_CHECK_STR} lm/report --harvest lm/harvest.h5 --max-cards 4 --screenshot lm_report.png --expect-note 'CI masks' --expect-note 'head_shares.png' --expect-note 'qk_h.0.png' --expect-note 'train_l0.png' --expect-note 'ci_histograms.png'")
+          ${RP_CHECK_STR} lm/report --harvest lm/harvest.h5 --max-cards 4 --screenshot lm_report.png --expect-note 'CI masks' --expect-note 'head_shares.png' --expect-note 'qk_h.0.png' --expect-note 'train_l0.png' --expect-note 'ci_histograms.png' --expect-note 'Attribution graphs' --expect-note 'attrib_0.svg'")
 set_tests_properties(report.lm PROPERTIES FIXTURES_REQUIRED rp_lm FIXTURES_SETUP rp_lm_done LABELS "lm;python" TIMEOUT 300)
 add_test(NAME report.lm_without_harvest COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
          "set -e; cd ${RP_DIR}; rm -rf lm_noharvest/report; ${VPD_CLI} report lm_noharvest
