@@ -313,12 +313,12 @@ def check(run_dir):
           f"g and a_c of {n_ci_checked} toy examples recomputed: ok")
 
 
-def recompute_lm(run_dir):
-    """Language models, independently of vpd's C code: run the target (tools/reference/reference_vpd.py)
-    and the global_shared_transformer CI function (tests/ci_transformer/make_ref.py, spd's
-    module re-implemented in PyTorch) in float64 on the harvested windows, from run.h5 and the
-    token file; compare count_pos, count_fire, mean_g and the top lists with the file. Float32
-    (vpd) against float64 moves positions near the thresholds, hence the tolerances."""
+def reference_run(run, cfg, run_dir, names):
+    """The run's target and decomposition as float64 PyTorch references (also used by
+    check_prompt_ci.py): the target's parameters p and config.json mcfg, the components
+    comp[name] = (V, U) for `names` (in that order: the CI function's layer order), the
+    global_shared_transformer CI function m loaded with the run's parameters, and the target's
+    layer table tl (reference_vpd.target_layers)."""
     import importlib.util
     import torch
     here = os.path.dirname(os.path.abspath(__file__))
@@ -327,23 +327,12 @@ def recompute_lm(run_dir):
     spec = importlib.util.spec_from_file_location("ci_ref", os.path.join(here, "..", "..", "tests", "ci_transformer", "make_ref.py"))
     CR = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(CR)
-    hf = h5py.File(os.path.join(run_dir, "harvest.h5"), "r")
-    run = h5py.File(os.path.join(run_dir, "run.h5"), "r")
-    cfg = yaml.safe_load(run["config"].attrs["yaml"])
     pd = cfg.get("pd", cfg)
-    ci = pd["ci_config"]
-    if ci.get("fn_type") != "global_shared_transformer" or pd.get("sampling", "continuous") != "continuous":
-        print("recompute: only global_shared_transformer CI with continuous sampling is implemented here; skipped")
-        return
-    tc = ci["simple_transformer_ci_cfg"]
+    tc = pd["ci_config"]["simple_transformer_ci_cfg"]
     ac = tc["attn_config"]
     tpath = target_path(cfg, run_dir)
     mcfg = json.load(open(os.path.join(tpath, "config.json")))
     p = {k: torch.tensor(v.astype(np.float64)) for k, v in load_safetensors(os.path.join(tpath, "model.safetensors")).items()}
-    at = hf.attrs
-    S, nw = int(at["seq_len"]), int(at["windows"])
-    toks = np.fromfile(at["tokens"], dtype="<u2" if at["vocab_size"] <= 65535 else "<u4")[: nw * S].astype(np.int64)
-    names = at["layers"].split("\n")
     comp = {n: (torch.tensor(run["components"][n]["V"][()].astype(np.float64)),
                 torch.tensor(run["components"][n]["U"][()].astype(np.float64))) for n in names}
     layers = [(n, comp[n][0].shape[0] if n != "wte" else comp[n][0].shape[1], comp[n][1].shape[0]) for n in names]
@@ -354,7 +343,32 @@ def recompute_lm(run_dir):
     res = m.load_state_dict(sd, strict=False)
     if res.unexpected_keys or any("inv_freq" not in k for k in res.missing_keys):
         fail(f"CI parameters do not match the reference module: {res.unexpected_keys} {res.missing_keys}")
-    tl = RV.target_layers("llama", p, mcfg)
+    return p, mcfg, comp, m, RV.target_layers("llama", p, mcfg)
+
+
+def recompute_lm(run_dir):
+    """Language models, independently of vpd's C code: run the target (tools/reference/reference_vpd.py)
+    and the global_shared_transformer CI function (tests/ci_transformer/make_ref.py, spd's
+    module re-implemented in PyTorch) in float64 on the harvested windows, from run.h5 and the
+    token file; compare count_pos, count_fire, mean_g and the top lists with the file. Float32
+    (vpd) against float64 moves positions near the thresholds, hence the tolerances."""
+    import torch
+    here = os.path.dirname(os.path.abspath(__file__))
+    sys.path.insert(0, here)
+    import reference_vpd as RV
+    hf = h5py.File(os.path.join(run_dir, "harvest.h5"), "r")
+    run = h5py.File(os.path.join(run_dir, "run.h5"), "r")
+    cfg = yaml.safe_load(run["config"].attrs["yaml"])
+    pd = cfg.get("pd", cfg)
+    ci = pd["ci_config"]
+    if ci.get("fn_type") != "global_shared_transformer" or pd.get("sampling", "continuous") != "continuous":
+        print("recompute: only global_shared_transformer CI with continuous sampling is implemented here; skipped")
+        return
+    at = hf.attrs
+    S, nw = int(at["seq_len"]), int(at["windows"])
+    toks = np.fromfile(at["tokens"], dtype="<u2" if at["vocab_size"] <= 65535 else "<u4")[: nw * S].astype(np.int64)
+    names = at["layers"].split("\n")
+    p, mcfg, comp, m, tl = reference_run(run, cfg, run_dir, names)
     C = {n: comp[n][1].shape[0] for n in names}
     cnt_pos = {n: np.zeros(C[n], np.int64) for n in names}
     cnt_fire = {n: np.zeros(C[n], np.int64) for n in names}

@@ -14,14 +14,11 @@ usage: check_prompt_ci.py OUT.json [--compare OTHER.json] [--run RUN_DIR]
              = the JSON's kept nodes, 0 elsewhere).
 """
 import argparse
-import importlib.util
 import json
-import math
 import os
 import sys
 
 import h5py
-import numpy as np
 import yaml
 
 
@@ -74,33 +71,14 @@ def recompute(j, run_dir):
     here = os.path.dirname(os.path.abspath(__file__))
     sys.path.insert(0, here)
     import reference_vpd as RV
-    from check_harvest import load_safetensors, target_path
-    spec = importlib.util.spec_from_file_location("ci_ref", os.path.join(here, "..", "..", "tests", "ci_transformer",
-                                                                          "make_ref.py"))
-    CR = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(CR)
+    from check_harvest import reference_run
     run = h5py.File(os.path.join(run_dir, "run.h5"), "r")
     cfg = yaml.safe_load(run["config"].attrs["yaml"])
     pd = cfg.get("pd", cfg)
-    ci = pd["ci_config"]
-    if ci.get("fn_type") != "global_shared_transformer":
+    if pd["ci_config"].get("fn_type") != "global_shared_transformer":
         fail("--run: only the global_shared_transformer CI function is implemented here")
-    tc = ci["simple_transformer_ci_cfg"]
-    ac = tc["attn_config"]
-    tpath = target_path(cfg, run_dir)
-    mcfg = json.load(open(os.path.join(tpath, "config.json")))
-    p = {k: torch.tensor(v.astype(np.float64)) for k, v in load_safetensors(os.path.join(tpath, "model.safetensors")).items()}
     names = sorted(run["components"].keys(), key=lambda s: s.encode())
-    comp = {n: (torch.tensor(run["components"][n]["V"][()].astype(np.float64)),
-                torch.tensor(run["components"][n]["U"][()].astype(np.float64))) for n in names}
-    layers = [(n, comp[n][0].shape[0] if n != "wte" else comp[n][0].shape[1], comp[n][1].shape[0]) for n in names]
-    m = CR.GlobalSharedTransformerCiFn(layers, tc["d_model"], tc["n_blocks"], ac["n_heads"], tc["mlp_hidden_dim"],
-                                       ac["max_len"], ac["rope_base"]).double()
-    sd = {k[len("ci_fn._global_ci_fn."):]: torch.tensor(v[()].astype(np.float64)) for k, v in run["ci_fn"].items()}
-    res = m.load_state_dict(sd, strict=False)
-    if res.unexpected_keys or any("inv_freq" not in k for k in res.missing_keys):
-        fail(f"CI parameters do not match the reference module: {res.unexpected_keys} {res.missing_keys}")
-    tl = RV.target_layers("llama", p, mcfg)
+    p, mcfg, comp, m, tl = reference_run(run, cfg, run_dir, names)
     tok = torch.tensor([j["tokens"]], dtype=torch.int64)
     T, t, y = tok.shape[1], j["position"], j["target_token"]
     C = {n: comp[n][1].shape[0] for n in names}
