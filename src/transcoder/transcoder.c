@@ -64,6 +64,36 @@ static int parse_name(const char *s, const char *const *names, int n) {
     return -1;
 }
 
+/* Every tensor of the file, one table for reading and writing: /layer_i/{W_enc [n, d], b_enc [n],
+ * threshold [n], b_dec [d], W_dec_j [n, d] for each later layer j it writes to}. */
+static vpd_status tc_tensors_io(vpd_h5 *f, vpd_transcoder *t, bool write) {
+    const int64_t n = t->n_latent, d = t->d_model;
+    vpd_status s = VPD_OK;
+    for (int i = 0; s == VPD_OK && i < t->n_layers; i++) {
+        struct {
+            const char *name;
+            real *x;
+            int rank;
+            int64_t sh[2];
+        } tab[4] = {{"W_enc", t->W_enc[i], 2, {n, d}}, {"b_enc", t->b_enc[i], 1, {n, 0}},
+                    {"threshold", t->threshold[i], 1, {n, 0}}, {"b_dec", t->b_dec[i], 1, {d, 0}}};
+        char p[96];
+        for (int e = 0; s == VPD_OK && e < 4 + t->n_layers; e++) {
+            int j = e - 4;
+            if (j >= 0 && !vpd_tc_writes(t, i, j)) continue;
+            real *x = j < 0 ? tab[e].x : t->W_dec[i * t->n_layers + j];
+            int rank = j < 0 ? tab[e].rank : 2;
+            int64_t sh[2] = {j < 0 ? tab[e].sh[0] : n, j < 0 ? tab[e].sh[1] : d};
+            if (j < 0)
+                snprintf(p, sizeof p, "/layer_%d/%s", i, tab[e].name);
+            else
+                snprintf(p, sizeof p, "/layer_%d/W_dec_%d", i, j);
+            s = write ? vpd_h5_write_real(f, p, x, rank, sh) : vpd_h5_read_real(f, p, x, rank, sh);
+        }
+    }
+    return s;
+}
+
 vpd_status vpd_transcoder_load(vpd_transcoder **out, const char *path) {
     *out = NULL;
     vpd_h5 f;
@@ -86,23 +116,7 @@ vpd_status vpd_transcoder_load(vpd_transcoder **out, const char *path) {
         s = vpd_error(VPD_ERR_VALUE, "%s: unknown kind '%s' or activation '%s'", path, kind, act);
     vpd_transcoder *t = NULL;
     if (s == VPD_OK) s = vpd_transcoder_create(&t, (vpd_tc_kind)ki, (vpd_tc_act)ai, (int)L, (int)d, (int)n, (int)k);
-    for (int i = 0; s == VPD_OK && i < t->n_layers; i++) {
-        char p[96];
-        int64_t sh[2] = {n, d}, sn[1] = {n}, sd[1] = {d};
-        snprintf(p, sizeof p, "/layer_%d/W_enc", i);
-        s = vpd_h5_read_real(&f, p, t->W_enc[i], 2, sh);
-        snprintf(p, sizeof p, "/layer_%d/b_enc", i);
-        if (s == VPD_OK) s = vpd_h5_read_real(&f, p, t->b_enc[i], 1, sn);
-        snprintf(p, sizeof p, "/layer_%d/threshold", i);
-        if (s == VPD_OK) s = vpd_h5_read_real(&f, p, t->threshold[i], 1, sn);
-        snprintf(p, sizeof p, "/layer_%d/b_dec", i);
-        if (s == VPD_OK) s = vpd_h5_read_real(&f, p, t->b_dec[i], 1, sd);
-        for (int j = 0; s == VPD_OK && j < t->n_layers; j++)
-            if (vpd_tc_writes(t, i, j)) {
-                snprintf(p, sizeof p, "/layer_%d/W_dec_%d", i, j);
-                s = vpd_h5_read_real(&f, p, t->W_dec[i * t->n_layers + j], 2, sh);
-            }
-    }
+    if (s == VPD_OK) s = tc_tensors_io(&f, t, false);
     if (s == VPD_OK) s = vpd_check_finite(t->params, t->n_params, path);
     vpd_free(fmt);
     vpd_free(kind);
@@ -134,24 +148,7 @@ vpd_status vpd_transcoder_save(const vpd_transcoder *t, const char *path, const 
     if (s == VPD_OK) s = vpd_h5_set_attr_int(&f, "/", "steps", steps);
     if (s == VPD_OK) s = vpd_h5_set_attr_str(&f, "/", "target", target ? target : "");
     if (s == VPD_OK) s = vpd_h5_set_attr_str(&f, "/", "config", config_text ? config_text : "");
-    int n = t->n_latent, d = t->d_model;
-    for (int i = 0; s == VPD_OK && i < t->n_layers; i++) {
-        char p[96];
-        int64_t sh[2] = {n, d}, sn[1] = {n}, sd[1] = {d};
-        snprintf(p, sizeof p, "/layer_%d/W_enc", i);
-        s = vpd_h5_write_real(&f, p, t->W_enc[i], 2, sh);
-        snprintf(p, sizeof p, "/layer_%d/b_enc", i);
-        if (s == VPD_OK) s = vpd_h5_write_real(&f, p, t->b_enc[i], 1, sn);
-        snprintf(p, sizeof p, "/layer_%d/threshold", i);
-        if (s == VPD_OK) s = vpd_h5_write_real(&f, p, t->threshold[i], 1, sn);
-        snprintf(p, sizeof p, "/layer_%d/b_dec", i);
-        if (s == VPD_OK) s = vpd_h5_write_real(&f, p, t->b_dec[i], 1, sd);
-        for (int j = 0; s == VPD_OK && j < t->n_layers; j++)
-            if (vpd_tc_writes(t, i, j)) {
-                snprintf(p, sizeof p, "/layer_%d/W_dec_%d", i, j);
-                s = vpd_h5_write_real(&f, p, t->W_dec[i * t->n_layers + j], 2, sh);
-            }
-    }
+    if (s == VPD_OK) s = tc_tensors_io(&f, (vpd_transcoder *)t, true); /* writing reads t only */
     vpd_status c = vpd_h5_close(&f);
     if (s == VPD_OK) s = c;
     if (s == VPD_OK && rename(tmp, path) != 0)
