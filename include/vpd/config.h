@@ -112,6 +112,8 @@ vpd_status vpd_config_get_int_list(vpd_config *node, const char *path, int lo, i
                                    int *n);
 vpd_status vpd_config_get_double_list(vpd_config *node, const char *path, double lo, double hi, double *out,
                                       int max, int *n);
+/* A list of exactly n doubles (e.g. `betas: [0.9, 0.99]`); absent keeps out[] (the defaults). */
+vpd_status vpd_config_get_double_tuple(vpd_config *node, const char *path, double lo, double hi, double *out, int n);
 vpd_status vpd_config_get_string_list(vpd_config *node, const char *path, const char **out, int max, int *n);
 
 /* ---- unknown keys --------------------------------------------------------------------

@@ -875,6 +875,13 @@ vpd_status vpd_config_get_double_list(vpd_config *node, const char *path, double
     return VPD_OK;
 }
 
+vpd_status vpd_config_get_double_tuple(vpd_config *node, const char *path, double lo, double hi, double *out, int n) {
+    int got = n;
+    VPD_TRY(vpd_config_get_double_list(node, path, lo, hi, out, n, &got));
+    if (got != n) return vpd_config_error(vpd_config_find(node, path), "expected %d values, got %d", n, got);
+    return VPD_OK;
+}
+
 vpd_status vpd_config_get_string_list(vpd_config *node, const char *path, const char **out, int max, int *n) {
     vpd_config *seq;
     VPD_TRY(list_node(node, path, max, "a list of strings", &seq));

@@ -230,9 +230,7 @@ static vpd_status read_config(vpd_config *root, pretrain_cfg *c, const char *out
     VPD_TRY(vpd_schedule_from_config(root, "lr", &c->lr));
     VPD_TRY(vpd_config_get_double(root, "weight_decay", 0.01, 0, 1e6, &c->weight_decay));
     double betas[2] = {0.9, 0.999};
-    int nb = 2;
-    VPD_TRY(vpd_config_get_double_list(root, "betas", 0, 0.999999999, betas, 2, &nb));
-    if (nb != 2) return vpd_config_error(vpd_config_find(root, "betas"), "expected two values [beta1, beta2]");
+    VPD_TRY(vpd_config_get_double_tuple(root, "betas", 0, 0.999999999, betas, 2)); /* [beta1, beta2] */
     c->beta1 = betas[0];
     c->beta2 = betas[1];
     VPD_TRY(vpd_config_get_double(root, "adam_eps", 1e-8, 0, 1, &c->adam_eps));

@@ -192,9 +192,7 @@ static vpd_status read_config(tc_run *r) {
     VPD_TRY(vpd_config_get_int64(root, "dead_tokens", 1000000, 1, INT64_MAX / 4, &c->dead_tokens));
     VPD_TRY(vpd_config_get_double(root, "lr", 3e-4, 0, 10, &c->lr));
     double betas[2] = {0.9, 0.99};
-    int nb = 2;
-    VPD_TRY(vpd_config_get_double_list(root, "betas", 0, 0.999999999, betas, 2, &nb));
-    if (nb != 2) return vpd_config_error(vpd_config_find(root, "betas"), "expected two values [beta1, beta2]");
+    VPD_TRY(vpd_config_get_double_tuple(root, "betas", 0, 0.999999999, betas, 2)); /* [beta1, beta2] */
     c->beta1 = betas[0];
     c->beta2 = betas[1];
     VPD_TRY(vpd_config_get_double(root, "adam_eps", 1e-8, 0, 1, &c->adam_eps));

@@ -217,6 +217,14 @@ static void test_getter_errors(void) {
     double dl[4];
     CHECK(vpd_config_get_double_list(c, "sect.many", 0, 10, dl, 4, &nd) == VPD_OK && nd == 3 && dl[2] == 3.0,
           "double list");
+    double tup[2] = {0.5, 0.25};
+    CHECK_MSG(vpd_config_get_double_tuple(c, "sect.many", 0, 10, tup, 2), "t.yaml:15: key 'sect.many': expected at most 2 elements, got 3");
+    double tup3[3];
+    CHECK(vpd_config_get_double_tuple(c, "sect.many", 0, 10, tup3, 3) == VPD_OK && tup3[0] == 1.0 && tup3[2] == 3.0, "tuple of 3");
+    double tup4[4];
+    CHECK_MSG(vpd_config_get_double_tuple(c, "sect.many", 0, 10, tup4, 4), "t.yaml:15: key 'sect.many': expected 4 values, got 3");
+    CHECK(vpd_config_get_double_tuple(c, "sect.absent", 0, 10, tup, 2) == VPD_OK && tup[0] == 0.5 && tup[1] == 0.25,
+          "absent tuple keeps the defaults");
     const char *sl[4];
     CHECK_MSG(vpd_config_get_string_list(c, "sect.strs", sl, 4, &nd), "t.yaml:18: key 'sect.strs.1': expected a string, got null");
     vpd_config *nulls = vpd_config_find(c, "nulls");
