@@ -70,6 +70,16 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
                         const real *q, const real *k, const real *v,
                         int B, int S, int H, int Hkv, int dh, bool causal);
 
+/* The same attention without the probabilities (src/nn/attention_rows.c): memory linear in S.
+ * The forward keeps lse [B,H,S] (the log-sum-exp of each row's scaled scores); the backward
+ * recomputes the probabilities in blocks of `rows` query rows from q, k and lse. dq, dk, dv
+ * accumulate (each may be NULL). Work: 2·rows·S values per thread. */
+void attention_rows_forward(real *out, real *lse, const real *q, const real *k, const real *v,
+                            int B, int S, int H, int Hkv, int dh, bool causal, int rows);
+void attention_rows_backward(real *dq, real *dk, real *dv, const real *dout, const real *lse,
+                             const real *q, const real *k, const real *v,
+                             int B, int S, int H, int Hkv, int dh, bool causal, int rows);
+
 /* ---- softmax over the last dim, probs[N,V] */
 void softmax_forward(real *probs, const real *logits, int N, int V);
 
