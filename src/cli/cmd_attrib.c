@@ -155,8 +155,8 @@ static int parse_ids(const char *s, vpd_ids *ids) {
 
 typedef struct {
     const char *dir, *prompt, *token_ids, *target, *out, *tokenizer;
-    int position, batch, svg_edges, prune_steps, max_context, mem_budget_mib, attention; /* attention: -1 auto, 0 full, 1 rows */
-    double node_thr, edge_thr;
+    int position, batch, svg_edges, prune_steps, max_context, attention; /* attention: -1 auto, 0 full, 1 rows */
+    double node_thr, edge_thr, mem_budget_mib;
     bool force;
 } attrib_args;
 
@@ -197,7 +197,14 @@ int vpd_cmd_attrib(int argc, char **argv) {
         } else if (!strcmp(o, "--max-context")) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 1, 1L << 24, &A.max_context)) return 2;
         } else if (!strcmp(o, "--mem-budget")) {
-            if (!vpd_cli_int_opt("attrib", argc, argv, &i, 1, 1L << 24, &A.mem_budget_mib)) return 2;
+            const char *v = vpd_cli_value("attrib", argc, argv, &i);
+            if (!v) return 2;
+            char *end;
+            A.mem_budget_mib = strtod(v, &end);
+            if (*end || !(A.mem_budget_mib > 0 && A.mem_budget_mib < 1e9)) {
+                if (root) fprintf(stderr, "vpd attrib: --mem-budget wants a positive number of MiB, got '%s'\n", v);
+                return 2;
+            }
         } else if (!strcmp(o, "--attention")) {
             const char *v = vpd_cli_value("attrib", argc, argv, &i);
             if (!v) return 2;
@@ -418,11 +425,12 @@ int vpd_cmd_attrib(int argc, char **argv) {
     }
 
     size_t chunk_mem = 0;
-    const int batch = vpd_attrib_batch_for_budget(d, S, A.batch, (size_t)A.mem_budget_mib << 20, &chunk_mem);
+    const size_t budget = (size_t)(A.mem_budget_mib * 1048576.0);
+    const int batch = vpd_attrib_batch_for_budget(d, S, A.batch, budget, &chunk_mem);
     if (root && batch < A.batch)
-        printf("batch: %d targets per backward (of --batch %d) fit --mem-budget %d MiB at %d positions (%.0f MiB%s)\n",
+        printf("batch: %d targets per backward (of --batch %d) fit --mem-budget %g MiB at %d positions (%.1f MiB%s)\n",
                batch, A.batch, A.mem_budget_mib, S, (double)chunk_mem / 1048576.0,
-               chunk_mem > ((size_t)A.mem_budget_mib << 20) ? ": one target alone exceeds the budget" : "");
+               chunk_mem > budget ? ": one target alone exceeds the budget" : "");
     const double t_prune = vpd_wtime() - t0;
     s = vpd_attrib_compute(d, ids.ids, S, g, tpos, target, batch, vpd_comm_world(), &gr);
     s = vpd_all_agree(s, vpd_comm_world());

@@ -542,6 +542,9 @@ vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
     if ((s = load_target(j, o)) != VPD_OK) goto done;
     if (o->max_context > 0 && (s = vpd_model_extend_context(&j->target, o->max_context)) != VPD_OK) goto done;
     if (o->adjust) o->adjust(&j->cfg, o->adjust_ctx);
+    /* the transformer CI function's positions are rotary as well: its max_len follows */
+    if (o->max_context > j->cfg.ci_transformer.max_len && j->cfg.ci_transformer.max_len > 0)
+        j->cfg.ci_transformer.max_len = o->max_context;
     if (o->write_run_dir && (s = make_run_dir(j)) != VPD_OK) goto done;
     int S = 1;
     if (vpd_model_is_lm(j->target.cfg.kind)) {
