@@ -350,10 +350,14 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
 
     /* work items, dealt round-robin: item 0 is the output node (one copy of the prefix
      * [0, t*] with its logits: the only pass that needs [S, V] logits); then (position t,
-     * chunk of <= batch subcomponent targets). The forward of position t (Bt = min(batch,
-     * targets at t) copies of the prefix) is shared by the rank's chunks at t: the backward
-     * leaves the forward's activations intact. */
-    int64_t item = 0;
+     * chunk of <= batch subcomponent targets), positions from the last down (the longest
+     * prefixes, hence the peak memory, come first). The forward of position t (Bt =
+     * min(batch, targets at t) copies of the prefix) is shared by the rank's chunks at t:
+     * the backward leaves the forward's activations intact. */
+    int64_t item = 0, n_items = 1, done_items = 0;
+    for (int t = 0; t < S; t++) n_items += (pos_start[t + 1] - pos_start[t] + batch - 1) / batch;
+    const double t_start = vpd_wtime();
+    double t_report = t_start;
     if (item % size == rank) {
         const int t = target_pos, Sp = t + 1;
         h.N = Sp;
@@ -379,7 +383,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         st = collect_edges(d, &h, idx, S, 1, tl, tn, &el);
     }
     item++;
-    for (int t = 0; t < S && st == VPD_OK; t++) {
+    for (int t = S - 1; t >= 0 && st == VPD_OK; t--) {
         const int64_t nt = pos_start[t + 1] - pos_start[t];
         if (nt == 0) continue;
         const int Bt = (int)(nt < batch ? nt : batch);
@@ -417,6 +421,13 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
             memset(dm, 0, sizeof(real) * (size_t)CS * N);
             vpd_model_backward(M, NULL, NULL, NULL, &h.base);
             st = collect_edges(d, &h, idx, S, Bc, tl, tn, &el);
+            done_items++;
+            if (rank == 0 && vpd_wtime() - t_report > 30) { /* long prompts: progress of rank 0's share */
+                t_report = vpd_wtime();
+                vpd_info("attrib: %lld of ~%lld backward chunks on rank 0 (%d targets each, positions %d..%d left), "
+                         "%lld edges, %.0f s", (long long)done_items, (long long)((n_items + size - 1) / size), batch, 0, t,
+                         (long long)el.n, t_report - t_start);
+            }
         }
     }
     gr->n_backward = item;

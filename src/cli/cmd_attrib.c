@@ -415,6 +415,13 @@ int vpd_cmd_attrib(int argc, char **argv) {
             rc = root ? vpd_cli_fail("attrib", s) : (int)s;
             goto done;
         }
+        if (root) {
+            int kept = 0;
+            for (size_t i = 0; i < (size_t)S * d->C_sum_total; i++) kept += gopt[i] > 0;
+            printf("pruned: %d of %d nodes alive after %d steps (%.2f s since the run was opened)\n", kept, n_alive,
+                   A.prune_steps, vpd_wtime() - t0);
+            fflush(stdout);
+        }
         /* [T][ΣC_total] position-major -> the layer-major masks */
         for (int k = 0; k < d->L; k++) {
             const vpd_layer_state *ls = &d->layers[k];
