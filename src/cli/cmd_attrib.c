@@ -24,7 +24,7 @@ static void usage(FILE *f) {
             "usage: vpd attrib RUN_DIR (--prompt TEXT | --token-ids I,J,...) [--target-token T] [--position t]\n"
             "                  [--out FILE.json] [--force] [--batch B] [--svg-edges K] [--tokenizer FILE]\n"
             "                  [--node-threshold X] [--edge-threshold Y] [--prune-steps N] [--max-context N]\n"
-            "                  [--mem-budget MIB] [--attention full|rows|auto]\n\n"
+            "                  [--mem-budget MIB] [--attention full|rows|auto] [--pgd-steps n] [--pgd-lr x]\n\n"
             "The attribution graph of a prompt (VPD_METHOD.md section 6): nodes are the subcomponents\n"
             "(layer, c, position) with CI g > 0 on the prompt and the output logit of the target token;\n"
             "edge c' -> c = d a_c / d(g a)_c' * (g a)_c' with a = V_c^T x, the model run with masks g and\n"
@@ -54,7 +54,10 @@ static void usage(FILE *f) {
             "  --tokenizer FILE    tokenizer.json (default: TARGET_DIR/tokenizer.json)\n"
             "  --prune-steps N     prune by the post-hoc CI optimisation (include/vpd/prompt_ci.h), N AdamW\n"
             "                      steps; 0 = unpruned. Default 2000 when the optimisation is in this\n"
-            "                      build, else 0 (and N > 0 is refused)\n");
+            "                      build, else 0 (and N > 0 is refused)\n"
+            "  --pgd-steps n       PGD steps of the adversarial CE inside the pruning loss (default 4)\n"
+            "  --pgd-lr x          their step size (default 1); more, smaller steps find stronger\n"
+            "                      adversarial masks, so the pruned graph keeps more of the prediction\n");
 }
 
 static bool file_exists(const char *p) {
@@ -156,7 +159,8 @@ static int parse_ids(const char *s, vpd_ids *ids) {
 typedef struct {
     const char *dir, *prompt, *token_ids, *target, *out, *tokenizer;
     int position, batch, svg_edges, prune_steps, max_context, attention; /* attention: -1 auto, 0 full, 1 rows */
-    double node_thr, edge_thr, mem_budget_mib;
+    double node_thr, edge_thr, mem_budget_mib, pgd_lr;
+    int pgd_steps;
     bool force;
 } attrib_args;
 
@@ -178,7 +182,7 @@ int vpd_cmd_attrib(int argc, char **argv) {
         return 0;
     }
     attrib_args A = {.position = -1, .batch = 32, .svg_edges = 60, .node_thr = 0.8, .edge_thr = 0.98, .prune_steps = -1,
-                     .mem_budget_mib = 2048, .attention = -1};
+                     .mem_budget_mib = 2048, .attention = -1, .pgd_lr = -1, .pgd_steps = -1};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--prompt") || !strcmp(o, "--token-ids") || !strcmp(o, "--target-token") || !strcmp(o, "--out") ||
@@ -196,6 +200,17 @@ int vpd_cmd_attrib(int argc, char **argv) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 1, 4096, &A.batch)) return 2;
         } else if (!strcmp(o, "--max-context")) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 1, 1L << 24, &A.max_context)) return 2;
+        } else if (!strcmp(o, "--pgd-steps")) {
+            if (!vpd_cli_int_opt("attrib", argc, argv, &i, 0, 1000000, &A.pgd_steps)) return 2;
+        } else if (!strcmp(o, "--pgd-lr")) {
+            const char *v = vpd_cli_value("attrib", argc, argv, &i);
+            if (!v) return 2;
+            char *end;
+            A.pgd_lr = strtod(v, &end);
+            if (*end || !(A.pgd_lr > 0 && A.pgd_lr < 1e6)) {
+                if (root) fprintf(stderr, "vpd attrib: --pgd-lr wants a positive number, got '%s'\n", v);
+                return 2;
+            }
         } else if (!strcmp(o, "--mem-budget")) {
             const char *v = vpd_cli_value("attrib", argc, argv, &i);
             if (!v) return 2;
@@ -408,6 +423,8 @@ int vpd_cmd_attrib(int argc, char **argv) {
         vpd_prompt_ci_opts po;
         vpd_prompt_ci_opts_defaults(&po);
         po.steps = A.prune_steps;
+        if (A.pgd_steps >= 0) po.pgd_steps = A.pgd_steps;
+        if (A.pgd_lr > 0) po.pgd_lr = A.pgd_lr;
         gopt = malloc(sizeof(float) * (size_t)S * d->C_sum_total);
         s = gopt ? vpd_prompt_ci_optimise(&r, ids.ids, S, tpos, target, &po, gopt, &pr_pruned, &pr_unpruned) : VPD_ERR_MEM;
         s = vpd_all_agree(s, vpd_comm_world());
