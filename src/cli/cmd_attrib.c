@@ -15,6 +15,7 @@
 #include "vpd/attrib.h"
 #include "vpd/comm.h"
 #include "vpd/io.h"
+#include "vpd/nn.h"
 #include "vpd/prompt_ci.h"
 #include "vpd/tokenizer.h"
 
@@ -392,7 +393,7 @@ int vpd_cmd_attrib(int argc, char **argv) {
     opened = true;
     vpd_decomp *d = r.d;
     /* attention without the S x S probabilities where they would dominate (long prompts) */
-    const int attn_rows = A.attention == 1 || (A.attention < 0 && S >= 256) ? 64 : 0;
+    const int attn_rows = A.attention == 1 || (A.attention < 0 && S >= VPD_ATTN_ROWS_MIN_S) ? VPD_ATTN_ROWS : 0;
     s = vpd_all_agree(vpd_model_set_attention_rows(d->target, attn_rows), vpd_comm_world());
     if (s != VPD_OK) {
         rc = root ? vpd_cli_fail("attrib", s) : (int)s;
