@@ -427,12 +427,19 @@ int vpd_cmd_attrib(int argc, char **argv) {
         if (A.pgd_steps >= 0) po.pgd_steps = A.pgd_steps;
         if (A.pgd_lr > 0) po.pgd_lr = A.pgd_lr;
         gopt = malloc(sizeof(float) * (size_t)S * d->C_sum_total);
-        s = gopt ? vpd_prompt_ci_optimise(&r, ids.ids, S, tpos, target, &po, gopt, &pr_pruned, &pr_unpruned) : VPD_ERR_MEM;
+        /* rank 0 optimises, the others receive its result: the optimisation is the same on
+         * every rank, and running it once leaves shared cores to other work */
+        s = !gopt ? vpd_error(VPD_ERR_MEM, "out of memory for the optimised CI")
+            : root ? vpd_prompt_ci_optimise(&r, ids.ids, S, tpos, target, &po, gopt, &pr_pruned, &pr_unpruned)
+                   : VPD_OK;
         s = vpd_all_agree(s, vpd_comm_world());
         if (s != VPD_OK) {
             rc = root ? vpd_cli_fail("attrib", s) : (int)s;
             goto done;
         }
+        vpd_bcast(gopt, sizeof(float) * (size_t)S * d->C_sum_total, 0, vpd_comm_world());
+        vpd_bcast(&pr_pruned, sizeof pr_pruned, 0, vpd_comm_world());
+        vpd_bcast(&pr_unpruned, sizeof pr_unpruned, 0, vpd_comm_world());
         if (root) {
             int kept = 0;
             for (size_t i = 0; i < (size_t)S * d->C_sum_total; i++) kept += gopt[i] > 0;

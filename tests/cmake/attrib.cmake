@@ -119,3 +119,14 @@ set_tests_properties(attrib.max_context PROPERTIES FIXTURES_REQUIRED lm_runs LAB
 at_expect_fail(past_max_context "the prompt has 70 tokens, longer than --max-context 66"
                "${VPD_CLI} attrib ${AT_RUN} --prompt 0123456789012345678901234567890123456789012345678901234567890123456789 --max-context 66 --out long.json"
                FIXTURES_REQUIRED lm_runs)
+
+# the pruned graph on 1 and 2 ranks (rank 0 optimises, the CI is broadcast): identical files
+add_test(NAME attrib.pruned_1rank_2ranks COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "set -e; cd ${AT_DIR}; rm -f pr1.* pr2.*
+          ${VPD_CLI} attrib ${AT_RUN} --prompt 'hello world ' --prune-steps 30 --node-threshold 1 --edge-threshold 1 --out pr1.json | tee pr1.txt
+          grep -q '^pruned: ' pr1.txt
+          ${AT_MPIEXEC_STR} 2 ${VPD_CLI} attrib ${AT_RUN} --prompt 'hello world ' --prune-steps 30 --node-threshold 1 --edge-threshold 1 --out pr2.json
+          ${VPD_PYTHON} check_same.py pr1.json pr2.json 0
+          ${VPD_PYTHON} -c \"import json; a, b = (json.load(open(p))['metadata']['info'] for p in ('pr1.json', 'pr2.json')); k = ('p_target_pruned', 'p_target_unpruned', 'n_nodes_full'); assert all(a[x] == b[x] for x in k), [(a[x], b[x]) for x in k]; print('pruned on 1 and 2 ranks:', a['n_nodes_full'], 'nodes', a['p_target_pruned'])\"")
+set_tests_properties(attrib.pruned_1rank_2ranks PROPERTIES FIXTURES_REQUIRED lm_runs LABELS "attrib;lm;mpi;python"
+                     TIMEOUT 300 PROCESSORS 2 DEPENDS attrib.max_context)
