@@ -27,6 +27,10 @@ vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *
  * models: replaces max_seq_len, e.g. a prompt's length for vpd attrib; 0 = the config's). */
 vpd_status vpd_run_open_seq(vpd_run *r, const char *run_dir, int batch, int seq_len, const char *const *sets,
                             int n_sets);
+/* The same with the target's context extended to max_context positions (> n_ctx: rotary
+ * models only, vpd_model_extend_context; 0 = n_ctx): prompts longer than the trained context. */
+vpd_status vpd_run_open_ctx(vpd_run *r, const char *run_dir, int batch, int seq_len, int max_context,
+                            const char *const *sets, int n_sets);
 void vpd_run_close(vpd_run *r);
 
 #define VPD_EVAL_MAX_ROWS 16

@@ -20,9 +20,11 @@
  * prefix [0, t] of the prompt (the model is causal; the masks g come from the whole
  * prompt), `batch` of them per forward/backward. Work items (t, chunk) are dealt
  * round-robin over the ranks of comm and gathered on rank 0, so the graph is the same
- * for any rank count. Memory: model activations for batch × S positions plus O(ΣC·S)
- * per buffer (linear in S; the model keeps its attention probabilities, batch·H·S²) and
- * the edges. */
+ * for any rank count; the output node is its own single-copy pass (the only one that needs
+ * logits, [S, V]). Memory: model activations for batch × S positions plus O(ΣC·S) per buffer
+ * and the edges — linear in S for a fixed batch when the target runs row-block attention
+ * (vpd_model_set_attention_rows; else it keeps batch·H·S² probabilities per layer);
+ * vpd_attrib_batch_for_budget picks the batch for a memory budget. */
 #ifndef VPD_ATTRIB_H
 #define VPD_ATTRIB_H
 
@@ -68,6 +70,12 @@ vpd_status vpd_attrib_prompt_ci(vpd_decomp *d, const int32_t *tokens, int S, rea
  * (component_parallel 1); its target is reserved for batch × S. */
 vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const real *g, int target_pos,
                               int target_token, int batch, MPI_Comm comm, vpd_attrib_graph *gr);
+
+/* The largest batch <= `batch` (>= 1) whose backward passes over S positions fit budget_bytes:
+ * the target's activations (with its current attention mode) plus the per-row buffers of
+ * vpd_attrib_compute, all linear in batch × S; *bytes (may be NULL) gets that memory. The
+ * rest of vpd_attrib_compute's memory is O(ΣC·S + S·V) and the edges. */
+int vpd_attrib_batch_for_budget(vpd_decomp *d, int S, int batch, size_t budget_bytes, size_t *bytes);
 
 /* circuit-tracer's influence: A = |edge weights| normalised so every node's incoming
  * weights sum to 1; influence = e_out (A + A² + …), the logit row of (I − A)⁻¹ − I,

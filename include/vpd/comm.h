@@ -87,8 +87,11 @@ vpd_status vpd_all_agree(vpd_status s, MPI_Comm comm);
 void vpd_bcast(void *buf, size_t bytes, int root, MPI_Comm comm);
 /* a malloc'd string from root to every rank (root's s may be NULL: every rank gets NULL) */
 char *vpd_bcast_string(const char *s, int root, MPI_Comm comm);
-/* root receives size(comm) blocks of `bytes` bytes in rank order (recv ignored elsewhere) */
+/* root receives size(comm) blocks of `bytes` bytes in rank order (recv ignored elsewhere).
+ * Any size: sent in rounds of <= 4 MiB per rank (no int count overflows past 2 GiB). */
 void vpd_gather_bytes(const void *send, size_t bytes, void *recv, int root, MPI_Comm comm);
+/* Tests only: the bytes per gather round (0: the default 4 MiB; at most 1 GiB); returns the old value. */
+size_t vpd_comm_set_gather_chunk(size_t bytes);
 void vpd_barrier(MPI_Comm comm);
 
 /* ---- node-shared memory (MPI-3 shared windows) ------------------------------------------ */

@@ -56,6 +56,9 @@ typedef struct {
      * when that is set) */
     int batch;
     bool eval_batch;
+    /* > n_ctx: the target runs sequences up to this length (vpd_model_extend_context: rotary
+     * models only; the caller warns that the model was trained on n_ctx); 0: n_ctx */
+    int max_context;
     /* called after the target is loaded and before the decomposition is built (may edit cfg) */
     void (*adjust)(vpd_decomp_config *cfg, void *ctx);
     void *adjust_ctx;

@@ -113,6 +113,8 @@ typedef struct vpd_model {
     int B, S;               /* activation capacity from vpd_model_reserve */
     vpd_arena acts;
     int prefix_valid; /* activations before this layer are the last full forward's (forward_from) */
+    int max_context;  /* > n_ctx: sequences up to this length allowed (vpd_model_extend_context); 0 = n_ctx */
+    int attn_rows;    /* > 0: row-block attention without the S×S probabilities (vpd_model_set_attention_rows) */
     void *impl; /* model-specific activation pointers */
     void *node_shared; /* params live in a node-shared window (vpd_model_create_node_shared) */
 } vpd_model;
@@ -132,6 +134,22 @@ void vpd_model_init_params(vpd_model *m, uint64_t seed);
 /* After params change (load, optimizer step): refresh derived views (TMS's transposed linear2). */
 void vpd_model_sync(vpd_model *m);
 vpd_status vpd_model_reserve(vpd_model *m, int B, int S);
+/* The longest sequence the model accepts: n_ctx, or max_context after vpd_model_extend_context. */
+int vpd_model_context(const vpd_model *m);
+/* Allow sequences of up to n > n_ctx positions (extrapolation past the trained context):
+ * rotary models only (llama_simple_mlp, HF llama/qwen, GPT-NeoX), which have no position
+ * table; VPD_ERR_ARG for learned position embeddings (gpt2) and toy models. n <= n_ctx
+ * restores the trained context. The caller warns that the model was trained on n_ctx. */
+vpd_status vpd_model_extend_context(vpd_model *m, int n);
+/* Attention without the [B, H, S, S] probabilities (llama_simple_mlp): rows > 0 runs
+ * attention_rows_forward/backward in blocks of `rows` query rows, keeping only the
+ * [B, H, S] log-sum-exp and recomputing each block's probabilities in the backward
+ * (memory linear in S); 0 keeps the probabilities (the default, fastest at short S).
+ * Other kinds ignore it. An already reserved model is re-laid out at its capacity
+ * (its activations are lost: run a forward again). */
+vpd_status vpd_model_set_attention_rows(vpd_model *m, int rows);
+/* Bytes of activations vpd_model_reserve(B, S) would allocate (with the current attention mode). */
+size_t vpd_model_activation_bytes(vpd_model *m, int B, int S);
 /* out as vpd_model_out_size; hook may be NULL. in->B, in->S <= reserved. LlamaSimpleMLP:
  * out NULL skips ln_f and the logits (only the hook's layers are wanted). */
 void vpd_model_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook);

@@ -70,6 +70,21 @@ void attention_backward(real *dq, real *dk, real *dv, const real *dout, const re
                         const real *q, const real *k, const real *v,
                         int B, int S, int H, int Hkv, int dh, bool causal);
 
+/* The same attention without the probabilities (src/nn/attention_rows.c): memory linear in S.
+ * The forward keeps lse [B,H,S] (the log-sum-exp of each row's scaled scores); the backward
+ * recomputes the probabilities in blocks of `rows` query rows from q, k and lse. dq, dk, dv
+ * accumulate (each may be NULL). Work: 2·rows·S values per thread. */
+/* Where the row-block kernels are used automatically (the CI transformer; vpd attrib's
+ * --attention auto): from VPD_ATTN_ROWS_MIN_S positions on, in blocks of VPD_ATTN_ROWS rows;
+ * shorter sequences (training at n_ctx 128) keep the probabilities, which is faster there. */
+#define VPD_ATTN_ROWS_MIN_S 256
+#define VPD_ATTN_ROWS 64
+void attention_rows_forward(real *out, real *lse, const real *q, const real *k, const real *v,
+                            int B, int S, int H, int Hkv, int dh, bool causal, int rows);
+void attention_rows_backward(real *dq, real *dk, real *dv, const real *dout, const real *lse,
+                             const real *q, const real *k, const real *v,
+                             int B, int S, int H, int Hkv, int dh, bool causal, int rows);
+
 /* ---- softmax over the last dim, probs[N,V] */
 void softmax_forward(real *probs, const real *logits, int N, int V);
 

@@ -163,6 +163,53 @@ static void forward_order(const vpd_decomp *d, int *ord) {
         }
 }
 
+static size_t chunk_bytes(vpd_decomp *d, int b, int S) {
+    const size_t NR = (size_t)b * S;
+    size_t work_n = 0;
+    for (int k = 0; k < d->L; k++) {
+        size_t w = vpd_components_work_size(&d->layers[k].comp, (int)NR);
+        if (w > work_n) work_n = w;
+    }
+    /* model activations; a, m, dm [ΣC, NR]; the Δ-mask ones; the workspace; tokens */
+    return vpd_model_activation_bytes(d->target, b, S) + sizeof(real) * (3 * (size_t)d->C_sum * NR + NR + work_n) +
+           sizeof(int32_t) * NR;
+}
+
+int vpd_attrib_batch_for_budget(vpd_decomp *d, int S, int batch, size_t budget_bytes, size_t *bytes) {
+    int b = batch < 1 ? 1 : batch;
+    while (b > 1 && chunk_bytes(d, b, S) > budget_bytes) b--;
+    if (bytes) *bytes = chunk_bytes(d, b, S);
+    return b;
+}
+
+/* edges into each copy b < Bc's target tn[b] (layer tl[b], -1: the output) from the ∂/∂m
+ * the backward left in h->dm: sources in earlier layers at the target's position, and at
+ * every position <= t for k/v → o inside one attention block */
+static vpd_status collect_edges(const vpd_decomp *d, const attr_hook *h, const int32_t *idx, int S, int Bc,
+                                const int *tl, const int32_t *tn, edge_list *el) {
+    const int t = h->t, Sp = h->Sp, L = d->L;
+    for (int b = 0; b < Bc; b++) {
+        const int kt = tl[b];
+        const int mlt = kt < 0 ? d->target->n_layers : d->layers[kt].model_layer;
+        for (int k = 0; k < L; k++) {
+            const vpd_layer_state *ls = &d->layers[k];
+            if (ls->model_layer >= mlt) continue;
+            const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
+            const real *dmk = blk(h, h->dm, k), *mk = blk(h, h->m, k);
+            for (int s = cross ? 0 : t; s <= t; s++) {
+                const int32_t *ix = idx + (size_t)S * ls->c_off + (size_t)s * ls->C;
+                const size_t r0 = ((size_t)b * Sp + s) * ls->C;
+                for (int c = 0; c < ls->C; c++) {
+                    if (ix[c] < 0) continue;
+                    double w = (double)dmk[r0 + c] * (double)mk[r0 + c];
+                    if (w != 0) VPD_TRY(edge_push(el, ix[c], tn[b], w));
+                }
+            }
+        }
+    }
+    return VPD_OK;
+}
+
 vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const real *g, int target_pos,
                               int target_token, int batch, MPI_Comm comm, vpd_attrib_graph *gr) {
     memset(gr, 0, sizeof *gr);
@@ -171,8 +218,9 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     if (M->cfg.kind != VPD_MODEL_LLAMA) return vpd_error(VPD_ERR_ARG, "attrib: needs a language-model target");
     if (d->grid.cp_size != 1)
         return vpd_error(VPD_ERR_ARG, "attrib: the decomposition must be held whole (component_parallel 1)");
-    if (S < 1 || S > M->cfg.n_ctx)
-        return vpd_error(VPD_ERR_ARG, "attrib: %d positions; the model takes 1 to n_ctx = %d", S, M->cfg.n_ctx);
+    if (S < 1 || S > vpd_model_context(M))
+        return vpd_error(VPD_ERR_ARG, "attrib: %d positions; the model takes 1 to %d (n_ctx %d; longer: --max-context)", S,
+                         vpd_model_context(M), M->cfg.n_ctx);
     if (target_pos < 0 || target_pos >= S)
         return vpd_error(VPD_ERR_ARG, "attrib: position %d is outside the prompt [0, %d)", target_pos, S);
     if (target_token < 0 || target_token >= V)
@@ -218,8 +266,10 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     real *dm = vpd_malloc(sizeof(real) * (size_t)CS * NR, "attrib dm");
     real *ones = vpd_malloc(sizeof(real) * NR, "attrib delta mask");
     real *work = vpd_malloc(sizeof(real) * work_n, "attrib workspace");
-    real *out = vpd_malloc(sizeof(real) * NR * (size_t)V, "attrib logits");
-    real *dout = vpd_malloc(sizeof(real) * NR * (size_t)V, "attrib dlogits");
+    /* logits only where they are needed: the whole prompt once and the output node's own
+     * single-copy pass, [S, V] each (not batch × S × V) */
+    real *out = vpd_malloc(sizeof(real) * (size_t)S * (size_t)V, "attrib logits");
+    real *dout = vpd_malloc(sizeof(real) * (size_t)S * (size_t)V, "attrib dlogits");
     int32_t *tok = vpd_malloc(sizeof(int32_t) * NR, "attrib tokens");
     int *tl = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets"), *tc = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets");
     int32_t *tn = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib targets");
@@ -260,7 +310,6 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
                     if (!ls->embedding) targets[nt++] = id;
                 }
             }
-            if (s == target_pos) targets[nt++] = (int32_t)nn;
         }
         pos_start[S] = nt;
         gr->nodes[nn] = (vpd_attrib_node){-1, target_token, target_pos, 1, 0, 0};
@@ -299,11 +348,42 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         gr->nodes[nn].act = gr->logit;
     }
 
-    /* work items: (position, chunk of <= batch targets), dealt round-robin. The forward of
-     * position t (Bt = min(batch, targets at t) copies of the prefix) is shared by the
-     * rank's chunks at t: the backward leaves the forward's activations intact. */
-    int64_t item = 0;
-    for (int t = 0; t < S && st == VPD_OK; t++) {
+    /* work items, dealt round-robin: item 0 is the output node (one copy of the prefix
+     * [0, t*] with its logits: the only pass that needs [S, V] logits); then (position t,
+     * chunk of <= batch subcomponent targets), positions from the last down (the longest
+     * prefixes, hence the peak memory, come first). The forward of position t (Bt =
+     * min(batch, targets at t) copies of the prefix) is shared by the rank's chunks at t:
+     * the backward leaves the forward's activations intact. */
+    int64_t item = 0, n_items = 1, done_items = 0;
+    for (int t = 0; t < S; t++) n_items += (pos_start[t + 1] - pos_start[t] + batch - 1) / batch;
+    const double t_start = vpd_wtime();
+    double t_report = t_start;
+    if (item % size == rank) {
+        const int t = target_pos, Sp = t + 1;
+        h.N = Sp;
+        h.Sp = Sp;
+        h.t = t;
+        h.Bc = 0;
+        memcpy(tok, tokens, sizeof(int32_t) * (size_t)Sp);
+        for (int k = 0; k < L; k++) {
+            const vpd_layer_state *ls = &d->layers[k];
+            memcpy(blk(&h, m, k), g + (size_t)S * ls->c_off, sizeof(real) * (size_t)Sp * ls->C);
+        }
+        vpd_model_input in = {1, Sp, NULL, tok};
+        vpd_model_forward(M, &in, out, &h.base);
+        h.Bc = 1;
+        tn[0] = (int32_t)nn;
+        tl[0] = -1;
+        tc[0] = target_token;
+        memset(full, 0, sizeof(bool) * (size_t)L);
+        memset(dm, 0, sizeof(real) * (size_t)CS * Sp);
+        memset(dout, 0, sizeof(real) * (size_t)Sp * V);
+        dout[(size_t)t * V + target_token] = 1;
+        vpd_model_backward(M, dout, NULL, NULL, &h.base);
+        st = collect_edges(d, &h, idx, S, 1, tl, tn, &el);
+    }
+    item++;
+    for (int t = S - 1; t >= 0 && st == VPD_OK; t--) {
         const int64_t nt = pos_start[t + 1] - pos_start[t];
         if (nt == 0) continue;
         const int Bt = (int)(nt < batch ? nt : batch);
@@ -326,47 +406,27 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
                 memcpy(mk + (size_t)b * Sp * ls->C, g + (size_t)S * ls->c_off, sizeof(real) * (size_t)Sp * ls->C);
         }
         vpd_model_input in = {Bt, Sp, NULL, tok};
-        vpd_model_forward(M, &in, t == target_pos ? out : NULL, &h.base); /* logits only where the output is */
+        vpd_model_forward(M, &in, NULL, &h.base); /* no logits: the gradient enters through the hook */
         for (int64_t c0 = pos_start[t]; c0 < pos_start[t + 1] && st == VPD_OK; c0 += batch, item++) {
             if (item % size != rank) continue;
             const int Bc = (int)((pos_start[t + 1] - c0) < batch ? (pos_start[t + 1] - c0) : batch);
             h.Bc = Bc;
-            bool has_out = false;
             memset(full, 0, sizeof(bool) * (size_t)L);
             for (int b = 0; b < Bc; b++) {
                 tn[b] = targets[c0 + b];
                 tl[b] = gr->nodes[tn[b]].layer;
                 tc[b] = gr->nodes[tn[b]].c;
-                has_out |= tl[b] < 0;
-                if (tl[b] >= 0)
-                    for (int k = 0; k < L; k++) full[k] |= kv_to_o(d->layers[k].name, d->layers[tl[b]].name);
+                for (int k = 0; k < L; k++) full[k] |= kv_to_o(d->layers[k].name, d->layers[tl[b]].name);
             }
             memset(dm, 0, sizeof(real) * (size_t)CS * N);
-            if (has_out) {
-                memset(dout, 0, sizeof(real) * (size_t)N * V);
-                for (int b = 0; b < Bc; b++)
-                    if (tl[b] < 0) dout[((size_t)b * Sp + t) * V + target_token] = 1;
-            }
-            vpd_model_backward(M, has_out ? dout : NULL, NULL, NULL, &h.base);
-            /* edges into each copy's target */
-            for (int b = 0; b < Bc && st == VPD_OK; b++) {
-                const int kt = tl[b];
-                const int mlt = kt < 0 ? M->n_layers : d->layers[kt].model_layer;
-                for (int k = 0; k < L && st == VPD_OK; k++) {
-                    const vpd_layer_state *ls = &d->layers[k];
-                    if (ls->model_layer >= mlt) continue;
-                    const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
-                    const real *dmk = blk(&h, dm, k), *mk = blk(&h, m, k);
-                    for (int s = cross ? 0 : t; s <= t && st == VPD_OK; s++) {
-                        const int32_t *ix = idx + (size_t)S * ls->c_off + (size_t)s * ls->C;
-                        const size_t r0 = ((size_t)b * Sp + s) * ls->C;
-                        for (int c = 0; c < ls->C; c++) {
-                            if (ix[c] < 0) continue;
-                            double w = (double)dmk[r0 + c] * (double)mk[r0 + c];
-                            if (w != 0) st = edge_push(&el, ix[c], tn[b], w);
-                        }
-                    }
-                }
+            vpd_model_backward(M, NULL, NULL, NULL, &h.base);
+            st = collect_edges(d, &h, idx, S, Bc, tl, tn, &el);
+            done_items++;
+            if (rank == 0 && vpd_wtime() - t_report > 30) { /* long prompts: progress of rank 0's share */
+                t_report = vpd_wtime();
+                vpd_info("attrib: %lld of ~%lld backward chunks on rank 0 (%d targets each, positions %d..%d left), "
+                         "%lld edges, %.0f s", (long long)done_items, (long long)((n_items + size - 1) / size), batch, 0, t,
+                         (long long)el.n, t_report - t_start);
             }
         }
     }
@@ -380,14 +440,23 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         double mxn = (double)el.n;
         vpd_max_double(&mxn, 1, comm);
         const int64_t maxn = (int64_t)mxn;
-        vpd_attrib_edge *send = vpd_calloc(sizeof(vpd_attrib_edge) * (size_t)(maxn > 0 ? maxn : 1), "attrib edges");
+        /* the rank's own list, padded to the largest in place (no second copy) */
+        if (st == VPD_OK && el.cap < (maxn > 0 ? maxn : 1)) {
+            vpd_attrib_edge *e = realloc(el.e, sizeof *e * (size_t)(maxn > 0 ? maxn : 1));
+            if (!e) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for %lld edges", (long long)maxn);
+            else {
+                el.e = e;
+                el.cap = maxn > 0 ? maxn : 1;
+            }
+        }
+        vpd_attrib_edge *send = el.e;
         vpd_attrib_edge *recv = rank == 0 ? vpd_malloc(sizeof(vpd_attrib_edge) * (size_t)(maxn > 0 ? maxn : 1) * size, "attrib edges") : NULL;
-        if (!counts || !send || (rank == 0 && !recv)) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory gathering %lld edges", (long long)maxn);
+        if (st == VPD_OK && (!counts || !send || (rank == 0 && !recv))) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory gathering %lld edges", (long long)maxn);
         st = vpd_all_agree(st, comm);
         if (st == VPD_OK) {
             int64_t mine = el.n;
             vpd_gather_bytes(&mine, sizeof mine, counts, 0, comm);
-            if (el.n) memcpy(send, el.e, sizeof(vpd_attrib_edge) * (size_t)el.n);
+            if (el.cap > el.n) memset(send + el.n, 0, sizeof(vpd_attrib_edge) * (size_t)(el.cap - el.n));
             vpd_gather_bytes(send, sizeof(vpd_attrib_edge) * (size_t)(maxn > 0 ? maxn : 1), recv, 0, comm);
             if (rank == 0) {
                 int64_t n = 0;
@@ -400,7 +469,6 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
             }
         }
         vpd_free(counts);
-        vpd_free(send);
         vpd_free(recv);
     }
 done:

@@ -24,6 +24,11 @@ vpd_status vpd_run_open(vpd_run *r, const char *run_dir, int batch, const char *
 
 vpd_status vpd_run_open_seq(vpd_run *r, const char *run_dir, int batch, int seq_len, const char *const *sets,
                             int n_sets) {
+    return vpd_run_open_ctx(r, run_dir, batch, seq_len, 0, sets, n_sets);
+}
+
+vpd_status vpd_run_open_ctx(vpd_run *r, const char *run_dir, int batch, int seq_len, int max_context,
+                            const char *const *sets, int n_sets) {
     memset(r, 0, sizeof *r);
     /* RUN_DIR (its run.h5) or a checkpoint file RUN_DIR/checkpoints/ckpt-*.h5 (along the way) */
     struct stat st;
@@ -50,7 +55,7 @@ vpd_status vpd_run_open_seq(vpd_run *r, const char *run_dir, int batch, int seq_
     const char *ups[] = {up1, up2};
     const vpd_job_opts jo = {.config_text = yaml, .config_name = "run.h5:/config", .sets = sets, .n_sets = n_sets,
                              .search_dirs = ups, .n_search_dirs = 2, .local = true, .batch = batch,
-                             .eval_batch = true, .adjust = seq_len > 0 ? set_seq_len : NULL,
+                             .eval_batch = true, .max_context = max_context, .adjust = seq_len > 0 ? set_seq_len : NULL,
                              .adjust_ctx = &seq_len};
     if (s == VPD_OK) s = vpd_job_open(&r->job, &jo);
     vpd_free(yaml);

@@ -15,6 +15,7 @@
 #include "vpd/attrib.h"
 #include "vpd/comm.h"
 #include "vpd/io.h"
+#include "vpd/nn.h"
 #include "vpd/prompt_ci.h"
 #include "vpd/tokenizer.h"
 
@@ -23,7 +24,8 @@ static void usage(FILE *f) {
     fprintf(f,
             "usage: vpd attrib RUN_DIR (--prompt TEXT | --token-ids I,J,...) [--target-token T] [--position t]\n"
             "                  [--out FILE.json] [--force] [--batch B] [--svg-edges K] [--tokenizer FILE]\n"
-            "                  [--node-threshold X] [--edge-threshold Y] [--prune-steps N]\n\n"
+            "                  [--node-threshold X] [--edge-threshold Y] [--prune-steps N] [--max-context N]\n"
+            "                  [--mem-budget MIB] [--attention full|rows|auto] [--pgd-steps n] [--pgd-lr x]\n\n"
             "The attribution graph of a prompt (VPD_METHOD.md section 6): nodes are the subcomponents\n"
             "(layer, c, position) with CI g > 0 on the prompt and the output logit of the target token;\n"
             "edge c' -> c = d a_c / d(g a)_c' * (g a)_c' with a = V_c^T x, the model run with masks g and\n"
@@ -38,7 +40,14 @@ static void usage(FILE *f) {
             "                      target model's top prediction at the position\n"
             "  --position t        the position whose next-token logit is explained (default: last)\n"
             "  --out FILE.json     default RUN_DIR/attrib.json (refused if it exists, unless --force)\n"
-            "  --batch B           target nodes per backward pass (default 32)\n"
+            "  --batch B           target nodes per backward pass (default 32; lowered to fit --mem-budget)\n"
+            "  --mem-budget MIB    memory for one backward pass's activations (default 2048): the batch is\n"
+            "                      the largest that fits, so memory grows linearly with the prompt\n"
+            "  --attention MODE    full: keep the S x S attention probabilities; rows: row-block attention\n"
+            "                      recomputed in the backward (memory linear in S); auto (default): rows\n"
+            "                      from 256 tokens on\n"
+            "  --max-context N     allow prompts of up to N tokens, past the model's n_ctx (rotary models:\n"
+            "                      positions extrapolate; a warning says the model was trained on n_ctx)\n"
             "  --node-threshold X  the JSON keeps the nodes of largest influence on the logit up to this\n"
             "                      fraction of the total (circuit-tracer's pruning; default 0.8; 1 = all)\n"
             "  --edge-threshold Y  then the edges among them likewise by edge influence (default 0.98)\n"
@@ -46,7 +55,10 @@ static void usage(FILE *f) {
             "  --tokenizer FILE    tokenizer.json (default: TARGET_DIR/tokenizer.json)\n"
             "  --prune-steps N     prune by the post-hoc CI optimisation (include/vpd/prompt_ci.h), N AdamW\n"
             "                      steps; 0 = unpruned. Default 2000 when the optimisation is in this\n"
-            "                      build, else 0 (and N > 0 is refused)\n");
+            "                      build, else 0 (and N > 0 is refused)\n"
+            "  --pgd-steps n       PGD steps of the adversarial CE inside the pruning loss (default 4)\n"
+            "  --pgd-lr x          their step size (default 1); more, smaller steps find stronger\n"
+            "                      adversarial masks, so the pruned graph keeps more of the prediction\n");
 }
 
 static bool file_exists(const char *p) {
@@ -147,8 +159,9 @@ static int parse_ids(const char *s, vpd_ids *ids) {
 
 typedef struct {
     const char *dir, *prompt, *token_ids, *target, *out, *tokenizer;
-    int position, batch, svg_edges, prune_steps;
-    double node_thr, edge_thr;
+    int position, batch, svg_edges, prune_steps, max_context, attention; /* attention: -1 auto, 0 full, 1 rows */
+    double node_thr, edge_thr, mem_budget_mib, pgd_lr;
+    int pgd_steps;
     bool force;
 } attrib_args;
 
@@ -169,7 +182,8 @@ int vpd_cmd_attrib(int argc, char **argv) {
         if (root) usage(stdout);
         return 0;
     }
-    attrib_args A = {.position = -1, .batch = 32, .svg_edges = 60, .node_thr = 0.8, .edge_thr = 0.98, .prune_steps = -1};
+    attrib_args A = {.position = -1, .batch = 32, .svg_edges = 60, .node_thr = 0.8, .edge_thr = 0.98, .prune_steps = -1,
+                     .mem_budget_mib = 2048, .attention = -1, .pgd_lr = -1, .pgd_steps = -1};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--prompt") || !strcmp(o, "--token-ids") || !strcmp(o, "--target-token") || !strcmp(o, "--out") ||
@@ -185,6 +199,38 @@ int vpd_cmd_attrib(int argc, char **argv) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 0, 1L << 30, &A.position)) return 2;
         } else if (!strcmp(o, "--batch")) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 1, 4096, &A.batch)) return 2;
+        } else if (!strcmp(o, "--max-context")) {
+            if (!vpd_cli_int_opt("attrib", argc, argv, &i, 1, 1L << 24, &A.max_context)) return 2;
+        } else if (!strcmp(o, "--pgd-steps")) {
+            if (!vpd_cli_int_opt("attrib", argc, argv, &i, 0, 1000000, &A.pgd_steps)) return 2;
+        } else if (!strcmp(o, "--pgd-lr")) {
+            const char *v = vpd_cli_value("attrib", argc, argv, &i);
+            if (!v) return 2;
+            char *end;
+            A.pgd_lr = strtod(v, &end);
+            if (*end || !(A.pgd_lr > 0 && A.pgd_lr < 1e6)) {
+                if (root) fprintf(stderr, "vpd attrib: --pgd-lr wants a positive number, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(o, "--mem-budget")) {
+            const char *v = vpd_cli_value("attrib", argc, argv, &i);
+            if (!v) return 2;
+            char *end;
+            A.mem_budget_mib = strtod(v, &end);
+            if (*end || !(A.mem_budget_mib > 0 && A.mem_budget_mib < 1e9)) {
+                if (root) fprintf(stderr, "vpd attrib: --mem-budget wants a positive number of MiB, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(o, "--attention")) {
+            const char *v = vpd_cli_value("attrib", argc, argv, &i);
+            if (!v) return 2;
+            if (!strcmp(v, "full")) A.attention = 0;
+            else if (!strcmp(v, "rows")) A.attention = 1;
+            else if (!strcmp(v, "auto")) A.attention = -1;
+            else {
+                if (root) fprintf(stderr, "vpd attrib: --attention wants full, rows or auto, got '%s'\n", v);
+                return 2;
+            }
         } else if (!strcmp(o, "--svg-edges")) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 0, 1L << 20, &A.svg_edges)) return 2;
         } else if (!strcmp(o, "--prune-steps")) {
@@ -289,7 +335,19 @@ int vpd_cmd_attrib(int argc, char **argv) {
     }
     const int S = (int)ids.n;
     if (S < 1) FAIL("the prompt is empty");
-    if (S > mc.n_ctx) FAIL("the prompt has %d tokens, longer than the model's context n_ctx = %d", S, mc.n_ctx);
+    if (S > mc.n_ctx && A.max_context < S) {
+        if (A.max_context > 0)
+            FAIL("the prompt has %d tokens, longer than --max-context %d", S, A.max_context);
+        FAIL("the prompt has %d tokens, longer than the model's context n_ctx = %d (rotary models: pass --max-context %d "
+             "to extrapolate)", S, mc.n_ctx, S);
+    }
+    if (A.max_context > mc.n_ctx) {
+        s = vpd_all_agree(vpd_model_extend_context(&r.job.target, A.max_context), vpd_comm_world());
+        if (s != VPD_OK) FAIL("--max-context %d: %s", A.max_context, vpd_last_error());
+        if (root && S > mc.n_ctx)
+            fprintf(stderr, "vpd attrib: warning: the prompt has %d tokens but the model was trained on n_ctx = %d: "
+                            "positions %d to %d extrapolate its rotary embeddings\n", S, mc.n_ctx, mc.n_ctx, S - 1);
+    }
     for (int i = 0; i < S; i++)
         if (ids.ids[i] >= mc.vocab_size)
             FAIL("token id %d at position %d is outside the vocabulary [0, %d)", ids.ids[i], i, mc.vocab_size);
@@ -326,13 +384,21 @@ int vpd_cmd_attrib(int argc, char **argv) {
 
     /* the decomposition for exactly this prompt: its CI on the prompt */
     const double t0 = vpd_wtime();
-    s = vpd_all_agree(vpd_run_open_seq(&r, A.dir, 1, S, NULL, 0), vpd_comm_world());
+    s = vpd_all_agree(vpd_run_open_ctx(&r, A.dir, 1, S, A.max_context > mc.n_ctx ? A.max_context : 0, NULL, 0),
+                      vpd_comm_world());
     if (s != VPD_OK) {
         rc = root ? vpd_cli_fail("attrib", s) : (int)s;
         goto done;
     }
     opened = true;
     vpd_decomp *d = r.d;
+    /* attention without the S x S probabilities where they would dominate (long prompts) */
+    const int attn_rows = A.attention == 1 || (A.attention < 0 && S >= VPD_ATTN_ROWS_MIN_S) ? VPD_ATTN_ROWS : 0;
+    s = vpd_all_agree(vpd_model_set_attention_rows(d->target, attn_rows), vpd_comm_world());
+    if (s != VPD_OK) {
+        rc = root ? vpd_cli_fail("attrib", s) : (int)s;
+        goto done;
+    }
     g = vpd_malloc(sizeof(real) * (size_t)d->C_sum * S, "attrib CI");
     s = g ? vpd_attrib_prompt_ci(d, ids.ids, S, g) : VPD_ERR_MEM;
     s = vpd_all_agree(s, vpd_comm_world());
@@ -358,12 +424,28 @@ int vpd_cmd_attrib(int argc, char **argv) {
         vpd_prompt_ci_opts po;
         vpd_prompt_ci_opts_defaults(&po);
         po.steps = A.prune_steps;
+        if (A.pgd_steps >= 0) po.pgd_steps = A.pgd_steps;
+        if (A.pgd_lr > 0) po.pgd_lr = A.pgd_lr;
         gopt = malloc(sizeof(float) * (size_t)S * d->C_sum_total);
-        s = gopt ? vpd_prompt_ci_optimise(&r, ids.ids, S, tpos, target, &po, gopt, &pr_pruned, &pr_unpruned) : VPD_ERR_MEM;
+        /* rank 0 optimises, the others receive its result: the optimisation is the same on
+         * every rank, and running it once leaves shared cores to other work */
+        s = !gopt ? vpd_error(VPD_ERR_MEM, "out of memory for the optimised CI")
+            : root ? vpd_prompt_ci_optimise(&r, ids.ids, S, tpos, target, &po, gopt, &pr_pruned, &pr_unpruned)
+                   : VPD_OK;
         s = vpd_all_agree(s, vpd_comm_world());
         if (s != VPD_OK) {
             rc = root ? vpd_cli_fail("attrib", s) : (int)s;
             goto done;
+        }
+        vpd_bcast(gopt, sizeof(float) * (size_t)S * d->C_sum_total, 0, vpd_comm_world());
+        vpd_bcast(&pr_pruned, sizeof pr_pruned, 0, vpd_comm_world());
+        vpd_bcast(&pr_unpruned, sizeof pr_unpruned, 0, vpd_comm_world());
+        if (root) {
+            int kept = 0;
+            for (size_t i = 0; i < (size_t)S * d->C_sum_total; i++) kept += gopt[i] > 0;
+            printf("pruned: %d of %d nodes alive after %d steps (%.2f s since the run was opened)\n", kept, n_alive,
+                   A.prune_steps, vpd_wtime() - t0);
+            fflush(stdout);
         }
         /* [T][ΣC_total] position-major -> the layer-major masks */
         for (int k = 0; k < d->L; k++) {
@@ -374,7 +456,15 @@ int vpd_cmd_attrib(int argc, char **argv) {
         }
     }
 
-    s = vpd_attrib_compute(d, ids.ids, S, g, tpos, target, A.batch, vpd_comm_world(), &gr);
+    size_t chunk_mem = 0;
+    const size_t budget = (size_t)(A.mem_budget_mib * 1048576.0);
+    const int batch = vpd_attrib_batch_for_budget(d, S, A.batch, budget, &chunk_mem);
+    if (root && batch < A.batch)
+        printf("batch: %d targets per backward (of --batch %d) fit --mem-budget %g MiB at %d positions (%.1f MiB%s)\n",
+               batch, A.batch, A.mem_budget_mib, S, (double)chunk_mem / 1048576.0,
+               chunk_mem > budget ? ": one target alone exceeds the budget" : "");
+    const double t_prune = vpd_wtime() - t0;
+    s = vpd_attrib_compute(d, ids.ids, S, g, tpos, target, batch, vpd_comm_world(), &gr);
     s = vpd_all_agree(s, vpd_comm_world());
     if (s != VPD_OK) {
         rc = root ? vpd_cli_fail("attrib", s) : (int)s;
@@ -415,8 +505,9 @@ int vpd_cmd_attrib(int argc, char **argv) {
             printf("graph: %d nodes (%d subcomponents alive on the prompt + the logit), %lld links, %lld backward chunks of "
                    "<= %d targets\n",
                    gr.n_nodes, gr.n_nodes - 1, (long long)gr.n_edges, (long long)gr.n_backward, gr.batch);
-            printf("attrib: %.2f s on %d rank%s; peak RSS %.1f MiB (rank 0)\n", secs, vpd_world_size(),
-                   vpd_world_size() > 1 ? "s" : "", (double)ru.ru_maxrss / 1024.0);
+            printf("attrib: %.2f s on %d rank%s; peak RSS %.1f MiB (rank 0); CI + pruning %.2f s, edges %.2f s; "
+                   "attention %s\n", secs, vpd_world_size(), vpd_world_size() > 1 ? "s" : "", (double)ru.ru_maxrss / 1024.0,
+                   t_prune, secs - t_prune, attn_rows > 0 ? "row blocks" : "full");
             printf("wrote %s (%s), %s, %s (drawn by %s)\n", out,
                    A.node_thr >= 1 && A.edge_thr >= 1 ? "the whole graph" : "pruned by influence", dot, svg, svg_by);
         }

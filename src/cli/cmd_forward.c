@@ -24,7 +24,7 @@
 #include "vpd/models.h"
 
 static const char *forward_usage =
-    "usage: vpd forward MODEL_DIR --tokens FILE [--dtype uint16|uint32] [--n-ctx S] --out OUT.h5\n"
+    "usage: vpd forward MODEL_DIR --tokens FILE [--dtype uint16|uint32] [--n-ctx S] [--max-context N] --out OUT.h5\n"
     "       vpd forward MODEL_DIR --features FILE.f32 --batch N --out OUT.h5\n"
     "\n"
     "Run the target model in MODEL_DIR (config.json + model.safetensors or model.h5) and\n"
@@ -34,6 +34,8 @@ static const char *forward_usage =
     "  --dtype T           uint16 (default) or uint32\n"
     "  --n-ctx S           window length (default: the model's n_ctx); the token stream is\n"
     "                      cut into floor(n_tokens / S) windows -> logits [windows, S, vocab]\n"
+    "  --max-context N     allow --n-ctx up to N past the model's n_ctx (rotary models only:\n"
+    "                      positions extrapolate, with a warning; refused for learned positions)\n"
     "  --features FILE     toy model input: raw float32, N x n_features row-major\n"
     "  --batch N           number of rows in the features file -> logits [N, n_features]\n"
     "  --chunk K           rows (windows or examples) per forward call (default: automatic)\n"
@@ -74,7 +76,7 @@ static vpd_status read_file(const char *path, void **buf, size_t *bytes) {
 
 typedef struct {
     const char *model_dir, *tokens, *features, *out, *dtype;
-    long n_ctx, batch, chunk;
+    long n_ctx, batch, chunk, max_context;
 } forward_args;
 
 static vpd_status parse_args(forward_args *a, int argc, char **argv) {
@@ -95,6 +97,7 @@ static vpd_status parse_args(forward_args *a, int argc, char **argv) {
         else if (!strcmp(f, "--out")) a->out = v;
         else if (!strcmp(f, "--dtype")) a->dtype = v;
         else if (!strcmp(f, "--n-ctx")) VPD_TRY(parse_int(f, v, 1, INT_MAX, &a->n_ctx));
+        else if (!strcmp(f, "--max-context")) VPD_TRY(parse_int(f, v, 1, 1L << 24, &a->max_context));
         else if (!strcmp(f, "--batch")) VPD_TRY(parse_int(f, v, 1, INT_MAX, &a->batch));
         else if (!strcmp(f, "--chunk")) VPD_TRY(parse_int(f, v, 1, INT_MAX, &a->chunk));
         else return vpd_error(VPD_ERR_ARG, "unknown option '%s' (see vpd forward --help)", f);
@@ -117,7 +120,13 @@ static vpd_status read_inputs(const forward_args *a, const vpd_model *m, int32_t
     vpd_status s = VPD_OK;
     if (vpd_model_is_lm(m->cfg.kind)) {
         *S = a->n_ctx ? a->n_ctx : m->cfg.n_ctx;
-        if (*S > m->cfg.n_ctx) return vpd_error(VPD_ERR_ARG, "--n-ctx %ld exceeds the model's n_ctx %d", *S, m->cfg.n_ctx);
+        if (*S > vpd_model_context(m))
+            return vpd_error(VPD_ERR_ARG, "--n-ctx %ld exceeds the model's %s %d%s", *S,
+                             vpd_model_context(m) > m->cfg.n_ctx ? "--max-context" : "n_ctx", vpd_model_context(m),
+                             vpd_model_context(m) > m->cfg.n_ctx ? "" : " (rotary models: --max-context N extrapolates)");
+        if (*S > m->cfg.n_ctx)
+            vpd_warn("forward: windows of %ld tokens, but the model was trained on n_ctx = %d: positions %d to %ld "
+                     "extrapolate its rotary embeddings", *S, m->cfg.n_ctx, m->cfg.n_ctx, *S - 1);
         VPD_TRY(read_file(a->tokens, &raw, &bytes));
         size_t w = strcmp(a->dtype, "uint16") ? 4 : 2, ntok = bytes / w;
         if (bytes % w) s = vpd_error(VPD_ERR_FORMAT, "'%s': %zu bytes is not a whole number of %s tokens", a->tokens, bytes, a->dtype);
@@ -167,6 +176,10 @@ static vpd_status forward_run(const forward_args *a) {
     long rows = 0, S = 1, D = vpd_model_out_dim(&m);
     if (a->tokens && !lm) s = vpd_error(VPD_ERR_ARG, "--tokens given but %s is a %s model (use --features)", a->model_dir, vpd_model_kind_name(m.cfg.kind));
     else if (a->features && lm) s = vpd_error(VPD_ERR_ARG, "--features given but %s is a language model (use --tokens)", a->model_dir);
+    if (s == VPD_OK && a->max_context > 0) {
+        s = vpd_model_extend_context(&m, (int)a->max_context);
+        if (s != VPD_OK) vpd_error_context(s, "--max-context %ld", a->max_context);
+    }
     if (s == VPD_OK) s = read_inputs(a, &m, &tok, &x, &rows, &S);
     /* chunk: about 64 MiB of outputs per forward unless given */
     long chunk = a->chunk;

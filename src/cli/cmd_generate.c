@@ -14,15 +14,23 @@
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "vpd/analysis.h"
+#include "vpd/edit.h"
 #include "vpd/models.h"
 #include "vpd/tokenizer.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: vpd generate MODEL_DIR --prompt TEXT [--max-new N] [--temperature T] [--seed S]\n"
-            "                    [--tokenizer FILE] [--ids]\n\n"
+            "                    [--tokenizer FILE] [--ids]\n"
+            "       vpd generate RUN_DIR --prompt TEXT [--ablate LAYER:c[,c...]] [--scale LAYER:c=x] [...]\n\n"
             "Continue TEXT with the language model in MODEL_DIR (config.json + weights; e.g. the\n"
-            "output of `vpd edit --out`) and print prompt and continuation.\n\n"
+            "output of `vpd edit --out`) and print prompt and continuation. Given a decomposition's\n"
+            "RUN_DIR (its run.h5) instead, the run's target generates, with run-time edits of its\n"
+            "subcomponents as `vpd edit` applies them (mask m_c for the named ones, 1 elsewhere, the\n"
+            "layer otherwise the target's: W - sum (1 - m_c) U_c V_c^T at every position):\n"
+            "  --ablate LAYER:c[,c...]   m_c = 0 (repeatable)\n"
+            "  --scale LAYER:c=x         m_c = x (repeatable)\n\n"
             "  --prompt TEXT      the prompt (encoded with the tokenizer; at most n_ctx tokens)\n"
             "  --max-new N        tokens to generate (default 50)\n"
             "  --temperature T    0 (default): greedy; T > 0: sample from softmax(logits / T)\n"
@@ -39,6 +47,8 @@ typedef struct {
     double temperature;
     long seed;
     bool ids;
+    const char *ablate[64], *scale[64];
+    int n_ablate, n_scale;
 } gen_args;
 
 static int parse(gen_args *a, int argc, char **argv) {
@@ -67,6 +77,15 @@ static int parse(gen_args *a, int argc, char **argv) {
                 fprintf(stderr, "vpd generate: --temperature wants a number >= 0, got '%s'\n", v);
                 return 2;
             }
+        } else if (!strcmp(f, "--ablate") || !strcmp(f, "--scale")) {
+            const char *v = vpd_cli_value("generate", argc, argv, &i);
+            if (!v) return 2;
+            int *n = f[2] == 'a' ? &a->n_ablate : &a->n_scale;
+            if (*n >= 64) {
+                fprintf(stderr, "vpd generate: at most 64 %s options\n", f);
+                return 2;
+            }
+            (f[2] == 'a' ? a->ablate : a->scale)[(*n)++] = v;
         } else if (!strcmp(f, "--prompt") || !strcmp(f, "--tokenizer")) {
             const char *v = vpd_cli_value("generate", argc, argv, &i);
             if (!v) return 2;
@@ -85,29 +104,52 @@ static int parse(gen_args *a, int argc, char **argv) {
 }
 
 static vpd_status generate(const gen_args *a) {
-    vpd_model m;
-    memset(&m, 0, sizeof m);
-    VPD_TRY(vpd_model_load(&m, a->model_dir));
+    vpd_model own;
+    memset(&own, 0, sizeof own);
+    vpd_run r;
+    memset(&r, 0, sizeof r);
+    char tp[1200], rh[1200];
+    struct stat st;
+    snprintf(rh, sizeof rh, "%s/run.h5", a->model_dir);
+    const bool run = stat(rh, &st) == 0;
+    const bool edits = a->n_ablate + a->n_scale > 0;
+    if (edits && !run)
+        return vpd_error(VPD_ERR_ARG, "--ablate/--scale need a decomposition's RUN_DIR (with run.h5); %s has none",
+                         a->model_dir);
+    /* a run: its target (the edits act on its decomposed layers) and its target's tokenizer */
+    if (run) VPD_TRY(vpd_run_open(&r, a->model_dir, 1, NULL, 0));
+    else VPD_TRY(vpd_model_load(&own, a->model_dir));
+    vpd_model *mp = run ? r.d->target : &own;
     vpd_status s = VPD_OK;
     vpd_tokenizer *tk = NULL;
     vpd_ids ids = {0};
     real *out = NULL;
     double *p = NULL;
     int32_t *ctx = NULL;
-    char tp[1200];
-    struct stat st;
-    if (m.cfg.kind != VPD_MODEL_LLAMA)
+    vpd_edit_set set;
+    memset(&set, 0, sizeof set);
+    set.where_active = -1;
+    vpd_edit_hook eh;
+    memset(&eh, 0, sizeof eh);
+    bool hook_ok = false;
+    if (mp->cfg.kind != VPD_MODEL_LLAMA)
         s = vpd_error(VPD_ERR_ARG, "%s is a %s model: --prompt needs a language model (toy models take feature vectors)", a->model_dir,
-                      vpd_model_kind_name(m.cfg.kind));
+                      vpd_model_kind_name(mp->cfg.kind));
+    for (int i = 0; s == VPD_OK && i < a->n_ablate; i++) s = vpd_edit_parse(&set, r.d, a->ablate[i], VPD_EDIT_MASK, 0, false);
+    for (int i = 0; s == VPD_OK && i < a->n_scale; i++) s = vpd_edit_parse(&set, r.d, a->scale[i], VPD_EDIT_MASK, 0, true);
+    if (s == VPD_OK && edits) {
+        s = vpd_edit_hook_init(&eh, r.d, &set, mp->cfg.n_ctx);
+        hook_ok = s == VPD_OK;
+    }
     if (s == VPD_OK) {
         if (a->tokenizer) snprintf(tp, sizeof tp, "%s", a->tokenizer);
-        else snprintf(tp, sizeof tp, "%s/tokenizer.json", a->model_dir);
+        else snprintf(tp, sizeof tp, "%s/tokenizer.json", run ? r.job.cfg.target_dir : a->model_dir);
         if (!a->tokenizer && stat(tp, &st) != 0)
-            s = vpd_error(VPD_ERR_ARG, "%s has no tokenizer.json: pass --tokenizer FILE", a->model_dir);
+            s = vpd_error(VPD_ERR_ARG, "%s has no tokenizer.json: pass --tokenizer FILE", run ? r.job.cfg.target_dir : a->model_dir);
         else s = vpd_tokenizer_load(&tk, tp);
     }
     if (s == VPD_OK) s = vpd_tokenizer_encode(tk, a->prompt, strlen(a->prompt), &ids);
-    const int n_ctx = m.cfg.n_ctx, V = m.cfg.vocab_size;
+    const int n_ctx = mp->cfg.n_ctx, V = mp->cfg.vocab_size;
     if (s == VPD_OK && ids.n == 0) s = vpd_error(VPD_ERR_ARG, "the prompt is empty");
     if (s == VPD_OK && ids.n > (size_t)n_ctx)
         s = vpd_error(VPD_ERR_ARG, "the prompt is %zu tokens, longer than the model's context (n_ctx %d)", ids.n, n_ctx);
@@ -115,7 +157,7 @@ static vpd_status generate(const gen_args *a) {
         if (ids.ids[i] >= V)
             s = vpd_error(VPD_ERR_ARG, "prompt token %d is outside the model's vocabulary [0, %d) (wrong tokenizer?)", ids.ids[i], V);
     const size_t total = ids.n + (size_t)a->max_new;
-    if (s == VPD_OK) s = vpd_model_reserve(&m, 1, n_ctx);
+    if (s == VPD_OK) s = vpd_model_reserve(mp, 1, n_ctx);
     if (s == VPD_OK && !(out = vpd_malloc(sizeof(real) * (size_t)n_ctx * V, "logits"))) s = VPD_ERR_MEM;
     if (s == VPD_OK && !(p = vpd_malloc(sizeof(double) * (size_t)V, "probabilities"))) s = VPD_ERR_MEM;
     if (s == VPD_OK && !(ctx = vpd_malloc(sizeof(int32_t) * total, "tokens"))) s = VPD_ERR_MEM;
@@ -129,7 +171,7 @@ static vpd_status generate(const gen_args *a) {
     for (int i = 0; s == VPD_OK && i < a->max_new; i++) {
         const int S = len > (size_t)n_ctx ? n_ctx : (int)len;
         vpd_model_input in = {.B = 1, .S = S, .x = NULL, .tokens = ctx + len - (size_t)S};
-        vpd_model_forward(&m, &in, out, NULL);
+        vpd_model_forward(mp, &in, out, hook_ok ? &eh.base : NULL);
         const real *z = out + (size_t)(S - 1) * V;
         int next = 0;
         if (a->temperature == 0) {
@@ -166,7 +208,9 @@ static vpd_status generate(const gen_args *a) {
     vpd_free(out);
     vpd_ids_free(&ids);
     if (tk) vpd_tokenizer_free(tk);
-    vpd_model_free(&m);
+    if (hook_ok) vpd_edit_hook_free(&eh);
+    if (run) vpd_run_close(&r);
+    else vpd_model_free(&own);
     return s;
 }
 

@@ -1,5 +1,6 @@
 /* The parallel layout and the collectives (include/vpd/comm.h). With scalapack.c, the only
  * compilation unit that calls MPI. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,12 +182,40 @@ char *vpd_bcast_string(const char *s, int root, MPI_Comm comm) {
     return out;
 }
 
+/* bytes per MPI_Gather call (a count that fits an int whatever `bytes` is); tests lower it */
+static size_t gather_chunk = 4 * BUCKET;
+
+size_t vpd_comm_set_gather_chunk(size_t bytes) {
+    size_t old = gather_chunk;
+    gather_chunk = bytes ? bytes : 4 * BUCKET;
+    if (gather_chunk > (size_t)1 << 30) gather_chunk = (size_t)1 << 30;
+    return old;
+}
+
+/* In rounds of <= gather_chunk bytes: round `off` gathers bytes [off, off + m) of every rank's
+ * block; on the root they land at recv + r·bytes + off through a receive type of m bytes whose
+ * extent is `bytes` (MPI_Aint, 64-bit), so no count or displacement is an int past 2^31. */
 void vpd_gather_bytes(const void *send, size_t bytes, void *recv, int root, MPI_Comm comm) {
     if (trivial(comm)) {
         if (recv != send && bytes) memcpy(recv, send, bytes);
         return;
     }
-    MPI_Gather(send, (int)bytes, MPI_BYTE, recv, (int)bytes, MPI_BYTE, root, comm);
+    const bool is_root = vpd_comm_rank(comm) == root;
+    for (size_t off = 0; off < bytes; off += gather_chunk) {
+        const size_t m = bytes - off < gather_chunk ? bytes - off : gather_chunk;
+        MPI_Datatype blk = MPI_DATATYPE_NULL, strided = MPI_DATATYPE_NULL;
+        if (is_root) {
+            MPI_Type_contiguous((int)m, MPI_BYTE, &blk);
+            MPI_Type_create_resized(blk, 0, (MPI_Aint)bytes, &strided);
+            MPI_Type_commit(&strided);
+        }
+        MPI_Gather((const char *)send + off, (int)m, MPI_BYTE, is_root ? (char *)recv + off : NULL, 1,
+                   is_root ? strided : MPI_BYTE, root, comm);
+        if (is_root) {
+            MPI_Type_free(&strided);
+            MPI_Type_free(&blk);
+        }
+    }
 }
 
 void vpd_barrier(MPI_Comm comm) {

@@ -31,7 +31,8 @@ typedef struct {
     real *rstd1;   /* [L][N] */
     real *q;       /* [L][N, D] after RoPE */
     real *k, *v;   /* [L][N, KV] (k after RoPE) */
-    real *att;     /* [L][B, H, S, S] softmax probabilities */
+    real *att;     /* [L][B, H, S, S] softmax probabilities; with m->attn_rows > 0 the [L][B, H, S]
+                      row log-sum-exp of attention_rows_forward instead */
     real *atty;    /* [L][N, D] attention output = o_proj input */
     real *ln2;     /* [L][N, D] rms_2 output = c_fc input */
     real *rstd2;   /* [L][N] */
@@ -149,7 +150,7 @@ static size_t llama_layout(vpd_model *m, int B, int S, vpd_arena *a) {
     v.q = MODEL_CARVE(&cv, real, L * N * D);
     v.k = MODEL_CARVE(&cv, real, L * N * KV);
     v.v = MODEL_CARVE(&cv, real, L * N * KV);
-    v.att = MODEL_CARVE(&cv, real, L * (size_t)B * H * S * S);
+    v.att = MODEL_CARVE(&cv, real, L * (size_t)B * H * S * (m->attn_rows > 0 ? 1 : (size_t)S));
     v.atty = MODEL_CARVE(&cv, real, L * N * D);
     v.ln2 = MODEL_CARVE(&cv, real, L * N * D);
     v.rstd2 = MODEL_CARVE(&cv, real, L * N);
@@ -182,7 +183,7 @@ static llama_block block_view(const vpd_model *m, int i) {
     const llama_impl *t = m->impl;
     const vpd_model_config *c = &m->cfg;
     size_t Nc = (size_t)m->B * m->S, D = c->n_embd, F = c->n_intermediate, H = c->n_head;
-    size_t KV = (size_t)c->n_key_value_heads * (D / H), Ac = (size_t)m->B * H * m->S * m->S;
+    size_t KV = (size_t)c->n_key_value_heads * (D / H), Ac = (size_t)m->B * H * m->S * (m->attn_rows > 0 ? 1 : (size_t)m->S);
     llama_block b;
     b.x = t->resid + (2 * (size_t)i) * Nc * D;
     b.xmid = t->resid + (2 * (size_t)i + 1) * Nc * D;
@@ -230,7 +231,8 @@ static void llama_forward(vpd_model *m, const vpd_model_input *in, real *out, vp
             model_layer_forward(m, hook, l_blk(i, L_V), b.ln1, NULL, b.v, N);
             rope_forward(b.q, B, S, H, dh, theta);
             rope_forward(b.k, B, S, Hkv, dh, theta);
-            attention_forward(b.atty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true);
+            if (m->attn_rows > 0) attention_rows_forward(b.atty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true, m->attn_rows);
+            else attention_forward(b.atty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true);
             model_layer_forward(m, hook, l_blk(i, L_O), b.atty, NULL, t->tmp, N);
             for (size_t j = 0; j < (size_t)N * D; j++) b.xmid[j] = b.x[j] + t->tmp[j];
         }
@@ -301,7 +303,9 @@ static void llama_backward(vpd_model *m, const real *dout, real *dparams, real *
         memset(t->dq, 0, sizeof(real) * ND);
         memset(t->dk, 0, sizeof(real) * (size_t)N * KV);
         memset(t->dv, 0, sizeof(real) * (size_t)N * KV);
-        attention_backward(t->dq, t->dk, t->dv, t->datty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true);
+        if (m->attn_rows > 0)
+            attention_rows_backward(t->dq, t->dk, t->dv, t->datty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true, m->attn_rows);
+        else attention_backward(t->dq, t->dk, t->dv, t->datty, b.att, b.q, b.k, b.v, B, S, H, Hkv, dh, true);
         rope_backward(t->dq, B, S, H, dh, theta);
         rope_backward(t->dk, B, S, Hkv, dh, theta);
         if (last) { /* w0 is q, k or v: their input gradient only reaches ln1 and below */

@@ -200,8 +200,12 @@ vpd_status vpd_model_reserve(vpd_model *m, int B, int S) {
     if (B < 1 || S < 1) return vpd_error(VPD_ERR_ARG, "%s: batch %d x positions %d: both must be >= 1", kind, B, S);
     if (!vpd_model_is_lm(m->cfg.kind) && S != 1)
         return vpd_error(VPD_ERR_ARG, "%s: toy models take one position per example (S = 1), got S = %d", kind, S);
-    if (vpd_model_is_lm(m->cfg.kind) && S > m->cfg.n_ctx)
+    if (vpd_model_is_lm(m->cfg.kind) && S > vpd_model_context(m)) {
+        if (m->max_context > m->cfg.n_ctx)
+            return vpd_error(VPD_ERR_ARG, "%s: sequence length %d exceeds the allowed context %d (trained n_ctx %d)", kind,
+                             S, m->max_context, m->cfg.n_ctx);
         return vpd_error(VPD_ERR_ARG, "%s: sequence length %d exceeds the model's n_ctx %d", kind, S, m->cfg.n_ctx);
+    }
     if (m->acts.base && B <= m->B && S <= m->S) return VPD_OK;
     const vpd_model_ops *ops = model_ops(m->cfg.kind);
     size_t bytes = ops->layout(m, B, S, NULL);
@@ -216,6 +220,41 @@ vpd_status vpd_model_reserve(vpd_model *m, int B, int S) {
     m->prefix_valid = -1; /* no forward in these buffers yet */
     vpd_debug("model %s: activations for %d x %d: %.1f MiB", kind, B, S, (double)bytes / 1048576.0);
     return VPD_OK;
+}
+
+int vpd_model_context(const vpd_model *m) { return m->max_context > m->cfg.n_ctx ? m->max_context : m->cfg.n_ctx; }
+
+vpd_status vpd_model_extend_context(vpd_model *m, int n) {
+    const char *kind = vpd_model_kind_name(m->cfg.kind);
+    if (n <= m->cfg.n_ctx) {
+        m->max_context = 0;
+        return VPD_OK;
+    }
+    switch (m->cfg.kind) {
+    case VPD_MODEL_LLAMA:
+    case VPD_MODEL_HF_LLAMA:
+    case VPD_MODEL_GPT_NEOX: /* rotary positions: computed for any position */
+        m->max_context = n;
+        return VPD_OK;
+    case VPD_MODEL_GPT2:
+        return vpd_error(VPD_ERR_ARG, "%s has learned position embeddings for %d positions: it cannot run %d; "
+                                      "keep the prompt within n_ctx %d", kind, m->cfg.n_ctx, n, m->cfg.n_ctx);
+    default:
+        return vpd_error(VPD_ERR_ARG, "%s is not a language model: a longer context (%d) means nothing for it", kind, n);
+    }
+}
+
+size_t vpd_model_activation_bytes(vpd_model *m, int B, int S) { return model_ops(m->cfg.kind)->layout(m, B, S, NULL); }
+
+vpd_status vpd_model_set_attention_rows(vpd_model *m, int rows) {
+    if (rows < 0) rows = 0;
+    if (rows == m->attn_rows) return VPD_OK;
+    m->attn_rows = rows;
+    if (!m->acts.base) return VPD_OK;
+    const int B = m->B, S = m->S;
+    vpd_arena_free(&m->acts);
+    m->B = m->S = 0;
+    return vpd_model_reserve(m, B, S);
 }
 
 void vpd_model_forward(vpd_model *m, const vpd_model_input *in, real *out, vpd_hook *hook) {

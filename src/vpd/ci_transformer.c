@@ -16,7 +16,8 @@
  * per S; ws_scratch = 0): per row, the residual stream before every block and after the
  * last, per-layer rstd of the inputs, and per block everything backward reads (rstd and
  * output of both norms, q and k after RoPE, v, the attention probabilities [B,H,S,S] =
- * H·S values per row, the attention output before out_proj, the mid-block residual, the
+ * H·S values per row (from VPD_ATTN_ROWS_MIN_S positions on only their log-sum-exp, H per
+ * row: attention_rows_forward/backward recompute them, memory linear in S), the attention output before out_proj, the mid-block residual, the
  * MLP pre/post-GELU activations), then the backward scratch. */
 #include <float.h>
 #include <math.h>
@@ -77,7 +78,8 @@ static void tf_layout(vpd_ci_fn *ci) {
         b->q = off, off += D;
         b->k = off, off += D;
         b->v = off, off += D;
-        b->att = off, off += (size_t)c->n_heads * (size_t)S; /* [B,H,S,S] = N·H·S */
+        /* [B,H,S,S] = N·H·S; from VPD_ATTN_ROWS_MIN_S on the row-block kernels' lse [B,H,S] = N·H */
+        b->att = off, off += (size_t)c->n_heads * (S >= VPD_ATTN_ROWS_MIN_S ? 1 : (size_t)S);
         b->o = off, off += D;
         b->xmid = off, off += D;
         b->rstd2 = off, off += 1;
@@ -317,7 +319,8 @@ vpd_status ci_tf_forward(vpd_ci_fn *ci, real *const *z, const real *const *in, i
         linear_forward(v, a1, P(ci, t0 + 2), NULL, N, D, D);
         rope_forward(q, B, S, H, tf->dh, base);
         rope_forward(k, B, S, H, tf->dh, base);
-        attention_forward(o, ws_at(ci, b->att), q, k, v, B, S, H, H, tf->dh, false);
+        if (S >= VPD_ATTN_ROWS_MIN_S) attention_rows_forward(o, ws_at(ci, b->att), q, k, v, B, S, H, H, tf->dh, false, VPD_ATTN_ROWS);
+        else attention_forward(o, ws_at(ci, b->att), q, k, v, B, S, H, H, tf->dh, false);
         memcpy(xmid, x, sizeof(real) * (size_t)N * D);
         vpd_gemm(false, true, N, D, D, 1, o, D, P(ci, t0 + 3), D, 1, xmid, D);
         /* x_next = x_mid + MLP(N(x_mid)) */
@@ -415,7 +418,9 @@ void ci_tf_backward(vpd_ci_fn *ci, real *const *din, const real *const *dz, cons
         memset(dq, 0, sizeof(real) * ND);
         memset(dk, 0, sizeof(real) * ND);
         memset(dv, 0, sizeof(real) * ND);
-        attention_backward(dq, dk, dv, dout, ws_at(ci, b->att), q, k, v, B, S, H, H, tf->dh, false);
+        if (S >= VPD_ATTN_ROWS_MIN_S)
+            attention_rows_backward(dq, dk, dv, dout, ws_at(ci, b->att), q, k, v, B, S, H, H, tf->dh, false, VPD_ATTN_ROWS);
+        else attention_backward(dq, dk, dv, dout, ws_at(ci, b->att), q, k, v, B, S, H, H, tf->dh, false);
         rope_backward(dq, B, S, H, tf->dh, base);
         rope_backward(dk, B, S, H, tf->dh, base);
         memset(da, 0, sizeof(real) * ND);

@@ -540,13 +540,20 @@ vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
     /* the batch split, checked before the target is read (S follows from the target) */
     if ((s = vpd_batch_geometry(&j->geom, B, 1, j->layout.dp, j->layout.dp_rank, "batch_size")) != VPD_OK) goto done;
     if ((s = load_target(j, o)) != VPD_OK) goto done;
+    if (o->max_context > 0 && (s = vpd_model_extend_context(&j->target, o->max_context)) != VPD_OK) goto done;
     if (o->adjust) o->adjust(&j->cfg, o->adjust_ctx);
+    /* the transformer CI function's positions are rotary as well: its max_len follows */
+    if (o->max_context > j->cfg.ci_transformer.max_len && j->cfg.ci_transformer.max_len > 0)
+        j->cfg.ci_transformer.max_len = o->max_context;
     if (o->write_run_dir && (s = make_run_dir(j)) != VPD_OK) goto done;
     int S = 1;
     if (vpd_model_is_lm(j->target.cfg.kind)) {
         S = j->cfg.max_seq_len;
-        if (S > j->target.cfg.n_ctx) {
-            s = vpd_error(VPD_ERR_CONFIG, "max_seq_len %d exceeds the target's context n_ctx %d", S, j->target.cfg.n_ctx);
+        if (S > vpd_model_context(&j->target)) {
+            s = vpd_model_context(&j->target) > j->target.cfg.n_ctx
+                    ? vpd_error(VPD_ERR_CONFIG, "max_seq_len %d exceeds the allowed context %d (trained n_ctx %d)", S,
+                                vpd_model_context(&j->target), j->target.cfg.n_ctx)
+                    : vpd_error(VPD_ERR_CONFIG, "max_seq_len %d exceeds the target's context n_ctx %d", S, j->target.cfg.n_ctx);
             goto done;
         }
     }

@@ -83,3 +83,50 @@ add_test(NAME attrib.toy_target COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} 
           if ${VPD_CLI} attrib ${AT_DIR}/tms --prompt hi --out ${AT_DIR}/toy.json 2> ${AT_DIR}/toy.err; then echo 'unexpected success'; exit 1; fi
           cat ${AT_DIR}/toy.err; grep -q 'the target is a tms model; attribution graphs need a language model' ${AT_DIR}/toy.err")
 set_tests_properties(attrib.toy_target PROPERTIES LABELS "attrib;lm" TIMEOUT 120 FIXTURES_REQUIRED tms52)
+
+# ---- prompts longer than the trained context (--max-context, rotary lm_tiny, n_ctx 64) and
+# row-block attention: a 72-token prompt runs with a warning on 1 and 2 ranks (same graph);
+# the 7-token graph with --attention rows equals the full-attention one (a1.json) to float
+# rounding; and the batch shrinks to fit a small --mem-budget with the same graph.
+file(WRITE ${AT_DIR}/check_same.py "import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:3])
+tol = float(sys.argv[3])
+assert [n['node_id'] for n in a['nodes']] == [n['node_id'] for n in b['nodes']], 'different nodes'
+la = {(l['source'], l['target']): l['weight'] for l in a['links']}
+lb = {(l['source'], l['target']): l['weight'] for l in b['links']}
+big = max(abs(w) for w in la.values())
+# an edge may vanish (exactly 0 in one run) only when it is tiny
+diff = max(abs(la.get(k, 0) - lb.get(k, 0)) for k in set(la) | set(lb))
+assert diff <= tol * big, (diff, big)
+print(len(la), 'links; max |difference|', diff, 'of max |weight|', big)
+")
+add_test(NAME attrib.max_context COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "set -e; cd ${AT_DIR}; rm -f long1.* long2.* rows7.* budget.*
+          P=\"$(${VPD_PYTHON} -c \"print(('the quick brown fox jumps over the lazy dog. ' * 2)[:72], end='')\")\"
+          ${VPD_CLI} attrib ${AT_RUN} --prompt \"$P\" --max-context 80 --prune-steps 0 --out long1.json 2> long1.err | tee long1.txt
+          cat long1.err; grep -q 'warning: the prompt has 72 tokens but the model was trained on n_ctx = 64' long1.err
+          grep -q 'attention full' long1.txt
+          ${AT_MPIEXEC_STR} 2 ${VPD_CLI} attrib ${AT_RUN} --prompt \"$P\" --max-context 80 --prune-steps 0 --attention full --out long2.json
+          ${VPD_PYTHON} check_same.py long1.json long2.json 0
+          ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --attention rows --out rows7.json | tee rows7.txt
+          grep -q 'attention row blocks' rows7.txt
+          ${VPD_PYTHON} check_same.py a1.json rows7.json 1e-4
+          ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --mem-budget 0.2 --out budget.json | tee budget.txt
+          grep -q 'targets per backward (of --batch 7) fit --mem-budget 0.2 MiB' budget.txt
+          ${VPD_PYTHON} check_same.py a1.json budget.json 1e-5")
+set_tests_properties(attrib.max_context PROPERTIES FIXTURES_REQUIRED lm_runs LABELS "attrib;lm;mpi;python"
+                     TIMEOUT 300 PROCESSORS 2 DEPENDS attrib.lm_1rank_2ranks)
+at_expect_fail(past_max_context "the prompt has 70 tokens, longer than --max-context 66"
+               "${VPD_CLI} attrib ${AT_RUN} --prompt 0123456789012345678901234567890123456789012345678901234567890123456789 --max-context 66 --out long.json"
+               FIXTURES_REQUIRED lm_runs)
+
+# the pruned graph on 1 and 2 ranks (rank 0 optimises, the CI is broadcast): identical files
+add_test(NAME attrib.pruned_1rank_2ranks COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "set -e; cd ${AT_DIR}; rm -f pr1.* pr2.*
+          ${VPD_CLI} attrib ${AT_RUN} --prompt 'hello world ' --prune-steps 30 --node-threshold 1 --edge-threshold 1 --out pr1.json | tee pr1.txt
+          grep -q '^pruned: ' pr1.txt
+          ${AT_MPIEXEC_STR} 2 ${VPD_CLI} attrib ${AT_RUN} --prompt 'hello world ' --prune-steps 30 --node-threshold 1 --edge-threshold 1 --out pr2.json
+          ${VPD_PYTHON} check_same.py pr1.json pr2.json 0
+          ${VPD_PYTHON} -c \"import json; a, b = (json.load(open(p))['metadata']['info'] for p in ('pr1.json', 'pr2.json')); k = ('p_target_pruned', 'p_target_unpruned', 'n_nodes_full'); assert all(a[x] == b[x] for x in k), [(a[x], b[x]) for x in k]; print('pruned on 1 and 2 ranks:', a['n_nodes_full'], 'nodes', a['p_target_pruned'])\"")
+set_tests_properties(attrib.pruned_1rank_2ranks PROPERTIES FIXTURES_REQUIRED lm_runs LABELS "attrib;lm;mpi;python"
+                     TIMEOUT 300 PROCESSORS 2 DEPENDS attrib.max_context)

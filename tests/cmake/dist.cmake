@@ -39,3 +39,15 @@ if(TARGET bench_dist)
   set_tests_properties(dist.bench_smoke PROPERTIES LABELS "mpi;dist" TIMEOUT 120 PROCESSORS 2
                        FIXTURES_REQUIRED tms52)
 endif()
+
+# vpd_gather_bytes in rounds (src/dist/comm.c): many small rounds (a test-only round size), partial
+# last rounds and every root, on 1, 2 and 3 ranks, byte for byte.
+add_executable(test_comm_gather ${CMAKE_SOURCE_DIR}/tests/dist/test_comm_gather.c)
+target_include_directories(test_comm_gather PRIVATE ${CMAKE_SOURCE_DIR}/tests ${CMAKE_SOURCE_DIR}/src)
+target_link_libraries(test_comm_gather PRIVATE vpd)
+foreach(np 1 2 3)
+  add_test(NAME dist.test_comm_gather_np${np}
+           COMMAND ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} ${np} ${MPIEXEC_PREFLAGS} $<TARGET_FILE:test_comm_gather>)
+  set_tests_properties(dist.test_comm_gather_np${np} PROPERTIES LABELS "mpi;dist;unit" TIMEOUT 60 PROCESSORS ${np}
+                       ENVIRONMENT "${VPD_TEST_ENV}")
+endforeach()

@@ -96,6 +96,22 @@ ed_test(generate
    ${VPD_CLI} generate m_gen --prompt \"$prompt\" --max-new 40 --temperature 1 --seed 6 --ids > s3.txt
    cmp s1.txt s2.txt; if cmp -s s1.txt s3.txt; then echo 'seeds 5 and 6 sampled the same 40 tokens'; exit 1; fi ")
 
+# generate on a RUN_DIR: no edit = the target's generation; run-time --ablate = the baked
+# ablation's generation (m_gen of edit.generate), greedy, through the sliding context
+ed_test(generate_runtime
+  "prompt=$(${VPD_PYTHON} -c \"import numpy as np; print(bytes(np.fromfile('${VPD_FIXTURES}/lm/val.bin', '<u2')[:40].astype(np.uint8)).decode().replace(chr(10), ' '))\")
+   ${VPD_CLI} generate run --tokenizer bytes.json --prompt \"$prompt\" --max-new 60 --ids > rg0.txt
+   grep '^generated ids:' gen.txt > want0.txt; grep '^generated ids:' rg0.txt > got0.txt; cmp want0.txt got0.txt
+   ${VPD_CLI} generate run --tokenizer bytes.json --ablate h.1.mlp.down_proj:0,1,2,3 --ablate h.1.mlp.down_proj:4,5,6,7 --prompt \"$prompt\" --max-new 60 --ids > rg1.txt; cat rg1.txt
+   grep '^generated ids:' gen2.txt > want1.txt; grep '^generated ids:' rg1.txt > got1.txt; cmp want1.txt got1.txt
+   if cmp -s got0.txt got1.txt; then echo 'the ablation did not change the generation'; exit 1; fi
+   ${VPD_CLI} generate run --tokenizer bytes.json --scale h.1.mlp.down_proj:3=4 --prompt \"$prompt\" --max-new 20 > rg2.txt
+   if ${VPD_CLI} generate ${ED_TARGET} --ablate h.1.mlp.down_proj:3 --prompt hi 2> rg3.err; then echo 'unexpected success'; exit 1; fi
+   cat rg3.err; grep -q 'need a decomposition' rg3.err
+   if ${VPD_CLI} generate run --tokenizer bytes.json --ablate nope:3 --prompt hi 2> rg4.err; then echo 'unexpected success'; exit 1; fi
+   cat rg4.err; test $(wc -l < rg4.err) -eq 1"
+  DEPENDS edit.generate)
+
 # ---- bad input: one line naming what is wrong; an existing directory is never touched ----
 function(ed_fail name pattern cmd)
   add_test(NAME edit.${name} COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c

@@ -46,3 +46,15 @@ foreach(case gpt2 neox) # neox_seq: covered by hf.compare.neox_seq and the grad 
   set_tests_properties(hf.rank_equivalence.${case} PROPERTIES FIXTURES_REQUIRED hf_${case}_runs LABELS "hf;python"
                        TIMEOUT 60)
 endforeach()
+
+# --max-context: refused in one line for GPT-2's learned position embeddings; a rotary model
+# (GPT-NeoX) runs windows past its n_ctx with a warning
+add_test(NAME hf.max_context COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "cd ${VPD_HF_WORK}; rm -f mc_gpt2.h5 mc_neox.h5
+          N=$(${VPD_PYTHON} -c \"import json; print(json.load(open('gpt2/model/config.json'))['n_positions'])\")
+          if ${VPD_CLI} forward gpt2/model --tokens train.bin --n-ctx $((N + 8)) --max-context $((N + 8)) --out mc_gpt2.h5 2> mc_gpt2.err; then echo 'unexpected success'; exit 1; fi
+          cat mc_gpt2.err; test $(wc -l < mc_gpt2.err) -eq 1 && grep -q 'learned position embeddings' mc_gpt2.err && test ! -e mc_gpt2.h5 || exit 1
+          M=$(${VPD_PYTHON} -c \"import json; print(json.load(open('neox/model/config.json'))['max_position_embeddings'])\")
+          ${VPD_CLI} forward neox/model --tokens train.bin --n-ctx $((M + 8)) --max-context $((M + 8)) --out mc_neox.h5 2> mc_neox.err || exit 1
+          cat mc_neox.err; grep -q 'extrapolate' mc_neox.err && test -s mc_neox.h5")
+set_tests_properties(hf.max_context PROPERTIES FIXTURES_REQUIRED "hf_gpt_ref;hf_gpt_tokens" LABELS "hf;cli" TIMEOUT 120)
