@@ -900,9 +900,9 @@ static void run_free(tc_run *r) {
     vpd_config_free(r->root);
 }
 
-/* debug_dump_step (one rank, objective mse): the step's MLP inputs and outputs, the dead
- * mask it used, the parameters before and after its update, the raw gradients and the loss
- * terms, for tools/reference/reference_transcoder.py */
+/* debug_dump_step (one rank): the step's tokens, MLP inputs and outputs (objective kl: those
+ * of the spliced forward), the dead mask it used, the parameters before and after its update,
+ * the raw gradients and the loss terms, for tools/reference/reference_transcoder.py */
 static vpd_status dump_begin(tc_run *r, vpd_h5 *f) {
     int N = r->B * r->S;
     int64_t np[1] = {(int64_t)r->t->n_params}, nd[2] = {N, r->d}, nl[1] = {(int64_t)r->L * r->n};
@@ -935,6 +935,8 @@ static vpd_status dump_end(tc_run *r, vpd_h5 *f, const real *grads) {
         snprintf(p, sizeof p, "/zaux_%d", i);
         VPD_TRY(vpd_h5_write_real(f, p, r->zaux[i], 2, nz));
     }
+    int64_t nt[2] = {r->B, r->S};
+    VPD_TRY(vpd_h5_write_i32(f, "/tokens", r->tok, 2, nt));
     VPD_TRY(vpd_h5_write_real(f, "/grads", grads, 1, np));
     VPD_TRY(vpd_h5_write_real(f, "/batch_threshold", r->last_thr, 1, nL));
     VPD_TRY(vpd_h5_write_real(f, "/params_after", r->t->params, 1, np));
@@ -956,8 +958,8 @@ static vpd_status train_loop(tc_run *r, int stop_after, bool *stopped) {
         double ts = vpd_wtime();
         VPD_TRY(vpd_all_agree(fill_batch(r, &r->train, VPD_DATA_TRAIN, (uint64_t)r->step, r->B), vpd_comm_world()));
         bool dump = r->step == c->dump_step;
-        if (dump && (r->world != 1 || c->kl))
-            return vpd_error(VPD_ERR_CONFIG, "debug_dump_step: one rank and objective mse only");
+        if (dump && r->world != 1)
+            return vpd_error(VPD_ERR_CONFIG, "debug_dump_step: run it on one rank (no mpiexec), not %d", r->world);
         vpd_h5 df;
         if (dump) VPD_TRY(dump_begin(r, &df));
         VPD_TRY(forward_backward(r, true));

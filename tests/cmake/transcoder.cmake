@@ -7,7 +7,8 @@
 #   transcoder.run_dir      a used run directory is refused without --force
 #   transcoder.reference_*  one step against tools/reference/reference_transcoder.py (PyTorch):
 #                           selections, loss terms, every gradient and the update, for each
-#                           activation (AuxK active: dead_tokens is one batch)
+#                           activation (AuxK active: dead_tokens is one batch); *_kl: the
+#                           end-to-end objective, the gradient through the spliced model
 # The finite-difference checks are grad.test_transcoder_grad (also labelled transcoder).
 set(TC_DIR ${VPD_FIXTURES}/transcoder)
 set(TC_LM ${VPD_FIXTURES}/lm)
@@ -71,10 +72,15 @@ grep -q 'already holds a run' err.txt && grep -q -- '--force' err.txt"
          WORKING_DIRECTORY ${TC_DIR})
 set_tests_properties(transcoder.run_dir PROPERTIES FIXTURES_REQUIRED lm_tiny LABELS "transcoder;lm" TIMEOUT 60)
 
-foreach(case plt_batchtopk clt_topk plt_relu clt_jumprelu)
+foreach(case plt_batchtopk clt_topk plt_relu clt_jumprelu plt_batchtopk_kl clt_jumprelu_kl clt_relu_kl)
   string(REPLACE "_" ";" parts ${case})
   list(GET parts 0 kind)
   list(GET parts 1 act)
+  list(LENGTH parts nparts)
+  set(objective mse)
+  if(nparts GREATER 2)
+    list(GET parts 2 objective)
+  endif()
   if(act STREQUAL batchtopk OR act STREQUAL topk)
     set(extra --set k=4)
   elseif(act STREQUAL relu)
@@ -85,7 +91,7 @@ foreach(case plt_batchtopk clt_topk plt_relu clt_jumprelu)
   string(REPLACE ";" " " extra_str "${extra}")
   add_test(NAME transcoder.reference_${case} COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
            "${VPD_CLI} transcoder ${TC_CFG} ${TC_SETS_STR} --set kind=${kind} --set activation=${act} ${extra_str} \
---set steps=4 --set dead_tokens=64 --set debug_dump_step=3 --set debug_dump_path=ref_${case}.h5 --force --out ref_${case} && \
+--set objective=${objective} --set steps=4 --set dead_tokens=64 --set debug_dump_step=3 --set debug_dump_path=ref_${case}.h5 --force --out ref_${case} && \
 ${VPD_PYTHON} ${VPD_TOOLS}/reference/reference_transcoder.py ref_${case}.h5"
            WORKING_DIRECTORY ${TC_DIR})
   set_tests_properties(transcoder.reference_${case} PROPERTIES FIXTURES_REQUIRED lm_tiny LABELS "transcoder;lm;python"
