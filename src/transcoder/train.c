@@ -818,6 +818,17 @@ static vpd_status evaluate(tc_run *r, double *fvu, double *l0, double *mse) {
 /* ---- the run directory ---------------------------------------------------------------- */
 static const char *const run_files[] = {"transcoder.h5", "checkpoint.h5", "metrics.jsonl", "eval.json", "config.yaml", NULL};
 
+/* rank 0: metrics.jsonl, new or (resumed at r->step) without the records of steps >= r->step,
+ * which the resumed run logs again */
+static vpd_status open_metrics(tc_run *r) {
+    char p[1200];
+    path_in(r, "metrics.jsonl", p, sizeof p);
+    if (r->o->resume) VPD_TRY(vpd_metrics_truncate(p, r->step));
+    r->metrics = fopen(p, r->o->resume ? "a" : "w");
+    if (!r->metrics) return vpd_error(VPD_ERR_IO, "cannot write %s: %s", p, strerror(errno));
+    return VPD_OK;
+}
+
 static vpd_status prepare_run_dir(tc_run *r) {
     vpd_status s = VPD_OK;
     if (r->rank == 0) {
@@ -848,11 +859,7 @@ static vpd_status prepare_run_dir(tc_run *r) {
             path_in(r, "config.yaml", p, sizeof p);
             s = vpd_config_write(r->root, p);
         }
-        if (s == VPD_OK) {
-            path_in(r, "metrics.jsonl", p, sizeof p);
-            r->metrics = fopen(p, r->o->resume ? "a" : "w");
-            if (!r->metrics) s = vpd_error(VPD_ERR_IO, "cannot write %s: %s", p, strerror(errno));
-        }
+        if (s == VPD_OK && !r->o->resume) s = open_metrics(r);
     }
     return vpd_all_agree(s, vpd_comm_world());
 }
@@ -1035,8 +1042,10 @@ vpd_status vpd_transcoder_train(const vpd_tc_train_opts *o, bool *interrupted) {
     if (s == VPD_OK) s = prepare_run_dir(r);
     if (s == VPD_OK) {
         init_params(r);
-        if (o->resume) s = read_checkpoint(r);
-        else if (r->c.b_dec_mean) s = init_b_dec(r);
+        if (o->resume) {
+            s = read_checkpoint(r);
+            if (s == VPD_OK && r->rank == 0) s = open_metrics(r);
+        } else if (r->c.b_dec_mean) s = init_b_dec(r);
         s = vpd_all_agree(s, vpd_comm_world());
     }
     if (s == VPD_OK) {
