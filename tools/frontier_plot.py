@@ -14,7 +14,9 @@ clean_input) and "mean" (single_layer) are plotted; the dashed line is zero-abla
 MLP. Colour = method, line style = protocol; points of one curve are the runs and VPD mask
 settings, sorted by L0. Transcoders trained on the end-to-end objective (a `config/objective`
 column of `vpd collect --compare` equal to kl) are their own curves ("plt kl"); --dict-size N
-keeps only transcoders with N latents per layer (VPD rows are kept), so a k grid is one curve.
+keeps only transcoders with N latents per layer (VPD rows are kept), so a k grid is one curve;
+--split-by COLUMN makes a curve per value of COLUMN (e.g. config/pd.steps: VPD runs of
+different lengths).
 --splitting draws the feature-splitting figure from splitting.csv files of `vpd compare`:
 split_frac and matched_frac of each (smaller -> larger dictionary) pair, per method.
 Matplotlib (Agg).
@@ -44,6 +46,8 @@ def main():
     ap.add_argument("--protocols", default="error_propagating,clean_input,single_layer")
     ap.add_argument("--logy", action="store_true")
     ap.add_argument("--dict-size", type=int, help="keep only transcoders with this many latents per layer")
+    ap.add_argument("--split-by", action="append", default=[],
+                    help="a column (e.g. config/pd.steps) whose values make separate curves (repeatable)")
     ap.add_argument("--splitting", nargs="+", help="splitting.csv files of vpd compare: the feature-splitting figure")
     ap.add_argument("--splitting-out", default="splitting.png")
     a = ap.parse_args()
@@ -75,6 +79,7 @@ def main():
         if x is None or y is None:
             continue
         method = r["method"] + (" kl" if r.get("config/objective") == "kl" else "")
+        method += "".join(f" {c.split('/')[-1]}={r[c]}" for c in a.split_by if r.get(c))
         curves.setdefault((method, r["protocol"]), []).append((x, xp, y, num(r.get("delta_ce_se")) or 0.0))
     if not curves:
         print("frontier_plot: no rows to plot (layer 'all' / 'mean' of the chosen protocols)", file=sys.stderr)
@@ -83,7 +88,7 @@ def main():
         for ax, xi in ((axes[0], 0), (axes[1], 1)):
             ps = sorted((p for p in pts if p[xi] is not None), key=lambda p: p[xi])
             ax.errorbar([p[xi] for p in ps], [p[2] for p in ps], yerr=[p[3] for p in ps], marker="o", ms=4, capsize=2,
-                        color=COLOR.get(method), linestyle=STYLE.get(proto, "-"), label=f"{method} {proto}")
+                        color=COLOR.get(method, COLOR.get(method.split(" ")[0]) if method.count(" ") == 1 else None), linestyle=STYLE.get(proto, "-"), label=f"{method} {proto}")
     for ax, xl in ((axes[0], a.x), (axes[1], "parameters touched per token")):
         if zero and zero[0] is not None:
             ax.axhline(zero[0], color="grey", linestyle="--", linewidth=1, label="zero-ablate all MLPs")
