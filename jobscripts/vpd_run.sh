@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The part every vpd job script shares: start (or resume) one decomposition, turn Slurm's
-# early-warning signal into a checkpoint, and requeue the job after it.
+# The part every vpd job script shares: start (or resume) one decomposition or transcoder run
+# (`vpd transcoder` when CONFIG has a top-level `kind: plt|clt`), turn Slurm's early-warning
+# signal into a checkpoint, and requeue the job after it.
 #
 #   vpd_run.sh RUN_DIR CONFIG.yaml [extra vpd decompose args...]
 #
@@ -11,7 +12,8 @@
 #
 # Protocol (README "HPC operations"):
 #   - a requeued job (SLURM_RESTART_COUNT > 0) with a complete checkpoint in RUN_DIR resumes
-#     with `vpd decompose --resume RUN_DIR`; otherwise the run starts from the config;
+#     with `vpd decompose --resume RUN_DIR` (`vpd transcoder --resume RUN_DIR`); otherwise the
+#     run starts from the config;
 #   - vpd runs in the background so this shell can take signals (bash runs traps only
 #     between foreground commands); USR1 or TERM from Slurm (--signal=B:USR1@T, or
 #     `scancel -b -s USR1 JOBID`) is passed to vpd, which checkpoints at the next step
@@ -30,10 +32,19 @@ RUN_DIR=$1; CONFIG=$2; shift 2
 LAUNCH=${VPD_LAUNCH:-vpd}
 restarts=${SLURM_RESTART_COUNT:-0}
 echo "[vpd_run] $(date -u +%FT%TZ) job ${SLURM_JOB_ID:-none} array ${SLURM_ARRAY_JOB_ID:-none}_${SLURM_ARRAY_TASK_ID:-none} restart $restarts on $(hostname)"
-if { [ "$restarts" -gt 0 ] || [ "${VPD_RESUME:-0}" = 1 ]; } && ls "$RUN_DIR"/checkpoints/ckpt-*.h5 > /dev/null 2>&1; then
-  set -- decompose --resume "$RUN_DIR" "$@"
+# a transcoder config (top-level `kind: plt` or `kind: clt`, configs/transcoder_*.yaml) runs
+# `vpd transcoder` (checkpoint RUN_DIR/checkpoint.h5), any other `vpd decompose`
+# (RUN_DIR/checkpoints/ckpt-*.h5); both take CONFIG --out RUN_DIR and --resume RUN_DIR
+if grep -Eq '^kind:[[:space:]]*["'\'']?(plt|clt)["'\'']?[[:space:]]*(#.*)?$' "$CONFIG"; then
+  cmd=transcoder; ckpt_glob="$RUN_DIR/checkpoint.h5"
 else
-  set -- decompose "$CONFIG" --out "$RUN_DIR" "$@"
+  cmd=decompose; ckpt_glob="$RUN_DIR/checkpoints/ckpt-*.h5"
+fi
+# shellcheck disable=SC2086
+if { [ "$restarts" -gt 0 ] || [ "${VPD_RESUME:-0}" = 1 ]; } && ls $ckpt_glob > /dev/null 2>&1; then
+  set -- "$cmd" --resume "$RUN_DIR" "$@"
+else
+  set -- "$cmd" "$CONFIG" --out "$RUN_DIR" "$@"
 fi
 echo "[vpd_run] $LAUNCH $*"
 # shellcheck disable=SC2086

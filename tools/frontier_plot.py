@@ -2,6 +2,7 @@
 """frontier_plot.py: the sparsity–reconstruction frontiers of `vpd compare` outputs.
 
 usage: frontier_plot.py CSV... [--out frontier.png] [--x l0_module] [--protocols a,b,c] [--logy]
+                        [--dict-size N] [--splitting SPLIT.csv... --splitting-out splitting.png]
 
 CSV: compare.csv files of `vpd compare`, or the table `vpd collect --compare` gathers.
 One curve per method and protocol — ΔCE over the target (delta_ce, with its standard error
@@ -11,7 +12,14 @@ down_proj together, l0_recon what reaches one MLP's reconstruction), and in a se
 against parameters touched per token. Rows with layer "all" (error_propagating,
 clean_input) and "mean" (single_layer) are plotted; the dashed line is zero-ablating every
 MLP. Colour = method, line style = protocol; points of one curve are the runs and VPD mask
-settings, sorted by L0. Matplotlib (Agg).
+settings, sorted by L0. Transcoders trained on the end-to-end objective (a `config/objective`
+column of `vpd collect --compare` equal to kl) are their own curves ("plt kl"); --dict-size N
+keeps only transcoders with N latents per layer (VPD rows are kept), so a k grid is one curve;
+--split-by COLUMN makes a curve per value of COLUMN (e.g. config/pd.steps: VPD runs of
+different lengths).
+--splitting draws the feature-splitting figure from splitting.csv files of `vpd compare`:
+split_frac and matched_frac of each (smaller -> larger dictionary) pair, per method.
+Matplotlib (Agg).
 """
 import argparse
 import csv
@@ -19,7 +27,7 @@ import math
 import sys
 
 STYLE = {"error_propagating": "-", "clean_input": "--", "single_layer": ":"}
-COLOR = {"vpd": "tab:purple", "plt": "tab:blue", "clt": "tab:orange"}
+COLOR = {"vpd": "tab:purple", "plt": "tab:blue", "clt": "tab:orange", "plt kl": "tab:green", "clt kl": "tab:red"}
 
 
 def num(x):
@@ -37,7 +45,16 @@ def main():
     ap.add_argument("--x", default="l0_module", help="L0 column: l0_module, l0_mlp or l0_recon")
     ap.add_argument("--protocols", default="error_propagating,clean_input,single_layer")
     ap.add_argument("--logy", action="store_true")
+    ap.add_argument("--dict-size", type=int, help="keep only transcoders with this many latents per layer")
+    ap.add_argument("--split-by", action="append", default=[],
+                    help="a column (e.g. config/pd.steps) whose values make separate curves (repeatable)")
+    ap.add_argument("--splitting", nargs="+", help="splitting.csv files of vpd compare: the feature-splitting figure")
+    ap.add_argument("--splitting-out", default="splitting.png")
     a = ap.parse_args()
+    if a.splitting:
+        r = splitting_plot(a.splitting, a.splitting_out)
+        if r:
+            return r
     rows = []
     for p in a.csv:
         with open(p, newline="") as f:
@@ -56,10 +73,14 @@ def main():
     for r in rows:
         if r["method"] == "zero" or r["protocol"] not in protocols or r["layer"] not in ("all", "mean"):
             continue
+        if a.dict_size and r["method"] != "vpd" and num(r.get("dict_size")) != a.dict_size:
+            continue
         x, xp, y = num(r[a.x]), num(r["params_per_token"]), num(r["delta_ce"])
         if x is None or y is None:
             continue
-        curves.setdefault((r["method"], r["protocol"]), []).append((x, xp, y, num(r.get("delta_ce_se")) or 0.0))
+        method = r["method"] + (" kl" if r.get("config/objective") == "kl" else "")
+        method += "".join(f" {c.split('/')[-1]}={r[c]}" for c in a.split_by if r.get(c))
+        curves.setdefault((method, r["protocol"]), []).append((x, xp, y, num(r.get("delta_ce_se")) or 0.0))
     if not curves:
         print("frontier_plot: no rows to plot (layer 'all' / 'mean' of the chosen protocols)", file=sys.stderr)
         return 1
@@ -67,7 +88,7 @@ def main():
         for ax, xi in ((axes[0], 0), (axes[1], 1)):
             ps = sorted((p for p in pts if p[xi] is not None), key=lambda p: p[xi])
             ax.errorbar([p[xi] for p in ps], [p[2] for p in ps], yerr=[p[3] for p in ps], marker="o", ms=4, capsize=2,
-                        color=COLOR.get(method), linestyle=STYLE.get(proto, "-"), label=f"{method} {proto}")
+                        color=COLOR.get(method, COLOR.get(method.split(" ")[0]) if method.count(" ") == 1 else None), linestyle=STYLE.get(proto, "-"), label=f"{method} {proto}")
     for ax, xl in ((axes[0], a.x), (axes[1], "parameters touched per token")):
         if zero and zero[0] is not None:
             ax.axhline(zero[0], color="grey", linestyle="--", linewidth=1, label="zero-ablate all MLPs")
@@ -81,6 +102,48 @@ def main():
     fig.tight_layout()
     fig.savefig(a.out, dpi=120)
     print(f"wrote {a.out}: {len(curves)} curves ({', '.join(f'{m} {p}' for m, p in sorted(curves))})")
+    return 0
+
+
+def splitting_plot(paths, out):
+    """feature splitting: one group of bars per method, one bar per (small -> large) pair"""
+    rows = []
+    for p in paths:
+        with open(p, newline="") as f:
+            rows += list(csv.DictReader(f))
+    need = {"method", "small_size", "large_size", "split_frac", "matched_frac"}
+    if not rows or not need <= set(rows[0]):
+        print(f"frontier_plot: {paths}: expected splitting.csv rows with columns {sorted(need)}", file=sys.stderr)
+        return 1
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows.sort(key=lambda r: (r["method"], int(r["small_size"]), int(r["large_size"])))
+    labels = [f"{r['method']} {r['small_size']}→{r['large_size']}" for r in rows]
+    xs = list(range(len(rows)))
+    fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows) + 2), 4))
+    w = 0.38
+    sp = [100 * (num(r["split_frac"]) or 0) for r in rows]
+    mt = [100 * (num(r["matched_frac"]) or 0) for r in rows]
+    b1 = ax.bar([x - w / 2 for x in xs], sp, w, label="split: source objects with > 1 match in the larger run",
+                color=[COLOR.get(r["method"], "grey") for r in rows])
+    b2 = ax.bar([x + w / 2 for x in xs], mt, w, label="matched: larger run's objects matching the smaller",
+                color="lightgrey", edgecolor=[COLOR.get(r["method"], "grey") for r in rows])
+    for bars in (b1, b2):
+        for b in bars:
+            ax.annotate(f"{b.get_height():.1f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
+                        va="bottom", fontsize=7)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_ylabel("% (mean over MLPs)")
+    cos = rows[0].get("cos_threshold", "0.5")
+    ax.set_title(f"feature splitting, smaller \u2192 larger dictionary (cosine > {cos})", fontsize=10)
+    ax.set_ylim(0, 115)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, axis="y")
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    print(f"wrote {out}: {len(rows)} pairs")
     return 0
 
 

@@ -18,6 +18,9 @@ SWEEP.yaml (spd's spd/scripts/sweep_params.yaml format):
 Every leaf is {values: [...]}; the grid is the Cartesian product (spd's
 generate_grid_combinations). An experiment NAME's base config is --config (one experiment),
 else CONFIG_DIR/NAME.yaml. Experiments: --experiments, else every section except global.
+A section NAME@LABEL is a second grid on the same base config NAME.yaml (its runs are named
+NAME-LABEL-...), so one file can hold grids that are not one Cartesian product (e.g. k at one
+dictionary size and dictionary sizes at one k).
 
 Writes DIR/configs/<run>.yaml (base config + point; output.dir = DIR/runs/<run>; relative
 target / data paths made absolute), DIR/runs.txt ("<run> <config>" per array task),
@@ -130,11 +133,12 @@ def fmt(v):
 
 
 def absolutize(cfg, base_dir):
-    """relative target / data paths are resolved as vpd does (cwd, then the config's dir)"""
-    for sec, key in (("target", "path"), ("data", "train"), ("data", "eval")):
+    """relative target / data paths are resolved as vpd does (cwd, the config's dir, its parent);
+    target.model_path is a transcoder config's target"""
+    for sec, key in (("target", "path"), ("target", "model_path"), ("data", "train"), ("data", "eval")):
         p = (cfg.get(sec) or {}).get(key) if isinstance(cfg.get(sec), dict) else None
         if isinstance(p, str) and p and not os.path.isabs(p):
-            for cand in (os.path.abspath(p), os.path.join(base_dir, p)):
+            for cand in (os.path.abspath(p), os.path.join(base_dir, p), os.path.join(os.path.dirname(base_dir), p)):
                 if os.path.exists(cand):
                     cfg[sec][key] = os.path.abspath(cand)
                     break
@@ -203,7 +207,7 @@ def main():
         exps = a.experiments.split(",") if a.experiments else [k for k in sweep if k != "global"]
         if not exps:
             die("no experiment: give --config BASE.yaml, --experiments, or an experiment section")
-        bases = {e: os.path.join(a.config_dir, e + ".yaml") for e in exps}
+        bases = {e: os.path.join(a.config_dir, e.split("@", 1)[0] + ".yaml") for e in exps}
     out = os.path.abspath(a.out)
     os.makedirs(os.path.join(out, "configs"), exist_ok=True)
     os.makedirs(os.path.join(out, "logs"), exist_ok=True)
@@ -221,7 +225,7 @@ def main():
         keys = [k for k, _ in specs]
         for combo in itertools.product(*[v for _, v in specs]) if specs else [()]:
             point = dict(zip(keys, combo))
-            name = e + "".join(f"-{short(k)}{fmt(v)}" for k, v in point.items())
+            name = e.replace("@", "-") + "".join(f"-{short(k)}{fmt(v)}" for k, v in point.items())
             name = re.sub(r"[^A-Za-z0-9._=+-]", "_", name)
             if name in names:
                 name += f"-{len(runs)}"
@@ -231,7 +235,8 @@ def main():
             absolutize(cfg, os.path.dirname(os.path.abspath(bases[e])))
             if cfg.get("kind") in ("plt", "clt"):
                 # a `vpd transcoder` config: it has no output section (the run directory is
-                # --out); train it with vpd transcoder CONFIG --out DIR/runs/<run>
+                # --out); the job array (jobscripts/vpd_run.sh) runs vpd transcoder CONFIG
+                # --out DIR/runs/<run> for it
                 pass
             else:
                 cfg.setdefault("output", {})

@@ -121,5 +121,9 @@ void vpd_h5_rows_close(vpd_h5_rows *w);
 
 /* mkdir -p; VPD_ERR_IO naming the path on failure */
 vpd_status vpd_mkdirs(const char *dir);
+/* Resuming a run: keep the records of a metrics.jsonl with "step" < keep_below (the resumed
+ * run recomputes and logs the rest; a torn last line is dropped too), rewritten through
+ * PATH.tmp and rename. A missing file is no error. (vpd decompose and vpd transcoder.) */
+vpd_status vpd_metrics_truncate(const char *path, int keep_below);
 
 #endif

@@ -693,7 +693,10 @@ static vpd_status splitting(const cmp_ctx *c, vpd_compare_result *res) {
                 int si = method == M_VPD ? vpd_dict(c, i) : c->tc[i].t->n_latent;
                 int sj = method == M_VPD ? vpd_dict(c, j) : c->tc[j].t->n_latent;
                 if (si >= sj) continue; /* source: the smaller dictionary */
-                if (method == M_TC && c->tc[i].t->kind != c->tc[j].t->kind) continue;
+                /* transcoders: a pair differs in dictionary size only (same kind, activation, k) */
+                if (method == M_TC && (c->tc[i].t->kind != c->tc[j].t->kind || c->tc[i].t->act != c->tc[j].t->act ||
+                                       c->tc[i].t->k != c->tc[j].t->k))
+                    continue;
                 vpd_split_row *r = &res->split[res->n_split++];
                 snprintf(r->method, sizeof r->method, "%s", method == M_VPD ? "vpd" : vpd_tc_kind_name(c->tc[i].t->kind));
                 snprintf(r->small, sizeof r->small, "%s", method == M_VPD ? c->o->vpd_runs[i] : c->tc[i].dir);

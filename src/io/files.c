@@ -1,6 +1,8 @@
 /* Small file-system helpers of io/ (include/vpd/io.h). */
 #define _POSIX_C_SOURCE 200809L
 #include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -29,5 +31,37 @@ vpd_status vpd_mkdirs(const char *dir) {
             *p = c;
         }
     }
+    return VPD_OK;
+}
+
+vpd_status vpd_metrics_truncate(const char *path, int keep_below) {
+    FILE *in = fopen(path, "r");
+    if (!in) return VPD_OK; /* nothing logged yet */
+    char tmp[1300];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *out = fopen(tmp, "w");
+    if (!out) {
+        fclose(in);
+        return vpd_error(VPD_ERR_IO, "cannot write %s", tmp);
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int kept = 0, dropped = 0;
+    while ((n = getline(&line, &cap, in)) > 0) {
+        int step;
+        /* a torn last line (killed mid-write) has no closing brace: drop it */
+        bool whole = n > 1 && line[n - 1] == '\n' && line[n - 2] == '}';
+        if (whole && sscanf(line, "{\"step\": %d", &step) == 1 && step < keep_below) {
+            fputs(line, out);
+            kept++;
+        } else {
+            dropped++;
+        }
+    }
+    free(line);
+    fclose(in);
+    if (fclose(out) != 0 || rename(tmp, path) != 0) return vpd_error(VPD_ERR_IO, "cannot rewrite %s", path);
+    vpd_info("resume: %s keeps %d records before step %d, drops %d", path, kept, keep_below, dropped);
     return VPD_OK;
 }

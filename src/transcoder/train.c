@@ -816,6 +816,17 @@ static vpd_status evaluate(tc_run *r, double *fvu, double *l0, double *mse) {
 /* ---- the run directory ---------------------------------------------------------------- */
 static const char *const run_files[] = {"transcoder.h5", "checkpoint.h5", "metrics.jsonl", "eval.json", "config.yaml", NULL};
 
+/* rank 0: metrics.jsonl, new or (resumed at r->step) without the records of steps >= r->step,
+ * which the resumed run logs again */
+static vpd_status open_metrics(tc_run *r) {
+    char p[1200];
+    path_in(r, "metrics.jsonl", p, sizeof p);
+    if (r->o->resume) VPD_TRY(vpd_metrics_truncate(p, r->step));
+    r->metrics = fopen(p, r->o->resume ? "a" : "w");
+    if (!r->metrics) return vpd_error(VPD_ERR_IO, "cannot write %s: %s", p, strerror(errno));
+    return VPD_OK;
+}
+
 static vpd_status prepare_run_dir(tc_run *r) {
     vpd_status s = VPD_OK;
     if (r->rank == 0) {
@@ -846,11 +857,7 @@ static vpd_status prepare_run_dir(tc_run *r) {
             path_in(r, "config.yaml", p, sizeof p);
             s = vpd_config_write(r->root, p);
         }
-        if (s == VPD_OK) {
-            path_in(r, "metrics.jsonl", p, sizeof p);
-            r->metrics = fopen(p, r->o->resume ? "a" : "w");
-            if (!r->metrics) s = vpd_error(VPD_ERR_IO, "cannot write %s: %s", p, strerror(errno));
-        }
+        if (s == VPD_OK && !r->o->resume) s = open_metrics(r);
     }
     return vpd_all_agree(s, vpd_comm_world());
 }
@@ -898,9 +905,9 @@ static void run_free(tc_run *r) {
     vpd_config_free(r->root);
 }
 
-/* debug_dump_step (one rank, objective mse): the step's MLP inputs and outputs, the dead
- * mask it used, the parameters before and after its update, the raw gradients and the loss
- * terms, for tools/reference/reference_transcoder.py */
+/* debug_dump_step (one rank): the step's tokens, MLP inputs and outputs (objective kl: those
+ * of the spliced forward), the dead mask it used, the parameters before and after its update,
+ * the raw gradients and the loss terms, for tools/reference/reference_transcoder.py */
 static vpd_status dump_begin(tc_run *r, vpd_h5 *f) {
     int N = r->B * r->S;
     int64_t np[1] = {(int64_t)r->t->n_params}, nd[2] = {N, r->d}, nl[1] = {(int64_t)r->L * r->n};
@@ -933,6 +940,8 @@ static vpd_status dump_end(tc_run *r, vpd_h5 *f, const real *grads) {
         snprintf(p, sizeof p, "/zaux_%d", i);
         VPD_TRY(vpd_h5_write_real(f, p, r->zaux[i], 2, nz));
     }
+    int64_t nt[2] = {r->B, r->S};
+    VPD_TRY(vpd_h5_write_i32(f, "/tokens", r->tok, 2, nt));
     VPD_TRY(vpd_h5_write_real(f, "/grads", grads, 1, np));
     VPD_TRY(vpd_h5_write_real(f, "/batch_threshold", r->last_thr, 1, nL));
     VPD_TRY(vpd_h5_write_real(f, "/params_after", r->t->params, 1, np));
@@ -954,8 +963,8 @@ static vpd_status train_loop(tc_run *r, int stop_after, bool *stopped) {
         double ts = vpd_wtime();
         VPD_TRY(vpd_all_agree(fill_batch(r, &r->train, VPD_DATA_TRAIN, (uint64_t)r->step, r->B), vpd_comm_world()));
         bool dump = r->step == c->dump_step;
-        if (dump && (r->world != 1 || c->kl))
-            return vpd_error(VPD_ERR_CONFIG, "debug_dump_step: one rank and objective mse only");
+        if (dump && r->world != 1)
+            return vpd_error(VPD_ERR_CONFIG, "debug_dump_step: run it on one rank (no mpiexec), not %d", r->world);
         vpd_h5 df;
         if (dump) VPD_TRY(dump_begin(r, &df));
         VPD_TRY(forward_backward(r, true));
@@ -1031,8 +1040,10 @@ vpd_status vpd_transcoder_train(const vpd_tc_train_opts *o, bool *interrupted) {
     if (s == VPD_OK) s = prepare_run_dir(r);
     if (s == VPD_OK) {
         init_params(r);
-        if (o->resume) s = read_checkpoint(r);
-        else if (r->c.b_dec_mean) s = init_b_dec(r);
+        if (o->resume) {
+            s = read_checkpoint(r);
+            if (s == VPD_OK && r->rank == 0) s = open_metrics(r);
+        } else if (r->c.b_dec_mean) s = init_b_dec(r);
         s = vpd_all_agree(s, vpd_comm_world());
     }
     if (s == VPD_OK) {

@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "vpd/comm.h"
+#include "vpd/io.h"
 #include "vpd/runfile.h"
 #include "vpd/signals.h"
 #include "vpd/trainer.h"
@@ -106,40 +107,6 @@ static vpd_status hpc_boundary(vpd_decomp *d, const vpd_run_opts *opts, vpd_run_
                  opts->run_dir ? opts->run_dir : "RUN_DIR");
         *stop = true;
     }
-    return VPD_OK;
-}
-
-/* Keep the records of metrics.jsonl with step < keep_below (a resumed run recomputes the
- * rest), written through a temporary file and rename. */
-static vpd_status metrics_truncate(const char *path, int keep_below) {
-    FILE *in = fopen(path, "r");
-    if (!in) return VPD_OK; /* nothing logged yet */
-    char tmp[1300];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *out = fopen(tmp, "w");
-    if (!out) {
-        fclose(in);
-        return vpd_error(VPD_ERR_IO, "cannot write %s", tmp);
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int kept = 0, dropped = 0;
-    while ((n = getline(&line, &cap, in)) > 0) {
-        int step;
-        /* a torn last line (killed mid-write) has no closing brace: drop it */
-        bool whole = n > 1 && line[n - 1] == '\n' && line[n - 2] == '}';
-        if (whole && sscanf(line, "{\"step\": %d", &step) == 1 && step < keep_below) {
-            fputs(line, out);
-            kept++;
-        } else {
-            dropped++;
-        }
-    }
-    free(line);
-    fclose(in);
-    if (fclose(out) != 0 || rename(tmp, path) != 0) return vpd_error(VPD_ERR_IO, "cannot rewrite %s", path);
-    vpd_info("resume: metrics.jsonl keeps %d records before step %d, drops %d", kept, keep_below, dropped);
     return VPD_OK;
 }
 
@@ -263,7 +230,7 @@ vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_ru
     if (root && opts->run_dir) {
         char path[1200];
         snprintf(path, sizeof path, "%s/metrics.jsonl", opts->run_dir);
-        if (resumed) s = metrics_truncate(path, d->step);
+        if (resumed) s = vpd_metrics_truncate(path, d->step);
         mf = s == VPD_OK ? fopen(path, resumed ? "a" : "w") : NULL;
         if (!mf && s == VPD_OK) s = vpd_error(VPD_ERR_IO, "cannot write %s", path);
     }

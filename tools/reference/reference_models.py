@@ -80,7 +80,9 @@ def new_gelu(x):
     return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
 
 
-def llama_forward(p, tok, c):
+def llama_forward(p, tok, c, mlp=None):
+    """logits [B, S, V]; mlp(i, a) -> [B, S, D], when given, replaces block i's MLP on its
+    normalised input a (the splice of tools/reference/reference_transcoder.py)"""
     B, S = tok.shape
     D, H, Hkv = c["n_embd"], c["n_head"], c["n_key_value_heads"]
     dh = D // H
@@ -103,7 +105,10 @@ def llama_forward(p, tok, c):
         y = (att @ v).transpose(1, 2).reshape(B, S, D)
         x = x + y @ p[f"h.{i}.attn.o_proj.weight"].T
         a = rms_norm(x, p[f"h.{i}.rms_2.weight"], eps)
-        x = x + new_gelu(a @ p[f"h.{i}.mlp.c_fc.weight"].T) @ p[f"h.{i}.mlp.down_proj.weight"].T
+        if mlp is None:
+            x = x + new_gelu(a @ p[f"h.{i}.mlp.c_fc.weight"].T) @ p[f"h.{i}.mlp.down_proj.weight"].T
+        else:
+            x = x + mlp(i, a)
     x = rms_norm(x, p["ln_f.weight"], eps)
     return x @ p["wte.weight"].T  # lm_head tied to wte
 

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""PyTorch reference for one training step of `vpd transcoder` (objective mse).
+"""PyTorch reference for one training step of `vpd transcoder` (objective mse or kl).
 
 usage: reference_transcoder.py DUMP.h5
 
@@ -16,13 +16,27 @@ update. This script recomputes, in float64 with autograd, from x, y and the para
     pseudo-gradient, rectangle kernel);
   * the update: decoder-gradient projection, clipping, Adam (no weight decay), BatchTopK's EMA
     threshold, decoder renormalisation, JumpReLU threshold clamp -> params_after.
+Objective kl: x and y are not inputs but results. The dump's tokens run through the target
+(its config.json and model.safetensors, tools/reference/reference_models.py's llama_forward)
+twice in float64: clean, and with every MLP replaced by its transcoder reconstruction, the
+encoders reading the spliced forward's normalised MLP inputs (so the gradient flows through
+later layers' inputs into earlier transcoders). The main loss is KL(clean || spliced) of the
+next-token distributions, mean over tokens; the spliced MLP inputs and the MLPs' own outputs on
+them are compared with the dumped x and y; everything else is checked as for mse.
 Exit status 0 when everything agrees, 1 otherwise."""
+import json
+import os
 import sys
 
 import h5py
 import numpy as np
 import torch
 import yaml
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from reference_models import llama_forward, new_gelu  # noqa: E402
+import safetensors_np  # noqa: E402
 
 torch.set_default_dtype(torch.float64)
 
@@ -84,8 +98,57 @@ def main(path):
         ok &= bool(good)
         print(f"{'ok ' if good else 'BAD'} {name:28s} max rel err {err:.3e} (tol {rtol:g})")
 
+    kl = cfg.get("objective", "mse") == "kl"
+
+    def latents(i, p):
+        """z_i from pre-activations p with vpd's selection (so a near-tie cannot flip the comparison)"""
+        if act in ("topk", "batchtopk"):
+            return p * (zc[i] != 0)
+        if act == "relu":
+            return p * (p.detach() > 0)
+        # jumprelu: value path pre·[pre > θ] with the pseudo-gradient for θ:
+        # z = pre·m  +  (θ - θ.detach())·(-(θ/eps)·K)  : d z/dθ = -(θ/eps)K, value unchanged
+        th = P[("threshold", i)]
+        m = p.detach() > th.detach()
+        K_ = (((p.detach() - th.detach()) / eps_jr).abs() < 0.5).double()
+        return p * m + (th - th.detach()) * (-(th.detach() / eps_jr) * K_)
+
+    def reconstruct(j, zs):
+        y = P[("b_dec", j)].expand(N, d)
+        for i in range(j + 1):
+            if writes(i, j):
+                y = y + zs[i] @ P[("W_dec", i, j)]
+        return y
+
+    if kl:
+        mdir = cfg["target"]["model_path"]
+        mc = json.load(open(os.path.join(mdir, "config.json")))
+        W = {key: torch.tensor(np.array(v, dtype=np.float64))
+             for key, v in safetensors_np.load(os.path.join(mdir, "model.safetensors")).items()}
+        tok = torch.tensor(f["tokens"][...].astype(np.int64))
+        assert tok.numel() == N, (tok.shape, N)
+        pres, zs, yh, xk, yk = [None] * L, [None] * L, [None] * L, [None] * L, [None] * L
+
+        def splice(i, a):
+            a2 = a.reshape(N, d)
+            xk[i] = a2.detach()
+            yk[i] = (new_gelu(xk[i] @ W[f"h.{i}.mlp.c_fc.weight"].T) @ W[f"h.{i}.mlp.down_proj.weight"].T)
+            pres[i] = a2 @ P[("W_enc", i)].T + P[("b_enc", i)]
+            zs[i] = latents(i, pres[i])
+            yh[i] = reconstruct(i, zs)
+            return yh[i].reshape(a.shape)
+
+        with torch.no_grad():
+            logp = llama_forward(W, tok, mc).reshape(N, -1).log_softmax(-1)
+        logq = llama_forward(W, tok, mc, mlp=splice).reshape(N, -1).log_softmax(-1)
+        main_loss = (logp.exp() * (logp - logq)).sum(-1).mean()
+        for i in range(L):
+            report(f"spliced x_{i}", xs[i].numpy(), xk[i].numpy(), 1e-4)
+            report(f"spliced y_{i}", ys[i].numpy(), yk[i].numpy(), 1e-4)
+        ys = yk
+    else:
+        pres = [xs[i] @ P[("W_enc", i)].T + P[("b_enc", i)] for i in range(L)]
     # ---- selections -------------------------------------------------------------------
-    pres = [xs[i] @ P[("W_enc", i)].T + P[("b_enc", i)] for i in range(L)]
     bt = np.asarray(f["batch_threshold"][...], dtype=np.float64)
     for i in range(L):
         p = pres[i].detach()
@@ -108,29 +171,14 @@ def main(path):
             ok &= bad == 0
             print(f"{'ok ' if bad == 0 else 'BAD'} selection {i}: {bad} differences away from near-ties")
     # ---- loss with vpd's selection ------------------------------------------------------
-    zs, masks = [], []
-    for i in range(L):
-        p = pres[i]
-        if act in ("topk", "batchtopk", "relu"):
-            m = (zc[i] != 0) if act != "relu" else (p.detach() > 0)
-            zs.append(p * m)
-            masks.append(m)
-        else:  # jumprelu: value path pre·[pre > θ] with the pseudo-gradient for θ
-            th = P[("threshold", i)]
-            m = p.detach() > th.detach()
-            K_ = (((p.detach() - th.detach()) / eps_jr).abs() < 0.5).double()
-            # z = pre·m  +  (θ - θ.detach())·(-(θ/eps)·K)  : d z/dθ = -(θ/eps)K, value unchanged
-            z = p * m + (th - th.detach()) * (-(th.detach() / eps_jr) * K_)
-            zs.append(z)
-            masks.append(m)
-    yh = []
-    for j in range(L):
-        y = P[("b_dec", j)].expand(N, d)
-        for i in range(j + 1):
-            if writes(i, j):
-                y = y + zs[i] @ P[("W_dec", i, j)]
-        yh.append(y)
-    mse = sum(((yh[j] - ys[j]) ** 2).mean() for j in range(L))
+    masks = [(zc[i] != 0) if act in ("topk", "batchtopk") else
+             (pres[i].detach() > 0) if act == "relu" else
+             (pres[i].detach() > P[("threshold", i)].detach()) for i in range(L)]
+    if not kl:
+        zs = [latents(i, pres[i]) for i in range(L)]
+        yh = [reconstruct(j, zs) for j in range(L)]
+        main_loss = sum(((yh[j] - ys[j]) ** 2).mean() for j in range(L))
+    mse = main_loss
     sp = torch.zeros(())
     if act == "relu" and lam > 0:
         sp = sum(lam * zs[i].sum() / N for i in range(L))
@@ -155,7 +203,9 @@ def main(path):
             bad = ((mine != theirs) & ~near).sum().item()
             ok &= bad == 0
             print(f"{'ok ' if bad == 0 else 'BAD'} aux selection {i}: {bad} differences away from near-ties")
-        zaux = [pres[i] * (zauxc[i] != 0) for i in range(L)]
+        # AuxK does not differentiate x (objective kl: the spliced inputs are constants here)
+        xa = xk if kl else xs
+        zaux = [(xa[i] @ P[("W_enc", i)].T + P[("b_enc", i)]) * (zauxc[i] != 0) for i in range(L)]
         for j in range(L):
             eh = sum(zaux[i] @ P[("W_dec", i, j)] for i in range(j + 1) if writes(i, j))
             e = (ys[j] - yh[j]).detach()
@@ -164,7 +214,7 @@ def main(path):
         print("(no dead latents at this step: AuxK inactive)")
     total = mse + sp + aux
     total.backward()
-    report("loss mse", [mse.item()], [f.attrs["loss_main"]], 1e-5)
+    report("loss " + ("kl" if kl else "mse"), [mse.item()], [f.attrs["loss_main"]], 1e-5)
     report("loss aux", [aux.item()], [f.attrs["loss_aux"]], 1e-4 if aux.item() else 0)
     report("loss sparsity", [sp.item()], [f.attrs["loss_sparsity"]], 1e-5 if sp.item() else 0)
     graw = np.asarray(f["grads"][...], dtype=np.float64)
