@@ -27,6 +27,7 @@ vpd_status vpd_ckpt_opts_read(vpd_config *root, const char *run_dir, vpd_ckpt_op
     VPD_TRY(vpd_config_get_int(root, "checkpoint.keep_last", 2, 0, 1 << 30, &o->keep_last));
     VPD_TRY(vpd_config_get_int(root, "checkpoint.keep_every", 0, 0, 1 << 30, &o->keep_every));
     VPD_TRY(vpd_config_get_string_or_null(root, "checkpoint.dir", NULL, &dir));
+    VPD_TRY(vpd_config_get_double(root, "checkpoint.watchdog_s", 0, 0, 1e9, &o->watchdog_s));
     if (!dir || !dir[0]) snprintf(o->dir, sizeof o->dir, "%s/checkpoints", run_dir);
     else if (dir[0] == '/') snprintf(o->dir, sizeof o->dir, "%s", dir);
     else snprintf(o->dir, sizeof o->dir, "%s/%s", run_dir, dir);
