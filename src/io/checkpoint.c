@@ -85,12 +85,14 @@ vpd_status vpd_ckpt_write_table(const char *dir, int step, const vpd_tensor_tabl
     if (s != VPD_OK) vpd_error_context(s, "checkpoint %s", tmp);
     vpd_status w = vpd_table_write_h5(&f, t); /* collective, agreed */
     /* test hook: stall with the temporary file half-made at step $VPD_CKPT_TEST_STALL_STEP (any
-     * step if negative); the tests in tests/hpc kill -9 or signal the process here */
+     * step if negative) for $VPD_CKPT_TEST_STALL_S seconds (default 120); the tests in tests/hpc
+     * kill -9 or signal the process here */
     const char *stall = getenv("VPD_CKPT_TEST_STALL_STEP");
     if (stall && (atoi(stall) == step || atoi(stall) < 0)) {
         if (rank == 0) fprintf(stderr, "[vpd] test hook: stalling inside the checkpoint write of step %d (%s)\n", step, tmp);
         H5Fflush((hid_t)f.id, H5F_SCOPE_GLOBAL);
-        unsigned left = 120;
+        const char *secs = getenv("VPD_CKPT_TEST_STALL_S");
+        unsigned left = secs && atoi(secs) > 0 ? (unsigned)atoi(secs) : 120;
         while ((left = sleep(left)) > 0) {} /* a first signal does not cut the stall short */
     }
     if (s == VPD_OK) s = vpd_h5_set_attr_int(&f, "/", "complete", 1);

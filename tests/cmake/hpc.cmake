@@ -33,6 +33,10 @@ vpd_hpc_test(kill9_during_checkpoint kill_during_checkpoint.sh 1)
 vpd_hpc_test(kill_resume_random kill_resume_random.sh 2)
 vpd_hpc_test(signals signals.sh 2)
 vpd_hpc_test(preempt_group preempt_group.sh 2)
+# SIGTERM to a bare mpirun (alone, and with its ranks as Slurm signals a job): a complete checkpoint with
+# OMPI_MCA_odls_base_sigkill_timeout raised; mpirun itself exits 1 (Open MPI), see the script
+vpd_hpc_test(mpirun_term mpirun_term.sh 2)
+
 vpd_hpc_test(run_dir_guard run_dir_guard.sh 2)
 vpd_hpc_test(nonfinite nonfinite.sh 2)
 vpd_hpc_test(damaged_files damaged_files.sh 1)
