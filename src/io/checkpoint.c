@@ -135,7 +135,11 @@ static vpd_status read_header(vpd_h5 *f, int *step) {
                       f->path, (long long)version, VPD_CKPT_VERSION);
     if (s == VPD_OK && vpd_h5_get_attr_int(f, "/", "step", &st) != VPD_OK)
         s = vpd_error(VPD_ERR_FORMAT, "%s: no root attribute 'step'", f->path);
-    *step = (int)st;
+    /* a step outside what a config allows (steps <= 2^30) is damage, not a run: never truncate it */
+    if (s == VPD_OK && (st < 0 || st > (int64_t)1 << 30))
+        s = vpd_error(VPD_ERR_FORMAT, "%s: root attribute step = %lld is out of range (0 to 2^30): the file is damaged",
+                      f->path, (long long)st);
+    *step = s == VPD_OK ? (int)st : -1;
     return s;
 }
 

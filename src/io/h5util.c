@@ -394,10 +394,16 @@ vpd_status vpd_h5_get_attr_str(const vpd_h5 *f, const char *obj, const char *nam
     hid_t a = open_attr(f, obj, name, &s);
     if (a < 0) return s;
     hid_t ft = H5Aget_type(a);
-    if (H5Tget_class(ft) != H5T_STRING) {
+    /* one string: H5Aread writes one element per point of the dataspace, and the buffers
+     * below hold one (a damaged file's 1000-point attribute would overrun them) */
+    hid_t sp = H5Aget_space(a);
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0) H5Sclose(sp);
+    if (H5Tget_class(ft) != H5T_STRING || np != 1) {
         H5Tclose(ft);
         H5Aclose(a);
-        return vpd_error(VPD_ERR_FORMAT, "%s: attribute '%s' of '%s' is not a string", f->path, name, obj);
+        return vpd_error(VPD_ERR_FORMAT, "%s: attribute '%s' of '%s' is not a single string%s", f->path, name, obj,
+                         np != 1 ? " (it has several elements, or none)" : "");
     }
     hid_t mt = H5Tcopy(H5T_C_S1);
     herr_t e;

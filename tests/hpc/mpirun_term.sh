@@ -16,30 +16,48 @@
 #      ranks start at once, and mpirun's own TERM 8 s later (more than VPD_SIGNAL_INSIST_S after
 #      the first) must not count as the insisting second signal (before: exit 143 inside the
 #      write, no checkpoint).
+#   3. the same through jobscripts/vpd_run.sh (VPD_LAUNCH="mpiexec -n 2 vpd"), TERM to every
+#      process of the job (the script, mpirun, the ranks): the script ends with 75 (requeue),
+#      taking mpirun's 1 after the signal with a checkpoint written since as 75.
 # The supported path (status 75 and a requeue) is jobscripts/vpd_run.sh: tests/hpc/preempt_group.sh;
 # bitwise-exact resume after a signal: tests/hpc/signals.sh.
 # usage: mpirun_term.sh VPD PY TOOLS CFG
 source "$(dirname "$0")/common.sh"
 rm -rf runs/hpc_mt_*
 wait_step() { for i in $(seq 1 400); do grep -q "^{\"step\": $2" $1/metrics.jsonl 2>/dev/null && break; sleep 0.05; done; }
-# term_case NAME TIMEOUT STALL ALL(0: mpirun alone, 1: mpirun and the ranks)
+RUNSH=$(cd "$(dirname "$0")/../../jobscripts" && pwd)/vpd_run.sh
+# term_case NAME TIMEOUT STALL HOW (alone: TERM to mpirun; all: to mpirun and the ranks;
+#                                   script: vpd_run.sh launches mpirun, TERM to all three)
 term_case() {
-  local name=$1 tmo=$2 stall=$3 all=$4 B=runs/hpc_mt_$1
-  echo "+ OMPI_MCA_odls_base_sigkill_timeout=$tmo $MPIEXEC -n 2 vpd decompose ... (checkpoint write stalled $stall s)"
-  OMPI_MCA_odls_base_sigkill_timeout=$tmo VPD_CKPT_TEST_STALL_STEP=-1 VPD_CKPT_TEST_STALL_S=$stall \
-    setsid $MPIEXEC -n 2 "$VPD" decompose "$CFG" --out $B --quiet --set steps=1000000 > hpc_mt_$name.log 2>&1 &
-  local pid=$!
-  wait_step $B 20
-  local ranks; ranks=$(ps -o pid= --ppid $pid | tr '\n' ' ')
-  [ -n "$ranks" ] || fail "$name: no ranks under mpirun $pid"
+  local name=$1 tmo=$2 stall=$3 how=$4 B=runs/hpc_mt_$1 pid mpi
+  echo "+ OMPI_MCA_odls_base_sigkill_timeout=$tmo $MPIEXEC -n 2 vpd decompose ... (checkpoint write stalled $stall s; $how)"
+  if [ $how = script ]; then
+    OMPI_MCA_odls_base_sigkill_timeout=$tmo VPD_CKPT_TEST_STALL_STEP=-1 VPD_CKPT_TEST_STALL_S=$stall \
+      VPD_LAUNCH="$MPIEXEC -n 2 $VPD" setsid bash "$RUNSH" $B "$CFG" --quiet --set steps=1000000 > hpc_mt_$name.log 2>&1 &
+    pid=$!
+    wait_step $B 20
+    mpi=$(ps -o pid= --ppid $pid | head -1 | tr -d ' ') # the script's child: mpirun (in a session of its own)
+  else
+    OMPI_MCA_odls_base_sigkill_timeout=$tmo VPD_CKPT_TEST_STALL_STEP=-1 VPD_CKPT_TEST_STALL_S=$stall \
+      setsid $MPIEXEC -n 2 "$VPD" decompose "$CFG" --out $B --quiet --set steps=1000000 > hpc_mt_$name.log 2>&1 &
+    pid=$!
+    mpi=$pid
+    wait_step $B 20
+  fi
+  local ranks; ranks=$(ps -o pid= --ppid "$mpi" | tr '\n' ' ')
+  [ -n "$ranks" ] || fail "$name: no ranks under mpirun $mpi"
   local t0; t0=$(date +%s.%N)
-  if [ "$all" = 1 ]; then echo "+ kill -TERM $pid $ranks (mpirun and its ranks)"; kill -TERM $pid $ranks
-  else echo "+ kill -TERM $pid (mpirun alone)"; kill -TERM $pid; fi
+  case $how in
+    alone) echo "+ kill -TERM $mpi (mpirun alone)"; kill -TERM $mpi ;;
+    all) echo "+ kill -TERM $mpi $ranks (mpirun and its ranks)"; kill -TERM $mpi $ranks ;;
+    script) echo "+ kill -TERM $pid $mpi $ranks (vpd_run.sh, mpirun and the ranks)"; kill -TERM $pid $mpi $ranks ;;
+  esac
   wait $pid; local rc=$?
-  echo "mpirun exited $rc after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
-  grep -E "signal|checkpoint at|stalling" hpc_mt_$name.log | head -6
+  echo "exit status $rc after $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.1f", b-a}') s"
+  grep -E "signal|checkpoint at|stalling|vpd_run" hpc_mt_$name.log | head -8
   grep -q "second signal" hpc_mt_$name.log && fail "$name: mpirun's TERM was taken as the insisting second signal"
-  [ $rc -eq 1 ] || [ $rc -eq 75 ] || fail "$name: mpirun exited $rc (Open MPI 4.1 gives 1 after TERM; 75 would be better)"
+  if [ $how = script ]; then [ $rc -eq 75 ] || fail "$name: vpd_run.sh exited $rc, expected 75 (requeue)"
+  else [ $rc -eq 1 ] || [ $rc -eq 75 ] || fail "$name: mpirun exited $rc (Open MPI 4.1 gives 1 after TERM; 75 would be better)"; fi
   local ck; ck=$(ls $B/checkpoints/ckpt-*.h5 2>/dev/null | tail -1)
   [ -n "$ck" ] || fail "$name: no complete checkpoint after SIGTERM to mpirun (log: hpc_mt_$name.log; $(ls $B/checkpoints))"
   local step; step=$(basename $ck .h5); step=$((10#${step#ckpt-}))
@@ -48,6 +66,7 @@ term_case() {
   expect_rc 75 mt_resume_$name $MPIEXEC -n 2 "$VPD" decompose --resume $B --quiet --stop-at-step $((step + 3))
   grep -q "resume: loaded $ck (step $step)" hpc_mt_resume_$name.log || fail "$name: the resume did not load $ck"
 }
-term_case alone 8 2 0
-term_case all 8 10 1
+term_case alone 8 2 alone
+term_case all 8 10 all
+term_case script 8 2 script
 echo "PASS: mpirun_term"
