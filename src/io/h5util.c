@@ -88,10 +88,16 @@ vpd_status vpd_h5_open_mpi(vpd_h5 *f, const char *path, bool create, MPI_Comm co
 #endif
 }
 
+/* a file whose H5Fclose failed (its last flush: a full disk) stays half-open inside libhdf5,
+ * and libhdf5's own clean-up when MPI finalises then crashes on it (H5F__close_cb, issue 17) */
+static bool g_unclosed = false;
+bool vpd_h5_unclosed(void) { return g_unclosed; }
+
 vpd_status vpd_h5_close(vpd_h5 *f) {
     if (f->id < 0) return VPD_OK;
     herr_t e = H5Fclose(f->id);
     f->id = -1;
+    if (e < 0) g_unclosed = true;
     if (e < 0) H5ERR(VPD_ERR_IO, "closing HDF5 file '%s' failed", f->path);
     return VPD_OK;
 }
