@@ -25,6 +25,13 @@
 #     and exits 1 even when every rank checkpointed and exited 75.) vpd itself also ignores a
 #     second signal sooner than VPD_SIGNAL_INSIST_S (default 2) seconds after the first; a later
 #     one (scancel twice, KillWait) still ends it at once, 128 + signal;
+#   - a bare Open MPI mpirun that itself gets SIGTERM (Slurm's time limit or `scancel` signal
+#     every process of the job, not only this script) aborts: it exits 1 whatever the ranks do,
+#     passes TERM to them odls_base_sigkill_timeout seconds later and SIGKILLs them as long
+#     again (tests/hpc/mpirun_term.sh). So: after a signal, a launcher status other than 0/75
+#     with a checkpoint written since the signal counts as 75 (the ranks checkpointed; only
+#     the launcher's status is wrong). Raise OMPI_MCA_odls_base_sigkill_timeout when a step plus
+#     a checkpoint write can take longer than it (default 1 s; under Slurm, KillWait bounds it);
 #   - status 75 -> `scontrol requeue $SLURM_JOB_ID` (the job needs --requeue; use
 #     --open-mode=append so the log of each start is kept). Any other status is the job's.
 set -u
@@ -50,7 +57,13 @@ echo "[vpd_run] $LAUNCH $*"
 # shellcheck disable=SC2086
 if command -v setsid > /dev/null; then setsid $LAUNCH "$@" & else $LAUNCH "$@" & fi
 child=$!
-forward() { echo "[vpd_run] $(date -u +%T) got SIG$1: asking vpd to checkpoint"; kill -USR1 "$child" 2>/dev/null; }
+# a file whose time is the first signal's (checkpoints newer than it were written after it)
+mark=""
+forward() {
+  echo "[vpd_run] $(date -u +%T) got SIG$1: asking vpd to checkpoint"
+  if [ -z "$mark" ]; then mark=$(mktemp "${TMPDIR:-/tmp}/vpd_run.signal.XXXXXX"); fi
+  kill -USR1 "$child" 2>/dev/null
+}
 trap 'forward USR1' USR1
 trap 'forward TERM' TERM
 # wait returns early (> 128) when a trap ran; wait again until vpd itself has ended
@@ -59,6 +72,16 @@ while :; do
   kill -0 "$child" 2>/dev/null || break
 done
 echo "[vpd_run] $(date -u +%T) vpd exited with status $rc"
+if [ -n "$mark" ]; then
+  if [ "$rc" -ne 0 ] && [ "$rc" -ne 75 ]; then
+    ck=$(find "$RUN_DIR"/checkpoints -maxdepth 1 -name 'ckpt-*.h5' -newer "$mark" 2>/dev/null | sort | tail -n 1)
+    if [ -n "$ck" ]; then
+      echo "[vpd_run] the launcher's status $rc came after the signal, and $ck was written since: taking it as 75"
+      rc=75
+    fi
+  fi
+  rm -f "$mark"
+fi
 if [ "$rc" -eq 75 ]; then
   if [ -n "${SLURM_JOB_ID:-}" ]; then
     echo "[vpd_run] checkpoint written; requeueing job $SLURM_JOB_ID"

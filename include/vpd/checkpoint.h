@@ -34,10 +34,14 @@
  * ckpt-*.h5 is always complete.
  *
  * Config section (read by vpd_ckpt_opts_read, ignored by the decomposition reader):
- *   checkpoint: {every_steps: 0, every_minutes: 0, keep_last: 2, keep_every: 0, dir: null}
+ *   checkpoint: {every_steps: 0, every_minutes: 0, keep_last: 2, keep_every: 0, dir: null,
+ *                watchdog_s: 0}
  * every_steps / every_minutes 0 = off (a signal still checkpoints); keep_every M keeps in
  * addition every checkpoint whose step is a multiple of M; dir defaults to
- * RUN_DIR/checkpoints (a relative dir is taken relative to RUN_DIR). */
+ * RUN_DIR/checkpoints (a relative dir is taken relative to RUN_DIR). watchdog_s T > 0 ends a
+ * job in which no step completes for T seconds, naming the rank that stopped (the run loop's
+ * watchdog, src/vpd/run.c; `vpd decompose --watchdog T` and VPD_WATCHDOG_S=T take precedence).
+ * Like every checkpoint.* key it may change on --resume. */
 #ifndef VPD_CHECKPOINT_H
 #define VPD_CHECKPOINT_H
 
@@ -57,6 +61,7 @@ typedef struct {
     int keep_last;
     int keep_every;
     char dir[1200]; /* resolved directory */
+    double watchdog_s; /* checkpoint.watchdog_s (0 = off) */
     /* the run's identity (not a config key): when set, retention only counts and deletes
      * checkpoints whose root attribute run_id is this one (another run's are never touched) */
     char run_id[64];

@@ -73,6 +73,10 @@ vpd_status vpd_h5_open(vpd_h5 *f, const char *path, bool writable);
  * Every rank of comm calls it. */
 vpd_status vpd_h5_open_mpi(vpd_h5 *f, const char *path, bool create, MPI_Comm comm);
 vpd_status vpd_h5_close(vpd_h5 *f);
+/* true once an H5Fclose failed (a full disk during the last flush): libhdf5 keeps that file
+ * half-open and its clean-up when MPI finalises would crash on it, so vpd then ends without
+ * finalising MPI (src/cli/main.c) */
+bool vpd_h5_unclosed(void);
 /* true if every component of the path ("/a/b/c" or "a/b/c") exists (group or dataset) */
 bool vpd_h5_exists(const vpd_h5 *f, const char *path);
 /* create the groups along path (mkdir -p) */

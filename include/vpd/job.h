@@ -62,6 +62,11 @@ typedef struct {
     /* called after the target is loaded and before the decomposition is built (may edit cfg) */
     void (*adjust)(vpd_decomp_config *cfg, void *ctx);
     void *adjust_ctx;
+    /* the watchdog of the run loop (seconds; 0 = off), in this order of precedence:
+     * watchdog_s when watchdog_given (`--watchdog T`), else the environment's VPD_WATCHDOG_S,
+     * else the config's checkpoint.watchdog_s */
+    bool watchdog_given;
+    double watchdog_s;
 } vpd_job_opts;
 
 typedef struct {
@@ -80,6 +85,8 @@ typedef struct {
     bool resumed;
     char ckpt_path[1300];
     vpd_ckpt_opts ck_opts;
+    double watchdog_s;           /* resolved (vpd_job_opts.watchdog_*); 0 = off */
+    char watchdog_from[48];      /* "--watchdog", "VPD_WATCHDOG_S" or "checkpoint.watchdog_s" */
     char *provenance;            /* provenance.json text (write_run_dir), else NULL */
     char run_id[64];             /* the run's identity (provenance.json run_id, checkpoint attr run_id):
                                   * 128 random bits + the start time; a resume keeps it */

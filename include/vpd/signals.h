@@ -9,7 +9,18 @@
  * variable of that name overrides) after the first: one preemption often reaches vpd more
  * than once within milliseconds (Slurm signals the whole process group, so vpd gets the
  * TERM and then the USR1 that jobscripts/vpd_run.sh forwards; mpirun forwards a TERM the
- * ranks already got), and such an echo must never cost the checkpoint. */
+ * ranks already got), and such an echo must never cost the checkpoint. A SIGTERM from the Open
+ * MPI launcher (the rank's parent when OMPI_COMM_WORLD_SIZE is set) never counts as the second
+ * signal: mpirun sends TERM only in its abort sequence, odls_base_sigkill_timeout seconds after
+ * it got the preemption's TERM itself (the ranks often got that one from the process group),
+ * and SIGKILLs as long again; its KILL, not vpd, ends a job the user insists on ending.
+ *
+ * A bare Open MPI 4.1 mpirun that receives SIGTERM always exits 1 (orte/mca/ess/hnp:
+ * clean_abort sets the job's exit status to ORTE_ERROR_DEFAULT_EXIT_CODE = 1 before any rank
+ * ends, and ORTE_UPDATE_EXIT_STATUS never overwrites a non-zero status), even when every rank
+ * checkpointed and exited 75. The checkpoint is complete when the ranks finish it within
+ * odls_base_sigkill_timeout seconds of their TERM (raise OMPI_MCA_odls_base_sigkill_timeout);
+ * for status 75 send mpirun USR1 (forwarded, no abort) or run it under jobscripts/vpd_run.sh. */
 #ifndef VPD_SIGNALS_H
 #define VPD_SIGNALS_H
 

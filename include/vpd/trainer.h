@@ -46,6 +46,10 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm);
 typedef struct {
     const char *run_dir;   /* metrics.jsonl goes here (rank 0) */
     bool quiet;
+    /* > 0: the watchdog (run.c): a rank on which no step completes for this many seconds ends
+     * the process, naming the ranks that stopped (needs run_dir for the heartbeat file) */
+    double watchdog_s;
+    const char *watchdog_from; /* where watchdog_s came from, for its messages (e.g. "--watchdog") */
 } vpd_run_opts;
 /* faithfulness warmup, then steps 0 … steps with progress and metrics; rank 0 writes
  * metrics.jsonl lines every train_log_freq steps and at the last step */

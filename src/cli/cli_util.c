@@ -40,6 +40,20 @@ int vpd_cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, 
     return 1;
 }
 
+/* strict number: all of s a finite decimal number in [lo, hi]; else a message naming the option */
+int vpd_cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+    char *end = NULL;
+    errno = 0;
+    double v = s ? strtod(s, &end) : 0;
+    if (!s || !s[0] || end == s || *end || errno == ERANGE || !(v >= lo && v <= hi)) {
+        if (vpd_world_rank() == 0)
+            fprintf(stderr, "vpd %s: %s wants a number from %g to %g, got '%s'\n", cmd, opt, lo, hi, s ? s : "");
+        return 0;
+    }
+    *out = v;
+    return 1;
+}
+
 int vpd_cli_int_opt(const char *cmd, int argc, char **argv, int *i, long lo, long hi, int *out) {
     const char *opt = argv[*i], *s = vpd_cli_value(cmd, argc, argv, i);
     long v;

@@ -27,7 +27,8 @@ static void usage(FILE *f) {
             "  target: {path: MODEL_DIR}      model directory (config.json + model.safetensors)\n"
             "  data: {train: FILE.bin, eval: FILE.bin}   token files for language models\n"
             "  output: {dir: RUN_DIR}\n"
-            "  checkpoint: {every_steps: N, every_minutes: M, keep_last: 2, keep_every: 0, dir: checkpoints}\n"
+            "  checkpoint: {every_steps: N, every_minutes: M, keep_last: 2, keep_every: 0, dir: checkpoints,\n"
+            "               watchdog_s: T}\n"
             "options:\n"
             "  --out RUN_DIR        run directory (default: output.dir, else runs/<config name>)\n"
             "  --set key=value      override a config key (dotted path; repeatable), e.g.\n"
@@ -42,6 +43,11 @@ static void usage(FILE *f) {
             "                       bitwise identical to an uninterrupted run on the same ranks\n"
             "  --stop-at-step N     checkpoint and stop (status %d) once step N is reached, as a\n"
             "                       signal would (time boxing, tests)\n"
+            "  --watchdog T         end the job when no step completes for T seconds (a stopped or\n"
+            "                       hung rank), naming the rank that stopped; status 124. T must\n"
+            "                       exceed the longest step + checkpoint write; 0 = off (default).\n"
+            "                       Precedence: --watchdog, then VPD_WATCHDOG_S=T in the environment,\n"
+            "                       then the config's checkpoint.watchdog_s\n"
             "  --allow-config-change KEY ...   accept these changed keys on resume (fnmatch\n"
             "                       patterns, e.g. steps 'loss_metric_configs*')\n"
             "writes RUN_DIR/config.yaml, provenance.json, metrics.jsonl, checkpoints/ and run.h5.\n"
@@ -49,8 +55,11 @@ static void usage(FILE *f) {
             "and gives the single-rank result up to float summation order.\n"
             "Signals: SIGTERM or SIGUSR1 -> checkpoint at the next step, exit status %d (requeue me);\n"
             "a second signal at least VPD_SIGNAL_INSIST_S (default 2) seconds later exits at once.\n"
-            "Environment: VPD_WATCHDOG_S=T ends a job in which no step completes for T s, naming the\n"
-            "rank that stopped (off by default).\n",
+            "Under a bare mpirun (Open MPI) SIGTERM makes mpirun exit 1 whatever the ranks do; it\n"
+            "passes TERM on after odls_base_sigkill_timeout s and SIGKILLs as long again: use\n"
+            "jobscripts/vpd_run.sh, or send USR1, or raise OMPI_MCA_odls_base_sigkill_timeout\n"
+            "(README \"HPC operations\").\n"
+            "Environment: VPD_WATCHDOG_S=T as --watchdog T (the option wins).\n",
             VPD_EXIT_REQUEUE, VPD_EXIT_REQUEUE);
 }
 
@@ -66,6 +75,8 @@ int vpd_cmd_decompose(int argc, char **argv) {
     const char *cfg_path = NULL, *out = NULL, *resume = NULL;
     bool quiet = false, force = false;
     int stop_at = 0;
+    bool wd_given = false;
+    double wd = 0;
     const char *sets[256], *allow[256];
     int n_sets = 0, n_allow = 0;
     for (int i = 1; i < argc; i++) {
@@ -85,6 +96,10 @@ int vpd_cmd_decompose(int argc, char **argv) {
             if (!(resume = vpd_cli_value("decompose", argc, argv, &i))) return 2;
         } else if (!strcmp(argv[i], "--stop-at-step")) {
             if (!vpd_cli_int_opt("decompose", argc, argv, &i, 1, 1L << 30, &stop_at)) return 2;
+        } else if (!strcmp(argv[i], "--watchdog")) {
+            const char *v = vpd_cli_value("decompose", argc, argv, &i);
+            if (!v || !vpd_cli_parse_double("decompose", "--watchdog", v, 0, 1e9, &wd)) return 2;
+            wd_given = true;
         } else if (!strcmp(argv[i], "--allow-config-change")) {
             while (i + 1 < argc && argv[i + 1][0] != '-' && n_allow < 256) allow[n_allow++] = argv[++i];
         } else if (argv[i][0] == '-') {
@@ -101,7 +116,8 @@ int vpd_cmd_decompose(int argc, char **argv) {
         return 2;
     }
     const vpd_job_opts jo = {.config_path = cfg_path, .sets = sets, .n_sets = n_sets, .resume = resume, .allow = allow,
-                             .n_allow = n_allow, .out = out, .write_run_dir = true, .force = force};
+                             .n_allow = n_allow, .out = out, .write_run_dir = true, .force = force,
+                             .watchdog_given = wd_given, .watchdog_s = wd};
     vpd_job job;
     vpd_status s = vpd_job_open(&job, &jo);
     if (s == VPD_OK) s = vpd_job_train(&job, quiet, stop_at);

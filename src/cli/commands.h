@@ -34,6 +34,8 @@ const char *vpd_cli_value(const char *cmd, int argc, char **argv, int *i);
 /* Strict integer parsing for every numeric option: the whole of s a base-10 integer in
  * [lo, hi], else 0 after "vpd CMD: OPT wants an integer from lo to hi, got 's'" (rank 0). */
 int vpd_cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
+/* the same for a real number: finite, the whole of s, in [lo, hi] */
+int vpd_cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
 /* vpd_cli_value + vpd_cli_parse_int into an int: 1 on success, 0 after the message */
 int vpd_cli_int_opt(const char *cmd, int argc, char **argv, int *i, long lo, long hi, int *out);
 

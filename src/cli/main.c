@@ -4,9 +4,11 @@
 #include <mpi.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/commands.h"
 #include "vpd/core.h"
+#include "vpd/io.h"
 
 typedef struct {
     const char *name;
@@ -93,6 +95,13 @@ int main(int argc, char **argv) {
         } else {
             status = cmd->fn(argc - 1, argv + 1);
         }
+    }
+    if (vpd_h5_unclosed()) {
+        /* libhdf5 would crash when MPI finalises, on the file it could not close (see io.h) */
+        fprintf(stderr, "[vpd r%d] an HDF5 file could not be closed (above; a full disk?): ending without "
+                        "finalising MPI, whose HDF5 clean-up would crash on it\n", rank);
+        fflush(NULL);
+        _exit(status ? status : 1);
     }
     /* a failure on any rank fails every rank (no rank waits forever on the others) */
     return vpd_dist_finalize(status);

@@ -27,6 +27,7 @@ vpd_status vpd_ckpt_opts_read(vpd_config *root, const char *run_dir, vpd_ckpt_op
     VPD_TRY(vpd_config_get_int(root, "checkpoint.keep_last", 2, 0, 1 << 30, &o->keep_last));
     VPD_TRY(vpd_config_get_int(root, "checkpoint.keep_every", 0, 0, 1 << 30, &o->keep_every));
     VPD_TRY(vpd_config_get_string_or_null(root, "checkpoint.dir", NULL, &dir));
+    VPD_TRY(vpd_config_get_double(root, "checkpoint.watchdog_s", 0, 0, 1e9, &o->watchdog_s));
     if (!dir || !dir[0]) snprintf(o->dir, sizeof o->dir, "%s/checkpoints", run_dir);
     else if (dir[0] == '/') snprintf(o->dir, sizeof o->dir, "%s", dir);
     else snprintf(o->dir, sizeof o->dir, "%s/%s", run_dir, dir);
@@ -84,12 +85,14 @@ vpd_status vpd_ckpt_write_table(const char *dir, int step, const vpd_tensor_tabl
     if (s != VPD_OK) vpd_error_context(s, "checkpoint %s", tmp);
     vpd_status w = vpd_table_write_h5(&f, t); /* collective, agreed */
     /* test hook: stall with the temporary file half-made at step $VPD_CKPT_TEST_STALL_STEP (any
-     * step if negative); the tests in tests/hpc kill -9 or signal the process here */
+     * step if negative) for $VPD_CKPT_TEST_STALL_S seconds (default 120); the tests in tests/hpc
+     * kill -9 or signal the process here */
     const char *stall = getenv("VPD_CKPT_TEST_STALL_STEP");
     if (stall && (atoi(stall) == step || atoi(stall) < 0)) {
         if (rank == 0) fprintf(stderr, "[vpd] test hook: stalling inside the checkpoint write of step %d (%s)\n", step, tmp);
         H5Fflush((hid_t)f.id, H5F_SCOPE_GLOBAL);
-        unsigned left = 120;
+        const char *secs = getenv("VPD_CKPT_TEST_STALL_S");
+        unsigned left = secs && atoi(secs) > 0 ? (unsigned)atoi(secs) : 120;
         while ((left = sleep(left)) > 0) {} /* a first signal does not cut the stall short */
     }
     if (s == VPD_OK) s = vpd_h5_set_attr_int(&f, "/", "complete", 1);
@@ -132,7 +135,11 @@ static vpd_status read_header(vpd_h5 *f, int *step) {
                       f->path, (long long)version, VPD_CKPT_VERSION);
     if (s == VPD_OK && vpd_h5_get_attr_int(f, "/", "step", &st) != VPD_OK)
         s = vpd_error(VPD_ERR_FORMAT, "%s: no root attribute 'step'", f->path);
-    *step = (int)st;
+    /* a step outside what a config allows (steps <= 2^30) is damage, not a run: never truncate it */
+    if (s == VPD_OK && (st < 0 || st > (int64_t)1 << 30))
+        s = vpd_error(VPD_ERR_FORMAT, "%s: root attribute step = %lld is out of range (0 to 2^30): the file is damaged",
+                      f->path, (long long)st);
+    *step = s == VPD_OK ? (int)st : -1;
     return s;
 }
 

@@ -88,10 +88,16 @@ vpd_status vpd_h5_open_mpi(vpd_h5 *f, const char *path, bool create, MPI_Comm co
 #endif
 }
 
+/* a file whose H5Fclose failed (its last flush: a full disk) stays half-open inside libhdf5,
+ * and libhdf5's own clean-up when MPI finalises then crashes on it (H5F__close_cb, issue 17) */
+static bool g_unclosed = false;
+bool vpd_h5_unclosed(void) { return g_unclosed; }
+
 vpd_status vpd_h5_close(vpd_h5 *f) {
     if (f->id < 0) return VPD_OK;
     herr_t e = H5Fclose(f->id);
     f->id = -1;
+    if (e < 0) g_unclosed = true;
     if (e < 0) H5ERR(VPD_ERR_IO, "closing HDF5 file '%s' failed", f->path);
     return VPD_OK;
 }
@@ -394,10 +400,16 @@ vpd_status vpd_h5_get_attr_str(const vpd_h5 *f, const char *obj, const char *nam
     hid_t a = open_attr(f, obj, name, &s);
     if (a < 0) return s;
     hid_t ft = H5Aget_type(a);
-    if (H5Tget_class(ft) != H5T_STRING) {
+    /* one string: H5Aread writes one element per point of the dataspace, and the buffers
+     * below hold one (a damaged file's 1000-point attribute would overrun them) */
+    hid_t sp = H5Aget_space(a);
+    hssize_t np = sp >= 0 ? H5Sget_simple_extent_npoints(sp) : -1;
+    if (sp >= 0) H5Sclose(sp);
+    if (H5Tget_class(ft) != H5T_STRING || np != 1) {
         H5Tclose(ft);
         H5Aclose(a);
-        return vpd_error(VPD_ERR_FORMAT, "%s: attribute '%s' of '%s' is not a string", f->path, name, obj);
+        return vpd_error(VPD_ERR_FORMAT, "%s: attribute '%s' of '%s' is not a single string%s", f->path, name, obj,
+                         np != 1 ? " (it has several elements, or none)" : "");
     }
     hid_t mt = H5Tcopy(H5T_C_S1);
     herr_t e;

@@ -492,6 +492,30 @@ static vpd_status write_provenance(vpd_job *j) {
     return write_text(p, j->provenance);
 }
 
+/* the watchdog timeout: --watchdog, else VPD_WATCHDOG_S, else checkpoint.watchdog_s */
+static vpd_status resolve_watchdog(vpd_job *j, const vpd_job_opts *o) {
+    const char *e = getenv("VPD_WATCHDOG_S");
+    if (o->watchdog_given) {
+        j->watchdog_s = o->watchdog_s;
+        snprintf(j->watchdog_from, sizeof j->watchdog_from, "--watchdog");
+    } else if (e && e[0]) {
+        char *end = NULL;
+        errno = 0;
+        double v = strtod(e, &end);
+        if (end == e || *end || errno == ERANGE || !(v >= 0 && v <= 1e9))
+            return vpd_error(VPD_ERR_CONFIG,
+                             "VPD_WATCHDOG_S='%s' is not a number of seconds from 0 to 1e9 (0 = no watchdog); "
+                             "fix or unset it, or give --watchdog SECONDS",
+                             e);
+        j->watchdog_s = v;
+        snprintf(j->watchdog_from, sizeof j->watchdog_from, "VPD_WATCHDOG_S");
+    } else {
+        j->watchdog_s = j->ck_opts.watchdog_s;
+        snprintf(j->watchdog_from, sizeof j->watchdog_from, "checkpoint.watchdog_s");
+    }
+    return VPD_OK;
+}
+
 vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
     memset(j, 0, sizeof *j);
     resume_state rs;
@@ -506,6 +530,7 @@ vpd_status vpd_job_open(vpd_job *j, const vpd_job_opts *o) {
          * ignores checkpoint.*) */
         choose_run_dir(j, o);
         if ((s = vpd_ckpt_opts_read(j->root, j->run_dir, &j->ck_opts)) != VPD_OK) goto done;
+        if ((s = resolve_watchdog(j, o)) != VPD_OK) goto done;
         size_t len = 0;
         if ((s = vpd_config_emit(j->root, &j->config_yaml, &len)) != VPD_OK) goto done;
     }
@@ -611,7 +636,7 @@ vpd_status vpd_job_train(vpd_job *j, bool quiet, int stop_at_step) {
     if (ck->every_steps > 0 || ck->every_minutes > 0)
         vpd_info("checkpoints every %d steps / %g minutes into %s (keep last %d, every %d-th step)", ck->every_steps,
                  ck->every_minutes, ck->dir, ck->keep_last, ck->keep_every);
-    vpd_run_opts ro = {j->run_dir, quiet};
+    vpd_run_opts ro = {.run_dir = j->run_dir, .quiet = quiet, .watchdog_s = j->watchdog_s, .watchdog_from = j->watchdog_from};
     vpd_run_hpc hpc;
     memset(&hpc, 0, sizeof hpc);
     hpc.ckpt = ck;

@@ -112,9 +112,9 @@ static vpd_status hpc_boundary(vpd_decomp *d, const vpd_run_opts *opts, vpd_run_
 
 vpd_status vpd_run_training(vpd_trainer *t, const vpd_run_opts *opts) { return vpd_run_training_hpc(t, opts, NULL); }
 
-/* ---- the watchdog (VPD_WATCHDOG_S) ---------------------------------------------------------------
+/* ---- the watchdog (vpd_run_opts.watchdog_s: --watchdog, VPD_WATCHDOG_S, checkpoint.watchdog_s) ----
  * A rank that stops (SIGSTOP, a hung node, a stuck file system) leaves the others blocked in a
- * collective for ever. With VPD_WATCHDOG_S = T > 0 every rank runs a thread that, once a second,
+ * collective for ever. With a timeout T > 0 every rank runs a thread that, once a second,
  * writes its heartbeat (time, pid, host) into its 128-byte slot of RUN_DIR/.vpd-heartbeat, and
  * checks the step counter of its own rank: when no step has completed for T seconds it reads every
  * slot, names the ranks whose heartbeat is stale (a stopped process's threads stop too) and ends
@@ -128,6 +128,7 @@ static struct {
     bool on;
     int fd, rank, world;
     double timeout;
+    char from[48]; /* the option / variable / key that set the timeout */
     volatile sig_atomic_t steps; /* completed steps of this rank */
     volatile sig_atomic_t stop;
     char path[1200];
@@ -156,8 +157,8 @@ static void *watchdog_main(void *arg) {
             last_progress = t;
         } else if (t - last_progress >= g_wd.timeout) {
             char msg[4096];
-            int n = snprintf(msg, sizeof msg, "[vpd r%d] watchdog: no step completed for %.0f s (VPD_WATCHDOG_S=%g);", g_wd.rank,
-                             t - last_progress, g_wd.timeout);
+            int n = snprintf(msg, sizeof msg, "[vpd r%d] watchdog: no step completed for %.0f s (%s %g);", g_wd.rank,
+                             t - last_progress, g_wd.from, g_wd.timeout);
             int n_stale = 0;
             for (int r = 0; r < g_wd.world && n < (int)sizeof msg - 200; r++) {
                 char o[HB_SLOT + 1];
@@ -176,7 +177,7 @@ static void *watchdog_main(void *arg) {
             }
             if (!n_stale)
                 n += snprintf(msg + n, sizeof msg - (size_t)n,
-                              " every rank is alive: a deadlock, or a step longer than the timeout (raise VPD_WATCHDOG_S);");
+                              " every rank is alive: a deadlock, or a step longer than the timeout (raise %s);", g_wd.from);
             snprintf(msg + n, sizeof msg - (size_t)n, " ending the job (status %d)\n", VPD_EXIT_WATCHDOG);
             ssize_t w = write(STDERR_FILENO, msg, strlen(msg));
             (void)w;
@@ -188,11 +189,10 @@ static void *watchdog_main(void *arg) {
     return NULL;
 }
 
-static void watchdog_start(const char *run_dir) {
-    const char *e = getenv("VPD_WATCHDOG_S");
-    double tmo = e && e[0] ? strtod(e, NULL) : 0;
+static void watchdog_start(const char *run_dir, double tmo, const char *from) {
     if (!(tmo > 0) || !run_dir) return;
     memset(&g_wd, 0, sizeof g_wd);
+    snprintf(g_wd.from, sizeof g_wd.from, "%s", from && from[0] ? from : "watchdog");
     g_wd.rank = vpd_world_rank();
     g_wd.world = vpd_world_size();
     g_wd.timeout = tmo;
@@ -208,7 +208,8 @@ static void watchdog_start(const char *run_dir) {
         return;
     }
     g_wd.on = true;
-    if (g_wd.rank == 0) vpd_info("watchdog: a job in which no step completes for %g s ends, naming the rank that stopped", tmo);
+    if (g_wd.rank == 0) vpd_info("watchdog (%s): a job in which no step completes for %g s ends, naming the rank that stopped",
+                                g_wd.from, tmo);
 }
 
 static void watchdog_stop(void) {
@@ -250,7 +251,7 @@ vpd_status vpd_run_training_hpc(vpd_trainer *t, const vpd_run_opts *opts, vpd_ru
             return s;
         }
     } else vpd_info("resume: continuing at step %d of %d (faithfulness warmup skipped)", d->step, cfg->steps);
-    watchdog_start(opts->run_dir);
+    watchdog_start(opts->run_dir, opts->watchdog_s, opts->watchdog_from);
     const bool tty = root && !opts->quiet && isatty(STDERR_FILENO);
     const int step_first = d->step;
     double t_start = vpd_wtime(), t_last_print = 0, t_last_ckpt = vpd_wtime();

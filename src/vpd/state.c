@@ -212,6 +212,21 @@ static int64_t loaded_int(const vpd_tensor_table *t, const char *obj, const char
     return a && a->loaded ? a->i : fallback;
 }
 
+/* the step counters a file sets (the run's step, the Adam step counts t) must be what a run can
+ * reach: a negative or huge one is damage (a negative Adam t makes the bias correction blow up, a
+ * step beyond int is truncated); agreed over comm like every read */
+static vpd_status check_counters(const vpd_tensor_table *t, MPI_Comm comm, const char *path) {
+    vpd_status s = VPD_OK;
+    for (int i = 0; i < t->n_attrs && s == VPD_OK; i++) {
+        const vpd_table_attr *a = &t->attrs[i];
+        if (!a->loaded || a->type != VPD_ATTR_INT || (strcmp(a->name, "step") && strcmp(a->name, "t"))) continue;
+        if (a->i < 0 || a->i > (int64_t)1 << 30)
+            s = vpd_error(VPD_ERR_FORMAT, "%s: attribute %s of %s = %lld is out of range (0 to 2^30): the file is damaged",
+                          path, a->name, a->obj, (long long)a->i);
+    }
+    return vpd_all_agree(s, comm);
+}
+
 void vpd_decomp_state_loaded(vpd_decomp *d, const vpd_tensor_table *t, vpd_state_which which, int step) {
     d->step = step >= 0 ? step : (int)loaded_int(t, "/", "step", d->step);
     if (which == VPD_STATE_CHECKPOINT) {
@@ -294,6 +309,7 @@ vpd_status vpd_checkpoint_read(const char *path, vpd_decomp *d) {
     VPD_TRY(vpd_all_agree(vpd_decomp_state_table(d, VPD_STATE_CHECKPOINT, NULL, NULL, &t), grid_comm(d)));
     int step = -1;
     vpd_status s = vpd_ckpt_read_table(path, &t, &step);
+    if (s == VPD_OK) s = check_counters(&t, grid_comm(d), path);
     if (s == VPD_OK)
         s = check_finite(&t, grid_comm(d), path, "the file is damaged or the run had diverged: resume from an older checkpoint");
     if (s == VPD_OK) vpd_decomp_state_loaded(d, &t, VPD_STATE_CHECKPOINT, step);
@@ -330,6 +346,7 @@ vpd_status vpd_decomp_read_params(vpd_decomp *d, const char *path, bool *is_chec
     } else {
         s = vpd_table_load(path, &t);
     }
+    if (s == VPD_OK) s = check_counters(&t, comm, path);
     if (s == VPD_OK) s = check_finite(&t, comm, path, "the file is damaged or the run had diverged");
     if (s == VPD_OK) vpd_decomp_state_loaded(d, &t, VPD_STATE_PARAMS, step);
     vpd_table_free(&t);

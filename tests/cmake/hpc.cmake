@@ -33,6 +33,10 @@ vpd_hpc_test(kill9_during_checkpoint kill_during_checkpoint.sh 1)
 vpd_hpc_test(kill_resume_random kill_resume_random.sh 2)
 vpd_hpc_test(signals signals.sh 2)
 vpd_hpc_test(preempt_group preempt_group.sh 2)
+# SIGTERM to a bare mpirun (alone, and with its ranks as Slurm signals a job): a complete checkpoint with
+# OMPI_MCA_odls_base_sigkill_timeout raised; mpirun itself exits 1 (Open MPI), see the script
+vpd_hpc_test(mpirun_term mpirun_term.sh 2)
+
 vpd_hpc_test(run_dir_guard run_dir_guard.sh 2)
 vpd_hpc_test(nonfinite nonfinite.sh 2)
 vpd_hpc_test(damaged_files damaged_files.sh 1)
@@ -40,3 +44,7 @@ vpd_hpc_test(watchdog watchdog.sh 2)
 vpd_hpc_test(config_change_and_info config_change.sh 1)
 vpd_hpc_test(rank_death rank_death.sh 2)
 vpd_hpc_test(sweep_collect sweep_collect.sh 1)
+# a disk filling up inside a checkpoint write: a message and a plain failure, no segfault in
+# MPI_Finalize (a 64 KiB tmpfs; skipped without root)
+vpd_hpc_test(disk_full disk_full.sh 2)
+set_tests_properties(hpc.disk_full PROPERTIES SKIP_RETURN_CODE 77)

@@ -7,7 +7,7 @@
 # Also: a bare vpd that gets TERM and, at once, USR1 (the same preemption twice) checkpoints.
 # usage: preempt_group.sh VPD PY TOOLS CFG
 source "$(dirname "$0")/common.sh"
-STEPS=150
+STEPS=400 # long enough that the run is still going when the signal comes (2 ranks, an idle machine)
 RUNSH=$(cd "$(dirname "$0")/../../jobscripts" && pwd)/vpd_run.sh
 A=runs/hpc_pg_A; rm -rf runs/hpc_pg_*
 expect_rc 0 pg_full "$VPD" decompose "$CFG" --out $A --quiet --set steps=$STEPS
