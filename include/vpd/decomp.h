@@ -367,6 +367,9 @@ typedef struct {
     int ce_row, ce_token;
 } vpd_pass_opts;
 
+/* wall seconds spent in masked passes' output losses (KL/MSE/CE, forward and backward) since
+ * the process started: the output-loss share of a step's profile (`vpd bench`) */
+double vpd_output_loss_seconds(void);
 /* Returns D (the output loss: mse mean over elements; kl mean over positions of Σ_vocab).
  * For hidden_acts, returns the SUM of squared errors and sets *numel_out to the pooled count. */
 double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass_opts *opts,

@@ -161,6 +161,11 @@ static double ce_row_forward_backward(vpd_decomp *d, int row, int tok, double ds
     return lse - (double)l[tok];
 }
 
+/* wall seconds in the output losses of masked passes (KL/MSE/CE forward and backward), a
+ * running total: the output-loss share of `vpd bench`'s step profile */
+static double out_loss_seconds;
+double vpd_output_loss_seconds(void) { return out_loss_seconds; }
+
 static double output_loss_forward_backward(vpd_decomp *d, double dscale) {
     size_t n = (size_t)d->batch.out_numel;
     if (d->cfg->output_loss == VPD_OUT_MSE) {
@@ -200,6 +205,7 @@ double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass
     VPD_ASSERT(d->target->prefix_valid >= 0, "vpd_masked_pass before this step's vpd_decomp_target_forward");
     vpd_model_forward_from(d->target, first, d->pass.out, &ph.base);
     double D;
+    const double t_loss = vpd_wtime();
     if (opts->hidden_acts) {
         D = ph.hidden_sq;
         if (numel_out) *numel_out = ph.hidden_numel;
@@ -209,6 +215,7 @@ double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass
     } else {
         D = output_loss_forward_backward(d, opts->dscale);
     }
+    out_loss_seconds += vpd_wtime() - t_loss;
     if (opts->dscale != 0) vpd_model_backward_to(d->target, d->pass.dout, &ph.base, first);
     return D;
 }
