@@ -130,7 +130,7 @@ typedef struct {
     bool ta, tb;
     int M, N, K;
     long calls;
-    double seconds, flops_total; /* summed over the calls */
+    double seconds, cpu_seconds, flops_total; /* wall, process CPU, 2·M·N·K: summed over the calls */
 } vpd_gemm_shape;
 void vpd_gemm_profile_enable(bool on);
 void vpd_gemm_profile_reset(void);

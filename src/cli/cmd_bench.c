@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -165,8 +166,10 @@ static double baseline_s(const cJSON *base, const char *name, const char *layout
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
-/* GFLOP/s of one large sgemm (2048 x 2048 x 2048, best of 3) at the current thread count:
- * the rate the step's shapes are compared with (MACHINE.md: 98–106 GFLOP/s on 1 Zen 4 core) */
+/* GFLOP per process CPU-second of one large sgemm (2048 x 2048 x 2048, best of 3) at the
+ * current thread count: the rate the step's shapes are compared with (MACHINE.md: 98–106
+ * GFLOP/s on 1 Zen 4 core). CPU seconds, not wall: on a shared host they give the
+ * product's own speed, as the profile's per-shape rates do. */
 static double large_sgemm_gflops(void) {
     const int n = 2048;
     real *a = vpd_malloc(sizeof(real) * 3 * (size_t)n * n, "large-sgemm probe");
@@ -175,18 +178,19 @@ static double large_sgemm_gflops(void) {
     for (size_t i = 0; i < 2 * (size_t)n * n; i++) a[i] = (real)((i * 2654435761u) % 1000) * (real)1e-3;
     double best = 1e30;
     for (int r = 0; r < 3; r++) {
-        double t0 = vpd_wtime();
+        double t0 = vpd_cpu_seconds(true);
         vpd_gemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n);
-        double t = vpd_wtime() - t0;
+        double t = vpd_cpu_seconds(true) - t0;
         if (t < best) best = t;
     }
     vpd_free(a);
     return 2.0 * n * n * n / best / 1e9;
 }
 
-/* the phase shares of the timed steps, mean over ranks; ph = [phases..., comm, output loss, step] */
+/* the phase shares of the timed steps, mean over ranks; ph = [phases..., comm, output loss,
+ * step, minor page faults] */
 static void print_phases(double *ph, int steps, int world, MPI_Comm comm) {
-    vpd_sum_double(ph, VPD_PHASE_N + 3, comm);
+    vpd_sum_double(ph, VPD_PHASE_N + 4, comm);
     if (vpd_world_rank() != 0) return;
     const double tot = ph[VPD_PHASE_N + 2];
     double sum = 0;
@@ -203,6 +207,8 @@ static void print_phases(double *ph, int steps, int world, MPI_Comm comm) {
            1e3 * ph[VPD_PHASE_N + 1] / world / steps, 100 * ph[VPD_PHASE_N + 1] / tot);
     printf("           of which communication     %9.2f ms %5.1f %%   (allreduces incl. waiting for the slower rank)\n",
            1e3 * ph[VPD_PHASE_N] / world / steps, 100 * ph[VPD_PHASE_N] / tot);
+    printf("           minor page faults          %9.0f /step/rank (fresh memory touched inside the step: %.1f MiB)\n",
+           ph[VPD_PHASE_N + 3] / world / steps, ph[VPD_PHASE_N + 3] / world / steps * 4096.0 / 1048576.0);
 }
 
 static int cmp_shape_key(const void *pa, const void *pb) {
@@ -231,14 +237,16 @@ static void print_gemm_profile(int steps, double large_gf, double step_s) {
             g->M = sh[i].M; /* the range's top */
             g->calls += sh[i].calls;
             g->seconds += sh[i].seconds;
+            g->cpu_seconds += sh[i].cpu_seconds;
             g->flops_total += sh[i].flops_total;
             continue;
         }
         mlo[m] = sh[i].M;
         sh[m++] = sh[i];
     }
-    double tot = 0, fl = 0, calls = 0;
-    for (int i = 0; i < m; i++) tot += sh[i].seconds, fl += sh[i].flops_total, calls += (double)sh[i].calls;
+    double tot = 0, fl = 0, calls = 0, cpu = 0;
+    for (int i = 0; i < m; i++)
+        tot += sh[i].seconds, cpu += sh[i].cpu_seconds, fl += sh[i].flops_total, calls += (double)sh[i].calls;
     static int idx[CAP]; /* rows by time (mlo stays indexed by row) */
     for (int i = 0; i < m; i++) idx[i] = i;
     for (int i = 1; i < m; i++) { /* insertion sort by seconds, descending (m is small) */
@@ -246,28 +254,30 @@ static void print_gemm_profile(int steps, double large_gf, double step_s) {
         while (j >= 0 && sh[idx[j]].seconds < sh[v].seconds) idx[j + 1] = idx[j], j--;
         idx[j + 1] = v;
     }
-    printf("         GEMM shapes (rank 0, %d steps): %.1f ms/step in %.0f calls/step, %.2f GFLOP/step, %.1f GFLOP/s;\n"
-           "         %.1f %% of the step; large sgemm (2048^3, this thread count): %.1f GFLOP/s\n",
-           steps, 1e3 * tot / steps, calls / steps, fl / steps / 1e9, fl / tot / 1e9, 100 * tot / steps / step_s, large_gf);
-    printf("           op        M      N      K  calls/step  ms/step  %%gemm  %%step  GFLOP/s  %%large\n");
+    printf("         GEMM shapes (rank 0, %d steps): %.1f ms/step wall (%.1f %% of the step), %.1f ms CPU, %.0f calls,\n"
+           "         %.2f GFLOP/step, %.1f GFLOP per CPU-second; large sgemm (2048^3, this thread count): %.1f\n"
+           "         (rates per process CPU-second: on a shared host the products' own speed)\n",
+           steps, 1e3 * tot / steps, 100 * tot / steps / step_s, 1e3 * cpu / steps, calls / steps, fl / steps / 1e9,
+           fl / cpu / 1e9, large_gf);
+    printf("           op        M      N      K  calls/step  ms/step  %%gemm  %%step  cpu ms  GFLOP/s  %%large\n");
     double slow_s = 0, slow_fl = 0;
     for (int r = 0; r < m; r++) {
         const vpd_gemm_shape *g = &sh[idx[r]];
-        const double gf = g->seconds > 0 ? g->flops_total / g->seconds / 1e9 : 0;
+        const double gf = g->cpu_seconds > 0 ? g->flops_total / g->cpu_seconds / 1e9 : 0;
         char mbuf[32];
         if (mlo[idx[r]] != g->M) snprintf(mbuf, sizeof mbuf, "%d-%d", mlo[idx[r]], g->M);
         else snprintf(mbuf, sizeof mbuf, "%d", g->M);
         if (r < 40)
-            printf("           %c%c %12s %6d %6d  %10.1f %8.3f %6.1f %6.1f %8.1f %6.1f%s\n", g->ta ? 'T' : 'N', g->tb ? 'T' : 'N',
-                   mbuf, g->N, g->K, (double)g->calls / steps, 1e3 * g->seconds / steps, 100 * g->seconds / tot,
-                   100 * g->seconds / steps / step_s, gf, large_gf > 0 ? 100 * gf / large_gf : 0,
+            printf("           %c%c %12s %6d %6d  %10.1f %8.3f %6.1f %6.1f %7.2f %8.1f %6.1f%s\n", g->ta ? 'T' : 'N',
+                   g->tb ? 'T' : 'N', mbuf, g->N, g->K, (double)g->calls / steps, 1e3 * g->seconds / steps,
+                   100 * g->seconds / tot, 100 * g->seconds / steps / step_s, 1e3 * g->cpu_seconds / steps, gf, large_gf > 0 ? 100 * gf / large_gf : 0,
                    large_gf > 0 && gf < 0.7 * large_gf ? "  <70%" : "");
-        if (large_gf > 0 && gf < 0.7 * large_gf) slow_s += g->seconds, slow_fl += g->flops_total;
+        if (large_gf > 0 && gf < 0.7 * large_gf) slow_s += g->cpu_seconds, slow_fl += g->flops_total;
     }
     if (m > 40) printf("           (%d more shapes)\n", m - 40);
-    printf("         shapes below 70 %% of the large-sgemm rate: %.1f ms/step, %.1f %% of the step; at the large rate\n"
-           "         they would take %.1f ms/step\n",
-           1e3 * slow_s / steps, 100 * slow_s / steps / step_s, large_gf > 0 ? 1e3 * slow_fl / steps / (large_gf * 1e9) : 0);
+    printf("         shapes below 70 %% of the large-sgemm rate: %.1f CPU ms/step (%.1f %% of the step's CPU time of\n"
+           "         the products); at the large rate they would take %.1f ms/step\n",
+           1e3 * slow_s / steps, 100 * slow_s / cpu, large_gf > 0 ? 1e3 * slow_fl / steps / (large_gf * 1e9) : 0);
 }
 
 /* one benchmark at each thread count; prints its rows on rank 0 and records them in out */
@@ -302,12 +312,14 @@ static vpd_status run_case(const bench_case *bc, const bench_opts *o, double pea
         vpd_step_metrics sm;
         for (int i = 0; s == VPD_OK && i < warmup; i++) s = vpd_trainer_step(tr, &sm);
         double flops = 0, large_gf = 0;
-        double ph[VPD_PHASE_N + 3] = {0}; /* phases, comm, output loss, step: summed over the timed steps */
+        double ph[VPD_PHASE_N + 4] = {0}; /* phases, comm, output loss, step, page faults: summed over the timed steps */
         if (o->gemm_profile) {
             large_gf = large_sgemm_gflops();
             vpd_gemm_profile_reset();
             vpd_gemm_profile_enable(true);
         }
+        struct rusage ru0, ru1;
+        getrusage(RUSAGE_SELF, &ru0);
         for (int i = 0; s == VPD_OK && i < steps; i++) {
             vpd_blas_flops_reset();
             vpd_barrier(comm);
@@ -324,6 +336,8 @@ static vpd_status run_case(const bench_case *bc, const bench_opts *o, double pea
             flops = vpd_blas_flops();
         }
         vpd_gemm_profile_enable(false);
+        getrusage(RUSAGE_SELF, &ru1);
+        ph[VPD_PHASE_N + 3] = (double)(ru1.ru_minflt - ru0.ru_minflt); /* fresh pages touched (first-touch cost) */
         if (s != VPD_OK) break;
         vpd_sum_double(&flops, 1, comm); /* all ranks' products */
         qsort(times, (size_t)steps, sizeof(double), cmp_double);

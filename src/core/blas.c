@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "vpd/core.h"
+#include "vpd/cpuinfo.h"
 
 extern int openblas_get_num_threads(void);
 extern void openblas_set_num_threads(int);
@@ -57,10 +58,11 @@ static void blas_choose_threads(int M, int N, int K) {
 
 /* ---- the GEMM shape profile (`vpd bench --gemm-profile`; bench-only, declared there) ----
  * While enabled, every vpd_gemm call is timed and accounted to its shape (transposes, M, N,
- * K) in a fixed open-addressing table: no allocation, one clock read before and after the
- * product (~50 ns, < 0.1 % of the smallest products that matter). Shapes beyond the table's
- * capacity are counted in one overflow row (M = N = K = 0). Off by default: vpd_gemm then
- * costs one branch more. */
+ * K) in a fixed open-addressing table: no allocation, two clock reads before and after the
+ * product (~0.5 µs: ~0.2 % of an LM step's GEMM time). Shapes beyond the table's
+ * capacity are counted in one overflow row (M = N = K = 0). Wall and process CPU time are
+ * both kept: on a host shared with other work the CPU seconds give the product's own rate.
+ * Off by default: vpd_gemm then costs one branch more. */
 #define GEMM_PROF_CAP 4096
 static vpd_gemm_shape gemm_prof[GEMM_PROF_CAP];
 static int gemm_prof_n;
@@ -79,7 +81,7 @@ int vpd_gemm_profile_get(vpd_gemm_shape *out, int cap) {
     return n;
 }
 
-static void gemm_prof_add(bool ta, bool tb, int M, int N, int K, double sec) {
+static void gemm_prof_add(bool ta, bool tb, int M, int N, int K, double sec, double cpu) {
     uint64_t h = ((uint64_t)(unsigned)M * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(unsigned)N * 0xC2B2AE3D27D4EB4Full) ^
                  ((uint64_t)(unsigned)K * 0x165667B19E3779F9ull) ^ ((uint64_t)(ta * 2 + tb) << 61);
     size_t i = (size_t)(h >> 20) % GEMM_PROF_CAP;
@@ -88,13 +90,14 @@ static void gemm_prof_add(bool ta, bool tb, int M, int N, int K, double sec) {
         if (e->calls && e->ta == ta && e->tb == tb && e->M == M && e->N == N && e->K == K) {
             e->calls++;
             e->seconds += sec;
+            e->cpu_seconds += cpu;
             e->flops_total += 2.0 * M * N * K;
             return;
         }
         if (!e->calls) {
             if (gemm_prof_n >= GEMM_PROF_CAP - 1) break; /* keep one slot free: the overflow row */
             *e = (vpd_gemm_shape){.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .calls = 1, .seconds = sec,
-                                  .flops_total = 2.0 * M * N * K};
+                                  .cpu_seconds = cpu, .flops_total = 2.0 * M * N * K};
             gemm_prof_n++;
             return;
         }
@@ -105,6 +108,7 @@ static void gemm_prof_add(bool ta, bool tb, int M, int N, int K, double sec) {
             e->M = e->N = e->K = 0;
             e->calls++;
             e->seconds += sec;
+            e->cpu_seconds += cpu;
             e->flops_total += 2.0 * M * N * K;
             return;
         }
@@ -134,9 +138,9 @@ void vpd_gemm(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, 
         gemm_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    double t0 = vpd_wtime();
+    double t0 = vpd_wtime(), c0 = vpd_cpu_seconds(true);
     gemm_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-    gemm_prof_add(ta, tb, M, N, K, vpd_wtime() - t0);
+    gemm_prof_add(ta, tb, M, N, K, vpd_wtime() - t0, vpd_cpu_seconds(true) - c0);
 }
 
 void vpd_gemm_naive(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, int lda,
