@@ -265,6 +265,8 @@ typedef struct {
     /* persistent PGD, one per PPGD loss (index = loss index; NULL otherwise) */
     vpd_ppgd_state *ppgd[VPD_MAX_LOSSES];
     double im_p_current; /* the importance-minimality p of this step (annealed) */
+    real *im_pow;        /* [N, C_sum] (g + eps)^p of the forward, reused by its backward (allocated
+                            at the first evaluation with a general p, kept; freed by vpd_decomp_free) */
 } vpd_decomp_loss;
 
 /* opt: AdamW state of the two parameter blocks (moments in the trainer's adam_buf); kept

@@ -299,6 +299,7 @@ vpd_status vpd_decomp_create_local(vpd_decomp **out, const vpd_decomp_config *cf
 void vpd_decomp_free(vpd_decomp *d) {
     if (!d) return;
     for (int i = 0; i < VPD_MAX_LOSSES; i++) vpd_ppgd_free(d->loss.ppgd[i]);
+    vpd_free(d->loss.im_pow);
     if (d->layers)
         for (int k = 0; k < d->L; k++) vpd_free(d->layers[k].comp.delta);
     vpd_ci_free(d->params.ci);
