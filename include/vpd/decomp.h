@@ -237,6 +237,9 @@ typedef struct {
     double *target_rowc; /* [3N] per row max, log-sum-exp, Σ p of target_probs (kl_target_prepare) */
     /* CI buffers [ΣC·N] */
     real *ci_in;         /* [ΣC·N] CI inputs that are component activations (mlp / embeddings) */
+    bool ci_in_current;  /* ci_in holds x_in·V of this step's batch and the current V: set by
+                            vpd_decomp_ci_forward, cleared by vpd_decomp_target_forward and
+                            vpd_decomp_refresh; masked passes then reuse it for their first layer */
     real *z, *zp;        /* [ΣC·N] pre-sigmoid (zp: binomial-perturbed input of the lower sigmoid) */
     real *g_lower, *g_upper;   /* [ΣC·N] */
     real *dg_lower, *dg_upper; /* [ΣC·N] ∂/∂g accumulated over the step's losses */
