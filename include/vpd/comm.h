@@ -78,6 +78,9 @@ void vpd_sum_double(double *x, size_t n, MPI_Comm comm);
 void vpd_sum_int64(int64_t *x, size_t n, MPI_Comm comm);
 void vpd_max_double(double *x, size_t n, MPI_Comm comm);
 void vpd_min_double(double *x, size_t n, MPI_Comm comm);
+/* wall seconds this process has spent in the reductions above (including waiting for the
+ * slowest rank), a running total: the communication share of a step's profile */
+double vpd_comm_seconds(void);
 int vpd_max_int(int v, MPI_Comm comm);
 void vpd_max_ints(int *x, size_t n, MPI_Comm comm);
 int vpd_min_int(int v, MPI_Comm comm);

@@ -77,6 +77,12 @@ size_t vpd_components_work_size(const vpd_components *c, int N);
 void vpd_components_forward(real *y, real *a, const vpd_components *c, const real *x,
                             const int32_t *tok, const real *m, const real *mdelta,
                             const uint8_t *route, int N, real *work);
+/* The same for a linear layer without routing whose a = x V is already known (a_known
+ * [N, C], e.g. the CI function's input computed from the same x and V this step): copies it
+ * into a instead of recomputing the product. The result equals vpd_components_forward's. */
+void vpd_components_forward_known_acts(real *y, real *a, const vpd_components *c, const real *x,
+                                       const real *a_known, const real *m, const real *mdelta, int N,
+                                       real *work);
 /* Backward of the forward above with the same x/tok, a, m, mdelta, route. Accumulates
  * dx [N, d_in] (linear only; routed-out rows get dy W), dV [d_in, C], dU [C, d_out],
  * dm [N, C], dmdelta [N]; each may be NULL. The delta term's gradient reaches U and V

@@ -123,6 +123,18 @@ void vpd_gemm(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, 
 /* Same product by three nested loops in double accumulation: the slow truth for tests. */
 void vpd_gemm_naive(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, int lda,
                     const real *B, int ldb, real beta, real *C, int ldc);
+/* The GEMM shape profile (instrumentation for `vpd bench --gemm-profile`): while enabled,
+ * every vpd_gemm call is timed and accounted to its shape. get copies up to cap recorded
+ * shapes (any order); a row with M = N = K = 0 holds shapes beyond the table's capacity. */
+typedef struct {
+    bool ta, tb;
+    int M, N, K;
+    long calls;
+    double seconds, cpu_seconds, flops_total; /* wall, process CPU, 2·M·N·K: summed over the calls */
+} vpd_gemm_shape;
+void vpd_gemm_profile_enable(bool on);
+void vpd_gemm_profile_reset(void);
+int vpd_gemm_profile_get(vpd_gemm_shape *out, int cap);
 /* y = alpha*x + y ; x.y ; sum of squares (accumulated in double) */
 void vpd_axpy(size_t n, real alpha, const real *x, real *y);
 double vpd_dot(size_t n, const real *x, const real *y);

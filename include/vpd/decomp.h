@@ -237,6 +237,9 @@ typedef struct {
     double *target_rowc; /* [3N] per row max, log-sum-exp, Σ p of target_probs (kl_target_prepare) */
     /* CI buffers [ΣC·N] */
     real *ci_in;         /* [ΣC·N] CI inputs that are component activations (mlp / embeddings) */
+    bool ci_in_current;  /* ci_in holds x_in·V of this step's batch and the current V: set by
+                            vpd_decomp_ci_forward, cleared by vpd_decomp_target_forward and
+                            vpd_decomp_refresh; masked passes then reuse it for their first layer */
     real *z, *zp;        /* [ΣC·N] pre-sigmoid (zp: binomial-perturbed input of the lower sigmoid) */
     real *g_lower, *g_upper;   /* [ΣC·N] */
     real *dg_lower, *dg_upper; /* [ΣC·N] ∂/∂g accumulated over the step's losses */
@@ -265,6 +268,8 @@ typedef struct {
     /* persistent PGD, one per PPGD loss (index = loss index; NULL otherwise) */
     vpd_ppgd_state *ppgd[VPD_MAX_LOSSES];
     double im_p_current; /* the importance-minimality p of this step (annealed) */
+    real *im_pow;        /* [N, C_sum] (g + eps)^p of the forward, reused by its backward (allocated
+                            at the first evaluation with a general p, kept; freed by vpd_decomp_free) */
 } vpd_decomp_loss;
 
 /* opt: AdamW state of the two parameter blocks (moments in the trainer's adam_buf); kept
@@ -367,6 +372,9 @@ typedef struct {
     int ce_row, ce_token;
 } vpd_pass_opts;
 
+/* wall seconds spent in masked passes' output losses (KL/MSE/CE, forward and backward) since
+ * the process started: the output-loss share of a step's profile (`vpd bench`) */
+double vpd_output_loss_seconds(void);
 /* Returns D (the output loss: mse mean over elements; kl mean over positions of Σ_vocab).
  * For hidden_acts, returns the SUM of squared errors and sets *numel_out to the pooled count. */
 double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass_opts *opts,

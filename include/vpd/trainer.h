@@ -22,6 +22,21 @@ typedef struct {
     real *adam_buf;
 } vpd_trainer;
 
+/* the phases of vpd_trainer_step, timed (wall seconds) into vpd_step_metrics.phase_s */
+typedef enum {
+    VPD_PHASE_TARGET,      /* batch and target forward (+ KL target log-softmax) */
+    VPD_PHASE_CI_FWD,      /* causal importances */
+    VPD_PHASE_PPGD_WARMUP, /* persistent-PGD warmup ascent (masked passes) */
+    VPD_PHASE_LOSSES,      /* every loss with its backward (masked passes, masks, output losses) */
+    VPD_PHASE_CI_BWD,      /* backward through the CI function, tied-weight folds */
+    VPD_PHASE_GRAD_REDUCE, /* gradient means over replicas and component blocks */
+    VPD_PHASE_PPGD_STEP,   /* persistent-PGD source ascent */
+    VPD_PHASE_METRICS,     /* gradient norms, L0, reduced metrics */
+    VPD_PHASE_UPDATE,      /* clip, AdamW, weight deltas (vpd_decomp_refresh) */
+    VPD_PHASE_N
+} vpd_step_phase;
+extern const char *const vpd_step_phase_names[VPD_PHASE_N];
+
 typedef struct {
     int step;
     double total;
@@ -32,6 +47,9 @@ typedef struct {
     double grad_norm_components, grad_norm_ci; /* before clipping */
     double im_p;
     double seconds;
+    double phase_s[VPD_PHASE_N]; /* this rank's wall seconds per phase */
+    double comm_s;               /* of which in reductions (vpd_comm_seconds), all phases */
+    double out_loss_s;           /* of which in masked passes' output losses (vpd_output_loss_seconds) */
 } vpd_step_metrics;
 
 vpd_status vpd_trainer_init(vpd_trainer *t, vpd_decomp *d);

@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -69,7 +70,8 @@ static const bench_case cases[] = {
 static void usage(FILE *f) {
     fprintf(f,
             "usage: vpd bench [--only NAME] [--steps N] [--warmup N] [--threads 1,2]\n"
-            "                 [--configs DIR] [--models DIR] [--baseline FILE] [--json FILE]\n\n"
+            "                 [--configs DIR] [--models DIR] [--baseline FILE] [--json FILE]\n"
+            "                 [--profile] [--gemm-profile]\n\n"
             "Median seconds per decomposition training step for tms_5-2, tms_40-10, resid_mlp1,\n"
             "lm_tiny and lm_4L_128 (configs/<name>.yaml, batch as configured, split over the MPI\n"
             "ranks), at each OpenBLAS thread count; GFLOP/s of the step's matrix products (2·M·N·K\n"
@@ -87,6 +89,12 @@ static void usage(FILE *f) {
             "  --baseline FILE  figures to compare with (default: bench/baseline-<isa>.json, isa =\n"
             "                   avx512f or avx2 as /proc/cpuinfo says; 'none' to skip)\n"
             "  --json FILE      write this run's figures there (the --baseline format)\n"
+            "  --profile        after each row, the share of a step each phase takes (CI function,\n"
+            "                   masked passes, output losses, optimiser, communication), mean of ranks\n"
+            "  --gemm-profile   after each row, every matrix-product shape of the timed steps (rank 0):\n"
+            "                   calls, time, GFLOP/s and %% of a large sgemm's rate measured on the spot\n"
+            "                   (2048 x 2048 x 2048), sorted by time; shapes below 70 %% listed with their\n"
+            "                   share of the step (timing each product adds ~0.1 %%)\n"
             "1 rank x 2 threads under mpiexec needs --bind-to none (MACHINE.md).\n");
 }
 
@@ -94,6 +102,12 @@ static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return x < y ? -1 : x > y;
 }
+
+typedef struct {
+    const char *only, *cfg_dir, *model_dir, *base_path, *json_path;
+    int steps, warmup, threads[8], n_threads;
+    bool profile, gemm_profile;
+} bench_opts;
 
 typedef struct {
     const bench_case *bc;
@@ -152,9 +166,124 @@ static double baseline_s(const cJSON *base, const char *name, const char *layout
     return cJSON_IsNumber(v) ? v->valuedouble : 0;
 }
 
+/* GFLOP per process CPU-second of one large sgemm (2048 x 2048 x 2048, best of 3) at the
+ * current thread count: the rate the step's shapes are compared with (MACHINE.md: 98–106
+ * GFLOP/s on 1 Zen 4 core). CPU seconds, not wall: on a shared host they give the
+ * product's own speed, as the profile's per-shape rates do. */
+static double large_sgemm_gflops(void) {
+    const int n = 2048;
+    real *a = vpd_malloc(sizeof(real) * 3 * (size_t)n * n, "large-sgemm probe");
+    if (!a) return 0;
+    real *b = a + (size_t)n * n, *c = b + (size_t)n * n;
+    for (size_t i = 0; i < 2 * (size_t)n * n; i++) a[i] = (real)((i * 2654435761u) % 1000) * (real)1e-3;
+    double best = 1e30;
+    for (int r = 0; r < 3; r++) {
+        double t0 = vpd_cpu_seconds(true);
+        vpd_gemm(false, false, n, n, n, 1, a, n, b, n, 0, c, n);
+        double t = vpd_cpu_seconds(true) - t0;
+        if (t < best) best = t;
+    }
+    vpd_free(a);
+    return 2.0 * n * n * n / best / 1e9;
+}
+
+/* the phase shares of the timed steps, mean over ranks; ph = [phases..., comm, output loss,
+ * step, minor page faults] */
+static void print_phases(double *ph, int steps, int world, MPI_Comm comm) {
+    vpd_sum_double(ph, VPD_PHASE_N + 4, comm);
+    if (vpd_world_rank() != 0) return;
+    const double tot = ph[VPD_PHASE_N + 2];
+    double sum = 0;
+    printf("         profile (wall, mean of %d rank%s; ms/step and share of the step):\n", world, world > 1 ? "s" : "");
+    for (int p = 0; p < VPD_PHASE_N; p++) {
+        sum += ph[p];
+        printf("           %-24s %9.2f ms %5.1f %%", vpd_step_phase_names[p], 1e3 * ph[p] / world / steps, 100 * ph[p] / tot);
+        if (p == VPD_PHASE_LOSSES || p == VPD_PHASE_PPGD_WARMUP) printf("   (masked passes)");
+        printf("\n");
+    }
+    printf("           %-24s %9.2f ms %5.1f %%\n", "other (barrier, timing)", 1e3 * (tot - sum) / world / steps,
+           100 * (tot - sum) / tot);
+    printf("           of which output losses     %9.2f ms %5.1f %%   (KL/MSE forward+backward inside the passes)\n",
+           1e3 * ph[VPD_PHASE_N + 1] / world / steps, 100 * ph[VPD_PHASE_N + 1] / tot);
+    printf("           of which communication     %9.2f ms %5.1f %%   (allreduces incl. waiting for the slower rank)\n",
+           1e3 * ph[VPD_PHASE_N] / world / steps, 100 * ph[VPD_PHASE_N] / tot);
+    printf("           minor page faults          %9.0f /step/rank (fresh memory touched inside the step: %.1f MiB)\n",
+           ph[VPD_PHASE_N + 3] / world / steps, ph[VPD_PHASE_N + 3] / world / steps * 4096.0 / 1048576.0);
+}
+
+static int cmp_shape_key(const void *pa, const void *pb) {
+    const vpd_gemm_shape *a = pa, *b = pb;
+    if (a->ta != b->ta) return a->ta - b->ta;
+    if (a->tb != b->tb) return a->tb - b->tb;
+    if (a->N != b->N) return a->N < b->N ? -1 : 1;
+    if (a->K != b->K) return a->K < b->K ? -1 : 1;
+    return (a->M > b->M) - (a->M < b->M);
+}
+
+/* rank 0's GEMM shapes of the timed steps, sorted by time. Shapes that differ only in M within
+ * 15 % (the routed-in row counts of a subset-routed pass change every step) are merged into
+ * one row M = lo-hi. */
+static void print_gemm_profile(int steps, double large_gf, double step_s) {
+    enum { CAP = 4096 };
+    static vpd_gemm_shape sh[CAP];
+    static int mlo[CAP];
+    int n = vpd_gemm_profile_get(sh, CAP);
+    qsort(sh, (size_t)n, sizeof *sh, cmp_shape_key);
+    int m = 0;
+    for (int i = 0; i < n; i++) {
+        vpd_gemm_shape *g = m ? &sh[m - 1] : NULL;
+        if (g && g->ta == sh[i].ta && g->tb == sh[i].tb && g->N == sh[i].N && g->K == sh[i].K && sh[i].M > 0 &&
+            sh[i].M <= 1.15 * mlo[m - 1]) {
+            g->M = sh[i].M; /* the range's top */
+            g->calls += sh[i].calls;
+            g->seconds += sh[i].seconds;
+            g->cpu_seconds += sh[i].cpu_seconds;
+            g->flops_total += sh[i].flops_total;
+            continue;
+        }
+        mlo[m] = sh[i].M;
+        sh[m++] = sh[i];
+    }
+    double tot = 0, fl = 0, calls = 0, cpu = 0;
+    for (int i = 0; i < m; i++)
+        tot += sh[i].seconds, cpu += sh[i].cpu_seconds, fl += sh[i].flops_total, calls += (double)sh[i].calls;
+    static int idx[CAP]; /* rows by time (mlo stays indexed by row) */
+    for (int i = 0; i < m; i++) idx[i] = i;
+    for (int i = 1; i < m; i++) { /* insertion sort by seconds, descending (m is small) */
+        int v = idx[i], j = i - 1;
+        while (j >= 0 && sh[idx[j]].seconds < sh[v].seconds) idx[j + 1] = idx[j], j--;
+        idx[j + 1] = v;
+    }
+    printf("         GEMM shapes (rank 0, %d steps): %.1f ms/step wall (%.1f %% of the step), %.1f ms CPU, %.0f calls,\n"
+           "         %.2f GFLOP/step, %.1f GFLOP per CPU-second; large sgemm (2048^3, this thread count): %.1f\n"
+           "         (rates per process CPU-second: on a shared host the products' own speed)\n",
+           steps, 1e3 * tot / steps, 100 * tot / steps / step_s, 1e3 * cpu / steps, calls / steps, fl / steps / 1e9,
+           fl / cpu / 1e9, large_gf);
+    printf("           op        M      N      K  calls/step  ms/step  %%gemm  %%step  cpu ms  GFLOP/s  %%large\n");
+    double slow_s = 0, slow_fl = 0;
+    for (int r = 0; r < m; r++) {
+        const vpd_gemm_shape *g = &sh[idx[r]];
+        const double gf = g->cpu_seconds > 0 ? g->flops_total / g->cpu_seconds / 1e9 : 0;
+        char mbuf[32];
+        if (mlo[idx[r]] != g->M) snprintf(mbuf, sizeof mbuf, "%d-%d", mlo[idx[r]], g->M);
+        else snprintf(mbuf, sizeof mbuf, "%d", g->M);
+        if (r < 40)
+            printf("           %c%c %12s %6d %6d  %10.1f %8.3f %6.1f %6.1f %7.2f %8.1f %6.1f%s\n", g->ta ? 'T' : 'N',
+                   g->tb ? 'T' : 'N', mbuf, g->N, g->K, (double)g->calls / steps, 1e3 * g->seconds / steps,
+                   100 * g->seconds / tot, 100 * g->seconds / steps / step_s, 1e3 * g->cpu_seconds / steps, gf, large_gf > 0 ? 100 * gf / large_gf : 0,
+                   large_gf > 0 && gf < 0.7 * large_gf ? "  <70%" : "");
+        if (large_gf > 0 && gf < 0.7 * large_gf) slow_s += g->cpu_seconds, slow_fl += g->flops_total;
+    }
+    if (m > 40) printf("           (%d more shapes)\n", m - 40);
+    printf("         shapes below 70 %% of the large-sgemm rate: %.1f CPU ms/step (%.1f %% of the step's CPU time of\n"
+           "         the products); at the large rate they would take %.1f ms/step\n",
+           1e3 * slow_s / steps, 100 * slow_s / cpu, large_gf > 0 ? 1e3 * slow_fl / steps / (large_gf * 1e9) : 0);
+}
+
 /* one benchmark at each thread count; prints its rows on rank 0 and records them in out */
-static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char *model_dir, int steps, int warmup,
-                           const int *threads, int n_threads, double peak_core, const cJSON *base, cJSON *out) {
+static vpd_status run_case(const bench_case *bc, const bench_opts *o, double peak_core, const cJSON *base, cJSON *out) {
+    const char *cfg_dir = o->cfg_dir, *model_dir = o->model_dir;
+    const int steps = o->steps, warmup = o->warmup, *threads = o->threads, n_threads = o->n_threads;
     const int rank = vpd_world_rank(), world = vpd_world_size();
     const MPI_Comm comm = vpd_comm_world();
     char path[1200], mdir[1200];
@@ -182,18 +311,33 @@ static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char
         vpd_blas_set_threads(threads[ti]);
         vpd_step_metrics sm;
         for (int i = 0; s == VPD_OK && i < warmup; i++) s = vpd_trainer_step(tr, &sm);
-        double flops = 0;
+        double flops = 0, large_gf = 0;
+        double ph[VPD_PHASE_N + 4] = {0}; /* phases, comm, output loss, step, page faults: summed over the timed steps */
+        if (o->gemm_profile) {
+            large_gf = large_sgemm_gflops();
+            vpd_gemm_profile_reset();
+            vpd_gemm_profile_enable(true);
+        }
+        struct rusage ru0, ru1;
+        getrusage(RUSAGE_SELF, &ru0);
         for (int i = 0; s == VPD_OK && i < steps; i++) {
             vpd_blas_flops_reset();
             vpd_barrier(comm);
             double t0 = vpd_wtime(), c0 = vpd_cpu_seconds(true);
             s = vpd_trainer_step(tr, &sm);
             double dt[2] = {vpd_wtime() - t0, vpd_cpu_seconds(true) - c0};
+            for (int p = 0; p < VPD_PHASE_N; p++) ph[p] += sm.phase_s[p];
+            ph[VPD_PHASE_N] += sm.comm_s;
+            ph[VPD_PHASE_N + 1] += sm.out_loss_s;
+            ph[VPD_PHASE_N + 2] += dt[0];
             vpd_max_double(dt, 2, comm);
             times[i] = dt[0];
             cpu[i] = dt[1];
             flops = vpd_blas_flops();
         }
+        vpd_gemm_profile_enable(false);
+        getrusage(RUSAGE_SELF, &ru1);
+        ph[VPD_PHASE_N + 3] = (double)(ru1.ru_minflt - ru0.ru_minflt); /* fresh pages touched (first-touch cost) */
         if (s != VPD_OK) break;
         vpd_sum_double(&flops, 1, comm); /* all ranks' products */
         qsort(times, (size_t)steps, sizeof(double), cmp_double);
@@ -221,6 +365,8 @@ static vpd_status run_case(const bench_case *bc, const char *cfg_dir, const char
                 cJSON_AddNumberToObject(jc, layout_cpu, cmed);
             }
         }
+        if (o->profile) print_phases(ph, steps, world, comm);
+        if (o->gemm_profile && rank == 0) print_gemm_profile(steps, large_gf, ph[VPD_PHASE_N + 2] / steps);
     }
     free(times);
     vpd_job_close(&job);
@@ -246,10 +392,6 @@ static cJSON *read_json(const char *path) {
     return j;
 }
 
-typedef struct {
-    const char *only, *cfg_dir, *model_dir, *base_path, *json_path;
-    int steps, warmup, threads[8], n_threads;
-} bench_opts;
 
 /* 0: parsed; else the exit status (messages on rank 0) */
 static int parse_opts(int argc, char **argv, bench_opts *o) {
@@ -263,7 +405,9 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
         const char *v = valued ? vpd_cli_value("bench", argc, argv, &i) : NULL;
         if (valued && !v) return 2;
         long n;
-        if (!strcmp(a, "--only")) o->only = v;
+        if (!strcmp(a, "--profile")) o->profile = true;
+        else if (!strcmp(a, "--gemm-profile")) o->gemm_profile = true;
+        else if (!strcmp(a, "--only")) o->only = v;
         else if (!strcmp(a, "--steps")) {
             if (!vpd_cli_parse_int("bench", a, v, 1, 1L << 30, &n)) return 2;
             o->steps = (int)n;
@@ -381,7 +525,7 @@ int vpd_cmd_bench(int argc, char **argv) {
     vpd_status s = VPD_OK;
     for (int c = 0; s == VPD_OK && c < N_CASES; c++) {
         if (o.only && strcmp(o.only, cases[c].name)) continue;
-        s = run_case(&cases[c], o.cfg_dir, o.model_dir, o.steps, o.warmup, o.threads, o.n_threads, peak_core, base, out);
+        s = run_case(&cases[c], &o, peak_core, base, out);
         bool multi = false;
         for (int i = 0; i < o.n_threads; i++) multi |= o.threads[i] > 1;
         if (ncpu == 1 && rank == 0 && multi)

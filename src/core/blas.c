@@ -12,8 +12,10 @@
 #include <cblas.h>
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "vpd/core.h"
+#include "vpd/cpuinfo.h"
 
 extern int openblas_get_num_threads(void);
 extern void openblas_set_num_threads(int);
@@ -54,6 +56,75 @@ static void blas_choose_threads(int M, int N, int K) {
     }
 }
 
+/* ---- the GEMM shape profile (`vpd bench --gemm-profile`; bench-only, declared there) ----
+ * While enabled, every vpd_gemm call is timed and accounted to its shape (transposes, M, N,
+ * K) in a fixed open-addressing table: no allocation, two clock reads before and after the
+ * product (~0.5 µs: ~0.2 % of an LM step's GEMM time). Shapes beyond the table's
+ * capacity are counted in one overflow row (M = N = K = 0). Wall and process CPU time are
+ * both kept: on a host shared with other work the CPU seconds give the product's own rate.
+ * Off by default: vpd_gemm then costs one branch more. */
+#define GEMM_PROF_CAP 4096
+static vpd_gemm_shape gemm_prof[GEMM_PROF_CAP];
+static int gemm_prof_n;
+static bool gemm_prof_on;
+
+void vpd_gemm_profile_enable(bool on) { gemm_prof_on = on; }
+void vpd_gemm_profile_reset(void) {
+    memset(gemm_prof, 0, sizeof gemm_prof);
+    gemm_prof_n = 0;
+}
+/* the recorded shapes in no particular order (used slots compacted to the front of a copy) */
+int vpd_gemm_profile_get(vpd_gemm_shape *out, int cap) {
+    int n = 0;
+    for (int i = 0; i < GEMM_PROF_CAP && n < cap; i++)
+        if (gemm_prof[i].calls) out[n++] = gemm_prof[i];
+    return n;
+}
+
+static void gemm_prof_add(bool ta, bool tb, int M, int N, int K, double sec, double cpu) {
+    uint64_t h = ((uint64_t)(unsigned)M * 0x9E3779B97F4A7C15ull) ^ ((uint64_t)(unsigned)N * 0xC2B2AE3D27D4EB4Full) ^
+                 ((uint64_t)(unsigned)K * 0x165667B19E3779F9ull) ^ ((uint64_t)(ta * 2 + tb) << 61);
+    size_t i = (size_t)(h >> 20) % GEMM_PROF_CAP;
+    for (int probe = 0; probe < GEMM_PROF_CAP; probe++, i = (i + 1) % GEMM_PROF_CAP) {
+        vpd_gemm_shape *e = &gemm_prof[i];
+        if (e->calls && e->ta == ta && e->tb == tb && e->M == M && e->N == N && e->K == K) {
+            e->calls++;
+            e->seconds += sec;
+            e->cpu_seconds += cpu;
+            e->flops_total += 2.0 * M * N * K;
+            return;
+        }
+        if (!e->calls) {
+            if (gemm_prof_n >= GEMM_PROF_CAP - 1) break; /* keep one slot free: the overflow row */
+            *e = (vpd_gemm_shape){.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .calls = 1, .seconds = sec,
+                                  .cpu_seconds = cpu, .flops_total = 2.0 * M * N * K};
+            gemm_prof_n++;
+            return;
+        }
+    }
+    for (i = 0; i < GEMM_PROF_CAP; i++) /* overflow: one row of shape 0 x 0 x 0 holding the rest */
+        if (!gemm_prof[i].calls || (!gemm_prof[i].M && !gemm_prof[i].N)) {
+            vpd_gemm_shape *e = &gemm_prof[i];
+            e->M = e->N = e->K = 0;
+            e->calls++;
+            e->seconds += sec;
+            e->cpu_seconds += cpu;
+            e->flops_total += 2.0 * M * N * K;
+            return;
+        }
+}
+
+static void gemm_call(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, int lda, const real *B,
+                      int ldb, real beta, real *C, int ldc) {
+#if VPD_REAL_IS_DOUBLE
+    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+#else
+    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
+                alpha, A, lda, B, ldb, beta, C, ldc);
+#endif
+}
+
 void vpd_gemm(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, int lda,
               const real *B, int ldb, real beta, real *C, int ldc) {
     if (M <= 0 || N <= 0) return;
@@ -63,13 +134,13 @@ void vpd_gemm(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, 
             for (int j = 0; j < N; j++) C[(size_t)i * ldc + j] = beta == 0 ? 0 : beta * C[(size_t)i * ldc + j];
         return;
     }
-#if VPD_REAL_IS_DOUBLE
-    cblas_dgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
-#else
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, M, N, K,
-                alpha, A, lda, B, ldb, beta, C, ldc);
-#endif
+    if (!gemm_prof_on) {
+        gemm_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    double t0 = vpd_wtime(), c0 = vpd_cpu_seconds(true);
+    gemm_call(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_prof_add(ta, tb, M, N, K, vpd_wtime() - t0, vpd_cpu_seconds(true) - c0);
 }
 
 void vpd_gemm_naive(bool ta, bool tb, int M, int N, int K, real alpha, const real *A, int lda,

@@ -102,12 +102,19 @@ vpd_status vpd_batch_geometry(vpd_batch_geom *g, int B_global, int S, int dp, in
 /* ---- collectives ------------------------------------------------------------------------------ */
 static int trivial(MPI_Comm comm) { return comm == MPI_COMM_NULL || vpd_comm_size(comm) <= 1; }
 
+/* wall seconds spent in allreduces since the process started (waiting for the slowest rank
+ * included): the communication share of `vpd bench`'s step profile */
+static double comm_seconds;
+double vpd_comm_seconds(void) { return comm_seconds; }
+
 static void allreduce(void *x, size_t n, size_t elem, MPI_Datatype t, MPI_Op op, MPI_Comm comm) {
     if (trivial(comm)) return;
+    double t0 = MPI_Wtime();
     for (size_t off = 0; off < n; off += BUCKET) {
         size_t m = n - off < BUCKET ? n - off : BUCKET;
         MPI_Allreduce(MPI_IN_PLACE, (char *)x + off * elem, (int)m, t, op, comm);
     }
+    comm_seconds += MPI_Wtime() - t0;
 }
 
 void vpd_sum_real(real *x, size_t n, MPI_Comm comm) { allreduce(x, n, sizeof(real), VPD_MPI_REAL, MPI_SUM, comm); }

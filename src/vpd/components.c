@@ -246,9 +246,26 @@ static void check_tokens(const int32_t *tok, int N, int V) {
         VPD_ASSERT(tok[n] >= 0 && tok[n] < V, "components: token %d at row %d outside [0, %d)", (int)tok[n], n, V);
 }
 
+static void components_forward(real *y, real *a, const vpd_components *c, const real *x, const int32_t *tok,
+                               const real *m, const real *mdelta, const uint8_t *route, int N, real *work,
+                               const real *a_known);
+
 void vpd_components_forward(real *y, real *a, const vpd_components *c, const real *x,
                             const int32_t *tok, const real *m, const real *mdelta,
                             const uint8_t *route, int N, real *work) {
+    components_forward(y, a, c, x, tok, m, mdelta, route, N, work, NULL);
+}
+
+void vpd_components_forward_known_acts(real *y, real *a, const vpd_components *c, const real *x,
+                                       const real *a_known, const real *m, const real *mdelta, int N,
+                                       real *work) {
+    VPD_ASSERT(!c->embedding && a_known, "components_forward_known_acts: a linear layer and its acts");
+    components_forward(y, a, c, x, NULL, m, mdelta, NULL, N, work, a_known);
+}
+
+static void components_forward(real *y, real *a, const vpd_components *c, const real *x, const int32_t *tok,
+                               const real *m, const real *mdelta, const uint8_t *route, int N, real *work,
+                               const real *a_known) {
     const int d_in = c->d_in, d_out = c->d_out, C = c->C;
     real *am = work;                          /* [N, C] */
     real *xs = work + (size_t)N * 2 * C;      /* [N, d_in] */
@@ -264,7 +281,8 @@ void vpd_components_forward(real *y, real *a, const vpd_components *c, const rea
         for (int n = 0; n < N; n++) memcpy(a + (size_t)n * C, c->V + (size_t)tok[n] * C, sizeof(real) * C);
     } else {
         VPD_ASSERT(x, "components_forward: linear layer needs x");
-        vpd_gemm(false, false, N, C, d_in, 1, x, d_in, c->V, C, 0, a, C); /* a = x V */
+        if (a_known) memcpy(a, a_known, sizeof(real) * (size_t)N * C);
+        else vpd_gemm(false, false, N, C, d_in, 1, x, d_in, c->V, C, 0, a, C); /* a = x V */
     }
 
     /* (a ⊙ m) with routed-out rows zeroed, then y = (a ⊙ m) U */

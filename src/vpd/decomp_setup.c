@@ -299,6 +299,7 @@ vpd_status vpd_decomp_create_local(vpd_decomp **out, const vpd_decomp_config *cf
 void vpd_decomp_free(vpd_decomp *d) {
     if (!d) return;
     for (int i = 0; i < VPD_MAX_LOSSES; i++) vpd_ppgd_free(d->loss.ppgd[i]);
+    vpd_free(d->loss.im_pow);
     if (d->layers)
         for (int k = 0; k < d->L; k++) vpd_free(d->layers[k].comp.delta);
     vpd_ci_free(d->params.ci);
@@ -324,6 +325,7 @@ static void transpose(real *dst, const real *src, int rows, int cols) {
 }
 
 void vpd_decomp_refresh(vpd_decomp *d) {
+    d->act.ci_in_current = false; /* V may have changed */
     for (int k = 0; k < d->L; k++) {
         vpd_layer_state *ls = &d->layers[k];
         if (ls->tied_to >= 0) {
@@ -412,6 +414,7 @@ vpd_status vpd_decomp_ci_forward(vpd_decomp *d) {
             in[k] = ls->x_in;
         }
     }
+    d->act.ci_in_current = true; /* for every layer whose CI input is its acts (ci_input_is_acts) */
     VPD_TRY(vpd_ci_forward(d->params.ci, z, in, N));
     if (cp) /* this rank's block of each layer's z */
         for (int k = 0; k < L; k++) {

@@ -57,6 +57,11 @@ double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dsca
     VPD_ASSERT(S, "out of memory (importance minimality sums)");
     /* (g + eps)^p; most g are exactly 0, so that power is computed once */
     const double pow0 = pow(eps, p), dpow0 = pow(eps, p - 1.0);
+    if (p != 1.0 && p != 2.0 && !d->loss.im_pow) {
+        d->loss.im_pow = vpd_malloc(sizeof(real) * (size_t)N * (size_t)d->C_sum, "importance-minimality powers");
+        VPD_ASSERT(d->loss.im_pow, "out of memory (importance-minimality powers, %zu MiB)",
+                   sizeof(real) * (size_t)N * (size_t)d->C_sum >> 20);
+    }
     for (int k = 0; k < d->L; k++) {
         const int C = d->layers[k].C;
         const real *g = blk(d, d->act.g_upper, k);
@@ -74,12 +79,17 @@ double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dsca
                     double v = g[(size_t)n * C + c];
                     Sk[c] += v == 0 ? pow0 : (v + eps) * (v + eps);
                 }
-        else
+        else { /* (g + eps)^p kept for the backward: (g + eps)^(p−1) = (g + eps)^p / (g + eps), one pow
+                * per element instead of two (the pow is most of this loss's time at a general p) */
+            real *pw = d->loss.im_pow + (size_t)N * d->layers[k].c_off;
             for (int n = 0; n < N; n++)
                 for (int c = 0; c < C; c++) {
-                    double v = g[(size_t)n * C + c];
-                    Sk[c] += v == 0 ? pow0 : pow(v + eps, p);
+                    size_t i = (size_t)n * C + c;
+                    double v = g[i], q = v == 0 ? pow0 : pow(v + eps, p);
+                    Sk[c] += q;
+                    pw[i] = (real)q;
                 }
+        }
     }
     vpd_sum_double(S, (size_t)d->C_sum, d->grid.dp_comm);
     const double Ng = (double)N * d->grid.dp_size;
@@ -112,14 +122,16 @@ double vpd_loss_importance_minimality_eval(vpd_decomp *d, int index, double dsca
                         double dp = v == 0 ? dpow0 : v + eps;
                         dg[i] += (real)(fk[c] * dp);
                     }
-            else
+            else {
+                const real *pw = d->loss.im_pow + (size_t)N * d->layers[k].c_off;
                 for (int n = 0; n < N; n++)
-                    for (int c = 0; c < C; c++) {
+                    for (int c = 0; c < C; c++) { /* vectorised: im_backward_p */
                         size_t i = (size_t)n * C + c;
                         double v = g[i];
-                        double dp = v == 0 ? dpow0 : pow(v + eps, p - 1.0);
+                        double dp = v == 0 ? dpow0 : (double)pw[i] / (v + eps);
                         dg[i] += (real)(fk[c] * dp);
                     }
+            }
         }
     }
     free(S);

@@ -52,6 +52,7 @@ static void cache_backward(vpd_hook *h, int l, const real *x, const int32_t *tok
 
 void vpd_decomp_target_forward(vpd_decomp *d) {
     cache_hook ch = {{cache_forward, cache_backward}, d};
+    d->act.ci_in_current = false; /* a new batch: the CI inputs are recomputed by vpd_decomp_ci_forward */
     vpd_model_forward(d->target, &d->batch.input, d->act.target_out, &ch.base);
     if (d->cfg->output_loss == VPD_OUT_KL) {
         int V = vpd_model_out_dim(d->target);
@@ -65,6 +66,7 @@ typedef struct {
     vpd_decomp *d;
     const vpd_pass_layer *spec; /* [L] */
     const vpd_pass_opts *opts;
+    int first;                  /* the first model layer the pass runs: its input is the target's */
     double hidden_sq;           /* Σ squared error of replaced layers' outputs (hidden_acts) */
     double hidden_numel;
 } pass_hook;
@@ -80,7 +82,16 @@ static void pass_forward(vpd_hook *h, int l, const real *x, const int32_t *tok, 
     vpd_layer_state *ls = &d->layers[k];
     const vpd_pass_layer *sp = &ph->spec[k];
     real *a = d->pass.a + (size_t)N * (size_t)ls->c_off;
-    vpd_components_forward(y, a, &ls->comp, x, tok, sp->m, sp->mdelta, sp->route, N, d->pass.work);
+    /* The pass's first layer gets the target's input x_in, so its a = x_in V is the CI
+     * function's input when that is the component acts (layerwise/global MLP CI): reuse it
+     * instead of recomputing the product in every pass (same product, same result). Routed
+     * layers compute a on their routed-in rows only and keep doing so. */
+    if (l == ph->first && d->act.ci_in_current && vpd_ci_type_takes_component_acts(d->cfg->ci_type) && !ls->embedding &&
+        !sp->route)
+        vpd_components_forward_known_acts(y, a, &ls->comp, x, d->act.ci_in + (size_t)N * (size_t)ls->c_off, sp->m,
+                                          sp->mdelta, N, d->pass.work);
+    else
+        vpd_components_forward(y, a, &ls->comp, x, tok, sp->m, sp->mdelta, sp->route, N, d->pass.work);
     vpd_sum_real(y, (size_t)N * (size_t)ls->d_out, d->grid.cp_comm); /* the component blocks' partial outputs */
     if (ph->opts->hidden_acts) {
         size_t n = (size_t)N * (size_t)ls->d_out;
@@ -161,6 +172,11 @@ static double ce_row_forward_backward(vpd_decomp *d, int row, int tok, double ds
     return lse - (double)l[tok];
 }
 
+/* wall seconds in the output losses of masked passes (KL/MSE/CE forward and backward), a
+ * running total: the output-loss share of `vpd bench`'s step profile */
+static double out_loss_seconds;
+double vpd_output_loss_seconds(void) { return out_loss_seconds; }
+
 static double output_loss_forward_backward(vpd_decomp *d, double dscale) {
     size_t n = (size_t)d->batch.out_numel;
     if (d->cfg->output_loss == VPD_OUT_MSE) {
@@ -195,11 +211,12 @@ static int first_replaced_layer(const vpd_decomp *d, const vpd_pass_layer *spec)
 }
 
 double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass_opts *opts, double *numel_out) {
-    pass_hook ph = {{pass_forward, pass_backward}, d, spec, opts, 0, 0};
     int first = first_replaced_layer(d, spec);
+    pass_hook ph = {{pass_forward, pass_backward}, d, spec, opts, first, 0, 0};
     VPD_ASSERT(d->target->prefix_valid >= 0, "vpd_masked_pass before this step's vpd_decomp_target_forward");
     vpd_model_forward_from(d->target, first, d->pass.out, &ph.base);
     double D;
+    const double t_loss = vpd_wtime();
     if (opts->hidden_acts) {
         D = ph.hidden_sq;
         if (numel_out) *numel_out = ph.hidden_numel;
@@ -209,6 +226,7 @@ double vpd_masked_pass(vpd_decomp *d, const vpd_pass_layer *spec, const vpd_pass
     } else {
         D = output_loss_forward_backward(d, opts->dscale);
     }
+    out_loss_seconds += vpd_wtime() - t_loss;
     if (opts->dscale != 0) vpd_model_backward_to(d->target, d->pass.dout, &ph.base, first);
     return D;
 }

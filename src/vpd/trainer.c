@@ -173,11 +173,23 @@ static int test_nan_param_step(void) {
     return test_step("VPD_TEST_NAN_PARAM_STEP", &v);
 }
 
+const char *const vpd_step_phase_names[VPD_PHASE_N] = {
+    "target forward", "CI forward", "PPGD warmup passes", "losses (masked passes)", "CI backward",
+    "gradient reduce", "PPGD ascent", "metrics", "clip + AdamW + deltas"};
+
+/* closes the phase that started at *t (wall seconds) and starts the next */
+static void phase_end(vpd_step_metrics *sm, vpd_step_phase p, double *t) {
+    const double now = vpd_wtime();
+    sm->phase_s[p] += now - *t;
+    *t = now;
+}
+
 vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     vpd_decomp *d = t->d;
     const vpd_decomp_config *cfg = d->cfg;
     const int step = d->step;
-    double t0 = vpd_wtime();
+    double t0 = vpd_wtime(), tp = t0;
+    const double comm0 = vpd_comm_seconds(), loss0 = vpd_output_loss_seconds();
     memset(sm, 0, sizeof *sm);
     sm->step = step;
 
@@ -193,13 +205,16 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     /* --- 3. target forward on the batch, caching layer inputs --- */
     VPD_TRY(vpd_trainer_load_batch(t, 0, (uint64_t)step));
     vpd_decomp_target_forward(d);
+    phase_end(sm, VPD_PHASE_TARGET, &tp);
 
     /* --- 4. causal importances --- */
     VPD_TRY(vpd_decomp_ci_forward(d));
+    phase_end(sm, VPD_PHASE_CI_FWD, &tp);
 
     /* --- 5. persistent-PGD warmup ascent --- */
     for (int i = 0; i < cfg->n_losses; i++)
         if (d->loss.ppgd[i]) vpd_ppgd_warmup(d, d->loss.ppgd[i], i);
+    phase_end(sm, VPD_PHASE_PPGD_WARMUP, &tp);
 
     /* --- 6–7. every loss with its coefficient (PPGD source gradients from the same pass) --- */
     double total = 0;
@@ -207,20 +222,24 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
         sm->losses[i] = vpd_loss_evaluate(d, i, true);
         total += cfg->losses[i].coeff * sm->losses[i];
     }
+    phase_end(sm, VPD_PHASE_LOSSES, &tp);
 
     /* --- 8. backward into the CI function; gradients averaged over replicas --- */
     VPD_TRY(vpd_decomp_ci_backward(d));
     vpd_decomp_fold_tied_grads(d);
+    phase_end(sm, VPD_PHASE_CI_BWD, &tp);
     /* test hook: a NaN in rank 0's first component gradient at step $VPD_TEST_NAN_GRAD_STEP
      * (before the replica mean, as a NaN from the backward pass would be) */
     if (test_nan_grad_step() == step && vpd_world_rank() == 0 && d->params.n_comp_params) d->params.comp_grads[0] = (real)NAN;
     vpd_dp_mean(d->params.comp_grads, d->params.n_comp_params, d->grid.dp_comm);
     vpd_sum_real(d->params.ci->grads, d->params.ci->n_params, d->grid.cp_comm); /* each component block's share of the CI gradient */
     vpd_dp_mean(d->params.ci->grads, d->params.ci->n_params, d->grid.dp_comm);
+    phase_end(sm, VPD_PHASE_GRAD_REDUCE, &tp);
 
     /* --- 9. PPGD ascent --- */
     for (int i = 0; i < cfg->n_losses; i++)
         if (d->loss.ppgd[i]) vpd_ppgd_step(d, d->loss.ppgd[i]);
+    phase_end(sm, VPD_PHASE_PPGD_STEP, &tp);
 
     /* --- 10. metrics (gradient norms before clipping), reduced over replicas --- */
     vpd_grad_range rc = {d->params.comp_grads, d->params.n_comp_params}, rf = {d->params.ci->grads, d->params.ci->n_params};
@@ -233,6 +252,7 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
     total = reduce_metrics(d, sm);
     sm->total = total;
     sm->im_p = d->loss.im_p_current;
+    phase_end(sm, VPD_PHASE_METRICS, &tp);
     for (int i = 0; i < cfg->n_losses; i++)
         if (!isfinite(sm->losses[i]))
             return vpd_error(VPD_ERR_VALUE, "step %d: loss %s is %g (non-finite); lower the learning rate or check the target",
@@ -271,7 +291,10 @@ vpd_status vpd_trainer_step(vpd_trainer *t, vpd_step_metrics *sm) {
         if (test_nan_param_step() == step && vpd_world_rank() == 0 && d->params.n_comp_params) d->params.comp_params[0] = (real)NAN;
         vpd_decomp_refresh(d);
     }
+    phase_end(sm, VPD_PHASE_UPDATE, &tp);
     sm->seconds = vpd_wtime() - t0;
+    sm->comm_s = vpd_comm_seconds() - comm0;
+    sm->out_loss_s = vpd_output_loss_seconds() - loss0;
     d->step++;
     return VPD_OK;
 }
