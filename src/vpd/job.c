@@ -371,8 +371,10 @@ static vpd_status load_target(vpd_job *j, const vpd_job_opts *o) {
         vpd_model_init_params(&j->target, 0);
         j->random_target = true;
     } else {
-        /* the target's weights: read once per node, one copy shared by the node's ranks */
-        VPD_TRY(vpd_model_load_node_shared(&j->target, j->cfg.target_dir, vpd_comm_world()));
+        /* the target's weights: read once per node, one copy shared by the node's ranks of the
+         * job's layout (a local job — one process, e.g. rank 0 alone in `vpd generate` — keeps
+         * its own copy: a collective over the world would wait for ranks that never come) */
+        VPD_TRY(vpd_model_load_node_shared(&j->target, j->cfg.target_dir, j->layout.comm));
     }
     j->have_target = true;
     vpd_decomp_config_default_output_loss(&j->cfg, &j->target); /* param-decomp leaves it out */

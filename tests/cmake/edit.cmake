@@ -112,6 +112,14 @@ ed_test(generate_runtime
    cat rg4.err; test $(wc -l < rg4.err) -eq 1"
   DEPENDS edit.generate)
 
+# under mpiexec rank 0 generates alone: the run-time edits on 2 ranks give rank 0's generation
+# of 1 rank and end (the target's load was a collective of the world that rank 1 never joined)
+ed_test(generate_runtime_2ranks
+  "prompt=$(${VPD_PYTHON} -c \"import numpy as np; print(bytes(np.fromfile('${VPD_FIXTURES}/lm/val.bin', '<u2')[:40].astype(np.uint8)).decode().replace(chr(10), ' '))\")
+   timeout 120 ${MPIEXEC_EXECUTABLE} ${MPIEXEC_NUMPROC_FLAG} 2 ${VPD_CLI} generate run --tokenizer bytes.json --ablate h.1.mlp.down_proj:0,1,2,3 --ablate h.1.mlp.down_proj:4,5,6,7 --prompt \"$prompt\" --max-new 60 --ids > rg1_2.txt
+   grep '^generated ids:' rg1_2.txt > got1_2.txt; cmp got1.txt got1_2.txt"
+  DEPENDS edit.generate_runtime LABELS "edit;lm;mpi")
+
 # ---- bad input: one line naming what is wrong; an existing directory is never touched ----
 function(ed_fail name pattern cmd)
   add_test(NAME edit.${name} COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
