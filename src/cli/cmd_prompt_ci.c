@@ -24,7 +24,7 @@ static void usage(FILE *f) {
             "                     [--position t] [--steps N] [--out FILE.json] [--tokenizer FILE]\n"
             "                     [--lr x] [--imp-coeff x] [--pnorm p] [--adv-coeff x] [--pgd-steps n]\n"
             "                     [--pgd-lr x] [--pgd-eval-steps n] [--pgd-eval-lr x] [--eval-samples n]\n"
-            "                     [--seed s] [--log-every n] [--force]\n\n"
+            "                     [--seed s] [--log-every n] [--max-context N] [--force]\n\n"
             "Post-hoc causal-importance optimisation on one prompt (the pruning of an attribution\n"
             "graph, VPD_METHOD.md section 6): the subcomponents alive on the prompt (g > 0) are free,\n"
             "their pre-sigmoid values warm-started from the CI function's; the loss is the CE of\n"
@@ -46,6 +46,8 @@ static void usage(FILE *f) {
             "  --pgd-eval-lr x    their step size (0.1)         --eval-samples n  stochastic draws (16)\n"
             "  --seed s           draws (default: the run's seed)\n"
             "  --log-every n      progress line every n steps (default steps/10; 0: none)\n"
+            "  --max-context N    allow prompts longer than the run's max_seq_len, up to N tokens\n"
+            "                     (rotary models: positions past the trained n_ctx extrapolate; warned)\n"
             "  --out FILE.json    write the kept nodes and the table (refuses to overwrite without --force)\n");
 }
 
@@ -135,7 +137,7 @@ int vpd_cmd_prompt_ci(int argc, char **argv) {
         return 0;
     }
     const char *dir = NULL, *prompt = NULL, *ids_arg = NULL, *target_arg = NULL, *out_path = NULL, *tok_path = NULL;
-    int position = -1, log_every = -1;
+    int position = -1, log_every = -1, max_context = 0;
     bool force = false, position_given = false;
     vpd_prompt_ci_opts o;
     vpd_prompt_ci_opts_defaults(&o);
@@ -168,6 +170,8 @@ int vpd_cmd_prompt_ci(int argc, char **argv) {
             if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 0, 1000000, &o.pgd_eval_steps)) return 2;
         } else if (!strcmp(a, "--eval-samples")) {
             if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 1, 1000000, &o.n_eval_samples)) return 2;
+        } else if (!strcmp(a, "--max-context")) {
+            if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 1, 1L << 24, &max_context)) return 2;
         } else if (!strcmp(a, "--log-every")) {
             if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, 0, 1L << 30, &log_every)) return 2;
         } else if (!strcmp(a, "--seed")) {
@@ -239,11 +243,33 @@ int vpd_cmd_prompt_ci(int argc, char **argv) {
             goto done;
         }
     } else if (!parse_ids(ids_arg, &ids)) goto done;
-    const int T = (int)ids.n, S_max = r.d->batch.S;
-    if (T < 1 || T > S_max) {
-        if (root)
-            fprintf(stderr, "vpd prompt-ci: the prompt has %d tokens; the run takes 1 to %d (its max_seq_len)\n", T, S_max);
+    /* any length up to the model's context (n_ctx, or --max-context N past it for rotary
+     * models), as vpd attrib takes: the run is opened again for exactly T positions when the
+     * prompt is longer than the run's max_seq_len */
+    const int T = (int)ids.n, S_max = r.d->batch.S, n_ctx = m->cfg.n_ctx;
+    const int limit = max_context > n_ctx ? max_context : n_ctx;
+    if (T < 1 || T > limit) {
+        if (root) {
+            if (T < 1) fprintf(stderr, "vpd prompt-ci: the prompt is empty\n");
+            else if (max_context > n_ctx)
+                fprintf(stderr, "vpd prompt-ci: the prompt has %d tokens, longer than --max-context %d\n", T, max_context);
+            else
+                fprintf(stderr, "vpd prompt-ci: the prompt has %d tokens, longer than the model's context n_ctx = %d "
+                                "(rotary models: pass --max-context %d to extrapolate)\n", T, n_ctx, T);
+        }
         goto done;
+    }
+    if (T > S_max) {
+        vpd_run_close(&r);
+        s = vpd_all_agree(vpd_run_open_ctx(&r, dir, 1, T, max_context > n_ctx ? max_context : 0, NULL, 0), vpd_comm_world());
+        if (s != VPD_OK) {
+            if (root) vpd_cli_fail("prompt-ci", s);
+            goto done;
+        }
+        m = &r.job.target;
+        if (root && T > n_ctx)
+            fprintf(stderr, "vpd prompt-ci: warning: the prompt has %d tokens but the model was trained on n_ctx = %d: "
+                            "positions %d to %d extrapolate its rotary embeddings\n", T, n_ctx, n_ctx, T - 1);
     }
     for (int t = 0; t < T; t++)
         if (ids.ids[t] >= V) {

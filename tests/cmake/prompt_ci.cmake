@@ -37,8 +37,24 @@ function(pci_expect_fail name pattern cmd)
            "cd ${PCI_DIR}; if ${cmd} > ${name}.out 2> ${name}.err; then echo 'unexpected success'; exit 1; fi; cat ${name}.err; test $(wc -l < ${name}.err) -le 2; grep -q \"${pattern}\" ${name}.err")
   set_tests_properties(prompt_ci.${name} PROPERTIES LABELS "attrib;lm;cli" TIMEOUT 60 FIXTURES_REQUIRED pci_lm ${ARGN})
 endfunction()
-pci_expect_fail(too_long "the prompt has 40 tokens; the run takes 1 to 32"
-                "${VPD_CLI} prompt-ci lm --tokens 1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10")
+pci_expect_fail(too_long "the prompt has 70 tokens, longer than the model's context n_ctx = 64 (rotary models: pass --max-context 70"
+                "${VPD_CLI} prompt-ci lm --tokens 1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10")
+pci_expect_fail(past_max_context "the prompt has 70 tokens, longer than --max-context 66"
+                "${VPD_CLI} prompt-ci lm --max-context 66 --tokens 1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10")
+# longer than the run's max_seq_len (32): up to n_ctx (64) as is; past it with --max-context
+# (the rotary positions extrapolated, warned), the same JSON on 2 ranks
+add_test(NAME prompt_ci.max_context COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
+         "set -e; cd ${PCI_DIR}; rm -f long1.json long2.json
+          ${VPD_CLI} prompt-ci lm --tokens 1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10 --steps 5 > mid.txt 2>&1; cat mid.txt
+          grep -q '^prompt: 40 tokens; position 39' mid.txt
+          if grep -q warning mid.txt; then exit 1; fi
+          T=1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10,1,2,3,4,5,6,7,8,9,10
+          ${VPD_CLI} prompt-ci lm --tokens $T --max-context 70 --steps 20 --out long1.json > long1.txt 2>&1; cat long1.txt
+          grep -q 'warning: the prompt has 70 tokens but the model was trained on n_ctx = 64' long1.txt
+          grep -q '^prompt: 70 tokens; position 69' long1.txt
+          ${PCI_MPIEXEC_STR} 2 ${VPD_CLI} prompt-ci lm --tokens $T --max-context 70 --steps 20 --out long2.json > long2.txt 2>&1
+          ${PCI_CHECK_STR} long1.json --compare long2.json")
+set_tests_properties(prompt_ci.max_context PROPERTIES LABELS "attrib;lm;mpi" TIMEOUT 300 PROCESSORS 2 FIXTURES_REQUIRED pci_lm)
 pci_expect_fail(bad_token "token id 300 (position 1) is not in the model's vocabulary of 256"
                 "${VPD_CLI} prompt-ci lm --tokens 1,300,2")
 pci_expect_fail(bad_target "target-token 256 is not in the model's vocabulary of 256"
