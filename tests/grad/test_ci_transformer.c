@@ -9,6 +9,7 @@
  *   - errors: bad config, S > max_len, rows not whole sequences, plain vpd_ci_create. */
 #include "testutil.h"
 #include "vpd/ci.h"
+#include "vpd/nn.h"
 
 #define L 3
 static const vpd_ci_layer_spec specs[L] = {
@@ -71,7 +72,9 @@ static void ctx_free(ctx_t *c) {
     vpd_ci_free(c->ci);
 }
 
-static void fd_case(const char *label, const vpd_ci_transformer_cfg *cfg, int B, int S) {
+/* in_limit > 0: the finite differences of the inputs on their first in_limit values only (long S);
+ * h: the step (a loss summed over many rows wants a larger one against rounding) */
+static void fd_case_n(const char *label, const vpd_ci_transformer_cfg *cfg, int B, int S, size_t in_limit, double h) {
     ctx_t c = {0};
     CHECK(vpd_ci_create_transformer(&c.ci, specs, L, cfg) == VPD_OK, "%s: create: %s", label, vpd_last_error());
     if (!c.ci) return;
@@ -92,7 +95,7 @@ static void fd_case(const char *label, const vpd_ci_transformer_cfg *cfg, int B,
     double worst = 0;
     for (int i = 0; i < c.ci->n_tensors; i++) {
         const vpd_ci_param_info *t = &c.ci->tensors[i];
-        double e = tu_fd_check(loss, &c, c.ci->params + t->offset, c.ci->grads + t->offset, t->numel, 1e-6,
+        double e = tu_fd_check(loss, &c, c.ci->params + t->offset, c.ci->grads + t->offset, t->numel, h,
                                t->name + strlen("ci_fn._global_ci_fn."));
         CHECK(e <= 1e-6, "%s: %s: fd rel err %.3e", label, t->name, e);
         if (e > worst) worst = e;
@@ -100,7 +103,9 @@ static void fd_case(const char *label, const vpd_ci_transformer_cfg *cfg, int B,
     for (int l = 0; l < L; l++) {
         char nm[64];
         snprintf(nm, sizeof nm, "input %s", specs[l].name);
-        double e = tu_fd_check(loss, &c, c.in[l], c.din[l], (size_t)c.N * specs[l].d_in, 1e-6, nm);
+        size_t n_in = (size_t)c.N * specs[l].d_in;
+        if (in_limit > 0 && in_limit < n_in) n_in = in_limit;
+        double e = tu_fd_check(loss, &c, c.in[l], c.din[l], n_in, h, nm);
         CHECK(e <= 1e-6, "%s: %s: fd rel err %.3e", label, nm, e);
         if (e > worst) worst = e;
     }
@@ -247,12 +252,20 @@ static void test_errors(void) {
     ctx_free(&c);
 }
 
+static void fd_case(const char *label, const vpd_ci_transformer_cfg *cfg, int B, int S) { fd_case_n(label, cfg, B, S, 0, 1e-6); }
+
 int main(void) {
     vpd_ci_transformer_cfg cfg = {.d_model = 8, .n_blocks = 2, .n_heads = 2, .n_mlp_hidden = 1,
                                   .mlp_hidden = {12}, .max_len = 8, .rope_base = 10000};
     fd_case("lm", &cfg, 2, 3);
     cfg.rope_base = 3; /* large angles: RoPE far from the identity */
     fd_case("lm rope_base 3", &cfg, 2, 3);
+    /* from VPD_ATTN_ROWS_MIN_S positions on the blocks run the row-block attention kernels
+     * (log-sum-exp kept, probabilities recomputed backward, several row blocks): the same
+     * finite differences through that path (inputs: the first 200 values) */
+    cfg.max_len = VPD_ATTN_ROWS_MIN_S + 8;
+    fd_case_n("lm row-block attention", &cfg, 1, VPD_ATTN_ROWS_MIN_S + 8, 200, 1e-4);
+    cfg.max_len = 8;
     vpd_ci_transformer_cfg toy = {.d_model = 8, .n_blocks = 1, .n_heads = 2, .n_mlp_hidden = 0, .max_len = 1,
                                   .rope_base = 10000};
     fd_case("toy", &toy, 4, 1);
