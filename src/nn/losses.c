@@ -16,31 +16,6 @@
 #include "vpd/nn.h"
 #include "core/hot.h"
 
-/* max and log Σ exp(l − max) of one row: log_softmax(l)_j = l_j − max − lse */
-static void row_max_lse(const real *l, int V, double *mx_out, double *lse_out) {
-    double mx = l[0];
-    for (int j = 1; j < V; j++) if (l[j] > mx) mx = l[j];
-    double sum = 0;
-    for (int j = 0; j < V; j++) sum += exp((double)l[j] - mx);
-    *mx_out = mx;
-    *lse_out = log(sum);
-}
-
-real cross_entropy_forward(real *probs, const real *logits, const int32_t *targets, int N, int V) {
-    double total = 0;
-    for (int n = 0; n < N; n++) {
-        const real *l = logits + (size_t)n * V;
-        real *p = probs + (size_t)n * V;
-        int32_t t = targets[n];
-        VPD_ASSERT(t >= 0 && t < V, "cross_entropy_forward: target %d at row %d outside [0, %d)", (int)t, n, V);
-        double mx, lse;
-        row_max_lse(l, V, &mx, &lse);
-        for (int j = 0; j < V; j++) p[j] = (real)exp((double)l[j] - mx - lse);
-        total -= (double)l[t] - mx - lse;
-    }
-    return (real)(total / N);
-}
-
 void cross_entropy_backward(real *dlogits, const real *probs, const int32_t *targets, int N, int V,
                             real dloss) {
     if (!dlogits) return;
@@ -165,6 +140,22 @@ VPD_INLINE static double kl_row(const real *p, const double cp[3], const real *l
     for (; j < V; j++) s += (double)p[j] * ((double)lp[j] - (double)lq[j]);
     for (int k = 0; k < KW; k++) s += acc[k];
     return s + ((cq[0] - cp[0]) + (cq[1] - cp[1])) * cp[2];
+}
+
+/* −(1/N) Σ_n log softmax(logits_n)[t_n] with the rows' softmax through softmax_row (vectorised
+ * exp in float, sums in double): log softmax_t = l_t − max − log Σ e. probs keeps the softmax
+ * for cross_entropy_backward. */
+VPD_HOT real cross_entropy_forward(real *probs, const real *logits, const int32_t *targets, int N, int V) {
+    double total = 0;
+    for (int n = 0; n < N; n++) {
+        const real *l = logits + (size_t)n * V;
+        const int32_t t = targets[n];
+        VPD_ASSERT(t >= 0 && t < V, "cross_entropy_forward: target %d at row %d outside [0, %d)", (int)t, n, V);
+        double c[3];
+        softmax_row(probs + (size_t)n * V, c, l, V);
+        total -= (double)l[t] - c[0] - c[1];
+    }
+    return (real)(total / N);
 }
 
 VPD_HOT void kl_target_prepare(real *p_probs, double *p_rowc, const real *p_logits, int N, int V) {
