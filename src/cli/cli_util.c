@@ -1,5 +1,6 @@
 /* Helpers shared by the subcommands: one way to report a failure and to spot --help. */
 #include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,18 +41,34 @@ int vpd_cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, 
     return 1;
 }
 
-/* strict number: all of s a finite decimal number in [lo, hi]; else a message naming the option */
-int vpd_cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+int vpd_cli_parse_real(const char *cmd, const char *opt, const char *s, double lo, double hi, bool lo_open, double *out) {
     char *end = NULL;
     errno = 0;
     double v = s ? strtod(s, &end) : 0;
-    if (!s || !s[0] || end == s || *end || errno == ERANGE || !(v >= lo && v <= hi)) {
-        if (vpd_world_rank() == 0)
-            fprintf(stderr, "vpd %s: %s wants a number from %g to %g, got '%s'\n", cmd, opt, lo, hi, s ? s : "");
+    const bool ok_lo = lo_open ? v > lo : v >= lo;
+    if (!s || !s[0] || end == s || *end || errno == ERANGE || !isfinite(v) || !ok_lo || !(v <= hi)) {
+        if (vpd_world_rank() == 0) {
+            if (isinf(hi) && isinf(lo)) fprintf(stderr, "vpd %s: %s wants a number, got '%s'\n", cmd, opt, s ? s : "");
+            else if (isinf(hi))
+                fprintf(stderr, "vpd %s: %s wants a number %s %g, got '%s'\n", cmd, opt, lo_open ? ">" : ">=", lo, s ? s : "");
+            else
+                fprintf(stderr, lo_open ? "vpd %s: %s wants a number in (%g, %g], got '%s'\n"
+                                        : "vpd %s: %s wants a number from %g to %g, got '%s'\n",
+                        cmd, opt, lo, hi, s ? s : "");
+        }
         return 0;
     }
     *out = v;
     return 1;
+}
+
+int vpd_cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
+    return vpd_cli_parse_real(cmd, opt, s, lo, hi, false, out);
+}
+
+int vpd_cli_double_opt(const char *cmd, int argc, char **argv, int *i, double lo, double hi, bool lo_open, double *out) {
+    const char *opt = argv[*i], *s = vpd_cli_value(cmd, argc, argv, i);
+    return s && vpd_cli_parse_real(cmd, opt, s, lo, hi, lo_open, out);
 }
 
 int vpd_cli_int_opt(const char *cmd, int argc, char **argv, int *i, long lo, long hi, int *out) {

@@ -204,23 +204,9 @@ int vpd_cmd_attrib(int argc, char **argv) {
         } else if (!strcmp(o, "--pgd-steps")) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 0, 1000000, &A.pgd_steps)) return 2;
         } else if (!strcmp(o, "--pgd-lr")) {
-            const char *v = vpd_cli_value("attrib", argc, argv, &i);
-            if (!v) return 2;
-            char *end;
-            A.pgd_lr = strtod(v, &end);
-            if (*end || !(A.pgd_lr > 0 && A.pgd_lr < 1e6)) {
-                if (root) fprintf(stderr, "vpd attrib: --pgd-lr wants a positive number, got '%s'\n", v);
-                return 2;
-            }
-        } else if (!strcmp(o, "--mem-budget")) {
-            const char *v = vpd_cli_value("attrib", argc, argv, &i);
-            if (!v) return 2;
-            char *end;
-            A.mem_budget_mib = strtod(v, &end);
-            if (*end || !(A.mem_budget_mib > 0 && A.mem_budget_mib < 1e9)) {
-                if (root) fprintf(stderr, "vpd attrib: --mem-budget wants a positive number of MiB, got '%s'\n", v);
-                return 2;
-            }
+            if (!vpd_cli_double_opt("attrib", argc, argv, &i, 0, 1e6, true, &A.pgd_lr)) return 2;
+        } else if (!strcmp(o, "--mem-budget")) { /* MiB */
+            if (!vpd_cli_double_opt("attrib", argc, argv, &i, 0, 1e9, true, &A.mem_budget_mib)) return 2;
         } else if (!strcmp(o, "--attention")) {
             const char *v = vpd_cli_value("attrib", argc, argv, &i);
             if (!v) return 2;
@@ -236,16 +222,8 @@ int vpd_cmd_attrib(int argc, char **argv) {
         } else if (!strcmp(o, "--prune-steps")) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 0, 1L << 24, &A.prune_steps)) return 2;
         } else if (!strcmp(o, "--node-threshold") || !strcmp(o, "--edge-threshold")) {
-            const char *v = vpd_cli_value("attrib", argc, argv, &i);
-            if (!v) return 2;
-            char *end;
-            double x = strtod(v, &end);
-            if (*end || !(x > 0 && x <= 1)) {
-                if (root) fprintf(stderr, "vpd attrib: %s wants a number in (0, 1], got '%s'\n", o, v);
+            if (!vpd_cli_double_opt("attrib", argc, argv, &i, 0, 1, true, !strcmp(o, "--node-threshold") ? &A.node_thr : &A.edge_thr))
                 return 2;
-            }
-            if (!strcmp(o, "--node-threshold")) A.node_thr = x;
-            else A.edge_thr = x;
         } else if (!strcmp(o, "--force")) A.force = true;
         else if (o[0] == '-' || A.dir) {
             if (root) {

@@ -118,14 +118,7 @@ int vpd_cmd_compare(int argc, char **argv) {
                     return 2;
                 }
         } else if (!strcmp(a, "--split-cos")) {
-            const char *v = vpd_cli_value("compare", argc, argv, &i);
-            if (!v) return 2;
-            char *end;
-            o.split_cos = strtod(v, &end);
-            if (*end || !(o.split_cos > 0 && o.split_cos < 1)) {
-                fprintf(stderr, "vpd compare: --split-cos '%s': expected a number in (0, 1)\n", v);
-                return 2;
-            }
+            if (!vpd_cli_double_opt("compare", argc, argv, &i, 0, 1, true, &o.split_cos)) return 2;
         } else if (!strcmp(a, "--no-ci-masks")) o.ci_masks = false;
         else if (!strcmp(a, "--random-windows")) o.random_windows = true;
         else if (!strcmp(a, "--force")) force = true;

@@ -72,17 +72,6 @@ static int bad(const char *fmt, const char *a) {
     return 2;
 }
 
-static int parse_double(const char *opt, const char *v, double lo, double *out) {
-    char *end;
-    double x = strtod(v, &end);
-    if (end == v || *end || !isfinite(x) || x < lo) {
-        if (vpd_world_rank() == 0) fprintf(stderr, "vpd edit: %s wants a number >= %g, got '%s'\n", opt, lo, v);
-        return 0;
-    }
-    *out = x;
-    return 1;
-}
-
 static int parse(edit_args *a, int argc, char **argv) {
     memset(a, 0, sizeof *a);
     a->where_active = -1;
@@ -115,11 +104,11 @@ static int parse(edit_args *a, int argc, char **argv) {
             if (*n >= MAX_ARGS) return bad("too many %s options", f);
             list[(*n)++] = v;
         } else if (!strcmp(f, "--where-active")) {
-            if (!parse_double(f, v, 0, &a->where_active)) return 2;
+            if (!vpd_cli_parse_real("edit", f, v, 0, INFINITY, false, &a->where_active)) return 2;
         } else if (!strcmp(f, "--alpha")) {
-            if (!parse_double(f, v, -INFINITY, &a->alpha)) return 2;
+            if (!vpd_cli_parse_real("edit", f, v, -INFINITY, INFINITY, false, &a->alpha)) return 2;
         } else if (!strcmp(f, "--fire-threshold")) {
-            if (!parse_double(f, v, 0, &a->fire_threshold)) return 2;
+            if (!vpd_cli_parse_real("edit", f, v, 0, INFINITY, false, &a->fire_threshold)) return 2;
         } else if (!strcmp(f, "--n-tokens")) {
             if (!vpd_cli_parse_int("edit", f, v, 1, 1L << 40, &a->n_tokens)) return 2;
         } else if (!strcmp(f, "--out")) a->out = v;

@@ -69,14 +69,7 @@ static int parse(gen_args *a, int argc, char **argv) {
             const char *v = vpd_cli_value("generate", argc, argv, &i);
             if (!v || !vpd_cli_parse_int("generate", f, v, 0, 1L << 62, &a->seed)) return 2;
         } else if (!strcmp(f, "--temperature")) {
-            const char *v = vpd_cli_value("generate", argc, argv, &i);
-            if (!v) return 2;
-            char *end;
-            a->temperature = strtod(v, &end);
-            if (end == v || *end || !(a->temperature >= 0) || !isfinite(a->temperature)) {
-                fprintf(stderr, "vpd generate: --temperature wants a number >= 0, got '%s'\n", v);
-                return 2;
-            }
+            if (!vpd_cli_double_opt("generate", argc, argv, &i, 0, INFINITY, false, &a->temperature)) return 2;
         } else if (!strcmp(f, "--ablate") || !strcmp(f, "--scale")) {
             const char *v = vpd_cli_value("generate", argc, argv, &i);
             if (!v) return 2;

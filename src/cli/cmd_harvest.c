@@ -3,6 +3,7 @@
  * README.md "harvest.h5" documents the file). Under mpiexec each rank takes a contiguous
  * shard of the stream; the file is the same for any rank count. */
 #define _POSIX_C_SOURCE 200809L
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,11 +71,7 @@ int vpd_cmd_harvest(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--batch") && i + 1 < argc) {
             if (!vpd_cli_int_opt("harvest", argc, argv, &i, 1, 1L << 30, &batch)) return 2;
         } else if (!strcmp(argv[i], "--max-dense-mib") && i + 1 < argc) {
-            o.max_dense_mib = strtod(argv[++i], &end);
-            if (*end || o.max_dense_mib <= 0) {
-                if (root) fprintf(stderr, "vpd harvest: --max-dense-mib wants a positive number, got '%s'\n", argv[i]);
-                return 2;
-            }
+            if (!vpd_cli_double_opt("harvest", argc, argv, &i, 0, INFINITY, true, &o.max_dense_mib)) return 2;
         } else if (!strcmp(argv[i], "--force")) force = true;
         else if (!strcmp(argv[i], "--no-cofire")) o.no_cofire = true;
         else if (!strcmp(argv[i], "--no-token-tables")) o.no_token_tables = true;

@@ -56,30 +56,6 @@ static bool file_exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
-static int parse_double(const char *opt, const char *s, double *out) {
-    char *end = NULL;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (!*s || *end || errno || !isfinite(v)) {
-        fprintf(stderr, "vpd prompt-ci: %s wants a number, got '%s'\n", opt, s);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
-/* a number > 0 (positive) or >= 0; 0 after a message */
-static int parse_num(const char *opt, const char *s, double *out, bool positive) {
-    double v;
-    if (!parse_double(opt, s, &v)) return 0;
-    if (positive ? !(v > 0) : !(v >= 0)) {
-        fprintf(stderr, "vpd prompt-ci: %s wants a number %s 0, got '%s'\n", opt, positive ? ">" : ">=", s);
-        return 0;
-    }
-    *out = v;
-    return 1;
-}
-
 /* "1,2,3" → ids; 0 after a message */
 static int parse_ids(const char *s, vpd_ids *out) {
     const char *p = s;
@@ -153,12 +129,12 @@ int vpd_cmd_prompt_ci(int argc, char **argv) {
             else if (!strcmp(a, "--target-token")) target_arg = v;
             else if (!strcmp(a, "--out")) out_path = v;
             else if (!strcmp(a, "--tokenizer")) tok_path = v;
-            else if (!strcmp(a, "--lr") && !parse_num(a, v, &o.lr, true)) return 2;
-            else if (!strcmp(a, "--imp-coeff") && !parse_num(a, v, &o.imp_coeff, false)) return 2;
-            else if (!strcmp(a, "--pnorm") && !parse_num(a, v, &o.pnorm, true)) return 2;
-            else if (!strcmp(a, "--adv-coeff") && !parse_num(a, v, &o.adv_coeff, false)) return 2;
-            else if (!strcmp(a, "--pgd-lr") && !parse_num(a, v, &o.pgd_lr, true)) return 2;
-            else if (!strcmp(a, "--pgd-eval-lr") && !parse_num(a, v, &o.pgd_eval_lr, true)) return 2;
+            else if (!strcmp(a, "--lr") && !vpd_cli_parse_real("prompt-ci", a, v, 0, INFINITY, true, &o.lr)) return 2;
+            else if (!strcmp(a, "--imp-coeff") && !vpd_cli_parse_real("prompt-ci", a, v, 0, INFINITY, false, &o.imp_coeff)) return 2;
+            else if (!strcmp(a, "--pnorm") && !vpd_cli_parse_real("prompt-ci", a, v, 0, INFINITY, true, &o.pnorm)) return 2;
+            else if (!strcmp(a, "--adv-coeff") && !vpd_cli_parse_real("prompt-ci", a, v, 0, INFINITY, false, &o.adv_coeff)) return 2;
+            else if (!strcmp(a, "--pgd-lr") && !vpd_cli_parse_real("prompt-ci", a, v, 0, INFINITY, true, &o.pgd_lr)) return 2;
+            else if (!strcmp(a, "--pgd-eval-lr") && !vpd_cli_parse_real("prompt-ci", a, v, 0, INFINITY, true, &o.pgd_eval_lr)) return 2;
         } else if (!strcmp(a, "--position")) {
             if (!vpd_cli_int_opt("prompt-ci", argc, argv, &i, -(1L << 30), 1L << 30, &position)) return 2;
             position_given = true;

@@ -36,6 +36,13 @@ const char *vpd_cli_value(const char *cmd, int argc, char **argv, int *i);
 int vpd_cli_parse_int(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out);
 /* the same for a real number: finite, the whole of s, in [lo, hi] */
 int vpd_cli_parse_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out);
+/* strict number with an open or closed lower bound: the whole of s a finite number in [lo, hi]
+ * ((lo, hi] when lo_open; lo = -INFINITY / hi = INFINITY: unbounded), else 0 after "vpd CMD: OPT
+ * wants a number ..." naming the range (rank 0) */
+int vpd_cli_parse_real(const char *cmd, const char *opt, const char *s, double lo, double hi, bool lo_open, double *out);
+/* vpd_cli_value + a number in [lo, hi] ((lo, hi] when lo_open; hi may be INFINITY): 1 on
+ * success, 0 after "vpd CMD: OPT wants a number ..." (rank 0) */
+int vpd_cli_double_opt(const char *cmd, int argc, char **argv, int *i, double lo, double hi, bool lo_open, double *out);
 /* vpd_cli_value + vpd_cli_parse_int into an int: 1 on success, 0 after the message */
 int vpd_cli_int_opt(const char *cmd, int argc, char **argv, int *i, long lo, long hi, int *out);
 
