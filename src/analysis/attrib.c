@@ -106,8 +106,24 @@ static void attr_rows_backward(vpd_row_hook *rh, int l, int t, int R, const real
     const vpd_layer_state *ls = &d->layers[k];
     const vpd_components *c = &ls->comp;
     const int C = c->C, S = h->S;
-    /* dmb[n·R, C] = dy Uᵀ (U [C, d_out]); ⊙ a in the edge loop */
-    vpd_gemm(false, true, n * R, C, dout, 1, dy, dout, c->U, dout, 0, h->dmb, C);
+    /* dmb[n·R, C] = dy Uᵀ (U [C, d_out]) on the rows an edge needs; ⊙ a in the edge loop */
+    if (R == 1) vpd_gemm(false, true, n, C, dout, 1, dy, dout, c->U, dout, 0, h->dmb, C);
+    else { /* k/v rows: every row for the copies whose target is this block's o_proj, else row t */
+        int b0 = 0;
+        while (b0 < n) { /* runs of copies alike: one product each */
+            const int kt = h->tl[b0];
+            const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
+            int b1 = b0 + 1;
+            while (b1 < n && (h->tl[b1] >= 0 && kv_to_o(ls->name, d->layers[h->tl[b1]].name)) == cross) b1++;
+            if (cross)
+                vpd_gemm(false, true, (b1 - b0) * R, C, dout, 1, dy + (size_t)b0 * R * dout, dout, c->U, dout, 0,
+                         h->dmb + (size_t)b0 * R * C, C);
+            else
+                vpd_gemm(false, true, b1 - b0, C, dout, 1, dyt + (size_t)b0 * R * dout, R * dout, c->U, dout, 0,
+                         h->dmb + ((size_t)b0 * R + R - 1) * C, R * C);
+            b0 = b1;
+        }
+    }
     for (int b = 0; b < n && h->st == VPD_OK; b++) {
         const int kt = h->tl[b];
         const int mlt = kt < 0 ? d->target->n_layers : d->layers[kt].model_layer;
@@ -150,7 +166,7 @@ struct edge_list {
 
 static vpd_status edge_push(edge_list *l, int32_t src, int32_t dst, double w) {
     if (l->n == l->cap) {
-        int64_t cap = l->cap ? 2 * l->cap : 65536;
+        int64_t cap = l->cap ? l->cap + l->cap / 2 : 65536;
         vpd_attrib_edge *e = realloc(l->e, sizeof *e * (size_t)cap);
         if (!e) return vpd_error(VPD_ERR_MEM, "attrib: out of memory for %lld edges", (long long)cap);
         l->e = e;
@@ -365,8 +381,14 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     st = vpd_all_agree(st, comm);
     if (st != VPD_OK) goto done;
 
-    /* gather on rank 0 in rank blocks padded to the largest, then one order */
-    {
+    /* gather on rank 0 in rank blocks padded to the largest, then one order (one rank: the
+     * list itself, no second copy) */
+    if (size == 1) {
+        qsort(el.e, (size_t)el.n, sizeof *el.e, edge_cmp);
+        gr->edges = el.e;
+        gr->n_edges = el.n;
+        el.e = NULL;
+    } else {
         int64_t *counts = vpd_calloc(sizeof(int64_t) * (size_t)size, "attrib counts");
         double mxn = (double)el.n;
         vpd_max_double(&mxn, 1, comm);
