@@ -193,10 +193,12 @@ void vpd_model_backward_to(vpd_model *m, const real *dout, vpd_hook *hook, int t
  * So it is the exact backward of row t's output when nothing but row t carries gradient past
  * a layer: what vpd attrib's stop-gradient edges need. Cost per call ~ n_copies · (the model
  * on one row + attention over t+1 keys). dout [n_copies, V]: the gradient of the logits of row
- * t per copy (NULL: zero; the gradient enters through the hook's dx). hook NULL: every layer
- * through the target weights. LlamaSimpleMLP only: VPD_ERR_ARG for other kinds, a forward of
- * B > 1, t outside it, or more copies than vpd_model_reserve_position reserved. */
-vpd_status vpd_model_backward_position(vpd_model *m, int t, int n_copies, const real *dout, const bool *kv_rows,
+ * t per copy (NULL: zero; the gradient enters through the hook's dx). top: the last
+ * decomposable layer whose hook call brings gradient in (with dout NULL): the blocks after its
+ * block carry none and are skipped; -1: the whole model. hook NULL: every layer through the
+ * target weights. LlamaSimpleMLP only: VPD_ERR_ARG for other kinds, a forward of B > 1, t
+ * outside it, or more copies than vpd_model_reserve_position reserved. */
+vpd_status vpd_model_backward_position(vpd_model *m, int t, int n_copies, const real *dout, const bool *kv_rows, int top,
                                        vpd_row_hook *hook);
 /* Buffers of vpd_model_backward_position for n_copies at the reserved positions m->S (call
  * after vpd_model_reserve; allocated once, kept for later calls); VPD_ERR_ARG for kinds

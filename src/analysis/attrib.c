@@ -99,22 +99,34 @@ static void attr_rows_backward(vpd_row_hook *rh, int l, int t, int R, const real
     const int din = li->d_in, dout = li->d_out;
     VPD_ASSERT(n == h->Bc, "attrib hook: %d copies, expected %d", n, h->Bc);
     const real *dyt = dy + (size_t)(R - 1) * dout; /* row t of copy b at dyt + b·R·dout */
+    /* the copies with gradient here: targets after this layer (a chunk's targets are in
+     * forward order, so they are one range [lo, hi)) */
+    int lo = n, hi = 0;
+    for (int b = 0; b < n; b++)
+        if ((h->tl[b] < 0 ? d->target->n_layers : d->layers[h->tl[b]].model_layer) > l) {
+            if (b < lo) lo = b;
+            hi = b + 1;
+        }
     if (k < 0) { /* not decomposed: the target layer passes the gradient on */
-        if (dx && !li->embedding) vpd_gemm(false, false, n, din, dout, 1, dyt, R * dout, li->W, din, 1, dx, din);
+        if (dx && !li->embedding && lo < hi)
+            vpd_gemm(false, false, hi - lo, din, dout, 1, dyt + (size_t)lo * R * dout, R * dout, li->W, din, 1,
+                     dx + (size_t)lo * din, din);
         return;
     }
     const vpd_layer_state *ls = &d->layers[k];
     const vpd_components *c = &ls->comp;
     const int C = c->C, S = h->S;
     /* dmb[n·R, C] = dy Uᵀ (U [C, d_out]) on the rows an edge needs; ⊙ a in the edge loop */
-    if (R == 1) vpd_gemm(false, true, n, C, dout, 1, dy, dout, c->U, dout, 0, h->dmb, C);
-    else { /* k/v rows: every row for the copies whose target is this block's o_proj, else row t */
-        int b0 = 0;
-        while (b0 < n) { /* runs of copies alike: one product each */
+    if (lo >= hi) {
+    } else if (R == 1) {
+        vpd_gemm(false, true, hi - lo, C, dout, 1, dy + (size_t)lo * dout, dout, c->U, dout, 0, h->dmb + (size_t)lo * C, C);
+    } else { /* k/v rows: every row for the copies whose target is this block's o_proj, else row t */
+        int b0 = lo;
+        while (b0 < hi) { /* runs of copies alike: one product each */
             const int kt = h->tl[b0];
             const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
             int b1 = b0 + 1;
-            while (b1 < n && (h->tl[b1] >= 0 && kv_to_o(ls->name, d->layers[h->tl[b1]].name)) == cross) b1++;
+            while (b1 < hi && (h->tl[b1] >= 0 && kv_to_o(ls->name, d->layers[h->tl[b1]].name)) == cross) b1++;
             if (cross)
                 vpd_gemm(false, true, (b1 - b0) * R, C, dout, 1, dy + (size_t)b0 * R * dout, dout, c->U, dout, 0,
                          h->dmb + (size_t)b0 * R * C, C);
@@ -124,7 +136,7 @@ static void attr_rows_backward(vpd_row_hook *rh, int l, int t, int R, const real
             b0 = b1;
         }
     }
-    for (int b = 0; b < n && h->st == VPD_OK; b++) {
+    for (int b = lo; b < hi && h->st == VPD_OK; b++) {
         const int kt = h->tl[b];
         const int mlt = kt < 0 ? d->target->n_layers : d->layers[kt].model_layer;
         if (ls->model_layer >= mlt) continue; /* no gradient of this copy here */
@@ -144,7 +156,9 @@ static void attr_rows_backward(vpd_row_hook *rh, int l, int t, int R, const real
     }
     if (!dx || ls->embedding) return;
     /* the Δ path (mask 1) from row t */
-    vpd_gemm(false, false, n, din, dout, 1, dyt, R * dout, c->delta, din, 1, dx, din);
+    if (lo < hi)
+        vpd_gemm(false, false, hi - lo, din, dout, 1, dyt + (size_t)lo * R * dout, R * dout, c->delta, din, 1,
+                 dx + (size_t)lo * din, din);
     for (int b = 0; b < n; b++) /* seeds: a_c = V_cᵀx of this layer's targets */
         if (h->tl[b] == k) {
             real *drow = dx + (size_t)b * din;
@@ -349,7 +363,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         tl[0] = -1;
         tc[0] = target_token;
         dout[target_token] = 1;
-        st = vpd_model_backward_position(M, target_pos, 1, dout, NULL, &h.rows);
+        st = vpd_model_backward_position(M, target_pos, 1, dout, NULL, -1, &h.rows);
         if (st == VPD_OK) st = h.st;
     }
     item++;
@@ -359,14 +373,16 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
             const int Bc = (int)((pos_start[t + 1] - c0) < batch ? (pos_start[t + 1] - c0) : batch);
             h.Bc = Bc;
             memset(kv_rows, 0, sizeof(bool) * (size_t)M->n_layers);
+            int top = 0; /* the last layer with a target: no gradient after it */
             for (int b = 0; b < Bc; b++) {
                 tn[b] = targets[c0 + b];
                 tl[b] = gr->nodes[tn[b]].layer;
                 tc[b] = gr->nodes[tn[b]].c;
+                if (d->layers[tl[b]].model_layer > top) top = d->layers[tl[b]].model_layer;
                 for (int k = 0; k < L; k++)
                     if (kv_to_o(d->layers[k].name, d->layers[tl[b]].name)) kv_rows[d->layers[k].model_layer] = true;
             }
-            st = vpd_model_backward_position(M, t, Bc, NULL, kv_rows, &h.rows);
+            st = vpd_model_backward_position(M, t, Bc, NULL, kv_rows, top, &h.rows);
             if (st == VPD_OK) st = h.st;
             done_items++;
             if (rank == 0 && vpd_wtime() - t_report > 30) { /* long prompts: progress of rank 0's share */

@@ -371,8 +371,9 @@ static void pos_layer_backward(const vpd_model *m, vpd_row_hook *hook, int l, in
 /* vpd_model_backward_position: llama_backward restricted to row t of n gradient copies. Every
  * row-wise operation (RMSNorm, GELU, the residual adds, the linear layers) runs on [n, width]
  * rows whose forward values are row t's; attention is attention_row_backward (q at row t, k/v
- * at the last R rows: R = t+1 for a block whose k or v layer is in kv_rows, else 1). */
-static vpd_status llama_backward_position(vpd_model *m, int t, int n, const real *dout, const bool *kv_rows,
+ * at the last R rows: R = t+1 for a block whose k or v layer is in kv_rows, else 1). The blocks
+ * after layer `top`'s carry no gradient and are skipped. */
+static vpd_status llama_backward_position(vpd_model *m, int t, int n, const real *dout, const bool *kv_rows, int top,
                                           vpd_row_hook *hook) {
     llama_impl *T = m->impl;
     const vpd_model_config *c = &m->cfg;
@@ -396,7 +397,9 @@ static vpd_status llama_backward_position(vpd_model *m, int t, int n, const real
         for (int b = 0; b < n; b++)
             rmsnorm_backward(dres + (size_t)b * D, NULL, dln + (size_t)b * D, xL, W(p_lnf(m)), &rstd, 1, D);
     }
-    for (int i = c->n_layers - 1; i >= 0; i--) {
+    /* no gradient enters after layer `top` (model.c made it the last layer when dout is given) */
+    const int i_top = top <= 0 ? 0 : (top - 1) / L_NLAYER;
+    for (int i = i_top; i >= 0; i--) {
         llama_block k = block_view(m, i);
         /* MLP sub-block */
         memset(T->pos.dgel, 0, sizeof(real) * nF);

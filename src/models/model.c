@@ -312,7 +312,7 @@ vpd_status vpd_model_reserve_position(vpd_model *m, int n_copies) {
     return VPD_OK;
 }
 
-vpd_status vpd_model_backward_position(vpd_model *m, int t, int n_copies, const real *dout, const bool *kv_rows,
+vpd_status vpd_model_backward_position(vpd_model *m, int t, int n_copies, const real *dout, const bool *kv_rows, int top,
                                        vpd_row_hook *hook) {
     const char *kind = vpd_model_kind_name(m->cfg.kind);
     const vpd_model_ops *ops = model_ops(m->cfg.kind);
@@ -324,7 +324,8 @@ vpd_status vpd_model_backward_position(vpd_model *m, int t, int n_copies, const 
     if (!m->pos_acts.base || n_copies < 1 || n_copies > m->pos_n || m->pos_S < m->S)
         return vpd_error(VPD_ERR_ARG, "vpd_model_backward_position: %d copies, %d reserved for %d positions "
                                       "(vpd_model_reserve_position after vpd_model_reserve)", n_copies, m->pos_n, m->pos_S);
-    return ops->backward_position(m, t, n_copies, dout, kv_rows, hook);
+    if (dout || top < 0 || top >= m->n_layers) top = m->n_layers - 1;
+    return ops->backward_position(m, t, n_copies, dout, kv_rows, top, hook);
 }
 
 /* ---- decomposable layers through the hook or the target weights ---------------------- */

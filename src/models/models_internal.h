@@ -36,7 +36,8 @@ typedef struct {
      * the backward itself (model.c checked n against the reservation; the kind checks B = 1
      * and t). */
     size_t (*position_layout)(vpd_model *m, int n, int S, vpd_arena *a);
-    vpd_status (*backward_position)(vpd_model *m, int t, int n, const real *dout, const bool *kv_rows, vpd_row_hook *hook);
+    vpd_status (*backward_position)(vpd_model *m, int t, int n, const real *dout, const bool *kv_rows, int top,
+                                    vpd_row_hook *hook);
     void (*destroy)(vpd_model *m); /* free impl */
 } vpd_model_ops;
 

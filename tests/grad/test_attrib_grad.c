@@ -239,7 +239,7 @@ static void check_refusals(void) {
     vpd_model tm;
     CHECK(vpd_model_create(&tm, &tc) == VPD_OK && vpd_model_reserve(&tm, 2, 1) == VPD_OK, "tms: %s", vpd_last_error());
     CHECK(vpd_model_reserve_position(&tm, 1) == VPD_ERR_ARG, "tms: reserve_position must refuse");
-    CHECK(vpd_model_backward_position(&tm, 0, 1, NULL, NULL, NULL) == VPD_ERR_ARG, "tms: backward_position must refuse");
+    CHECK(vpd_model_backward_position(&tm, 0, 1, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "tms: backward_position must refuse");
     vpd_model_free(&tm);
     vpd_model_config lc = {0};
     lc.kind = VPD_MODEL_LLAMA;
@@ -248,16 +248,16 @@ static void check_refusals(void) {
     vpd_model m;
     CHECK(vpd_model_create(&m, &lc) == VPD_OK && vpd_model_reserve(&m, 2, 4) == VPD_OK, "llama: %s", vpd_last_error());
     vpd_model_init_params(&m, 3);
-    CHECK(vpd_model_backward_position(&m, 0, 1, NULL, NULL, NULL) == VPD_ERR_ARG, "llama: backward_position before a forward");
+    CHECK(vpd_model_backward_position(&m, 0, 1, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "llama: backward_position before a forward");
     CHECK(vpd_model_reserve_position(&m, 2) == VPD_OK, "llama reserve_position: %s", vpd_last_error());
     const int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
     vpd_model_input in2 = {2, 4, NULL, tok}, in1 = {1, 4, NULL, tok};
     vpd_model_forward(&m, &in2, NULL, NULL);
-    CHECK(vpd_model_backward_position(&m, 1, 1, NULL, NULL, NULL) == VPD_ERR_ARG, "llama: a forward of 2 sequences");
+    CHECK(vpd_model_backward_position(&m, 1, 1, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "llama: a forward of 2 sequences");
     vpd_model_forward(&m, &in1, NULL, NULL);
-    CHECK(vpd_model_backward_position(&m, 1, 1, NULL, NULL, NULL) == VPD_OK, "llama: %s", vpd_last_error());
-    CHECK(vpd_model_backward_position(&m, 4, 1, NULL, NULL, NULL) == VPD_ERR_ARG, "llama: row 4 of 4");
-    CHECK(vpd_model_backward_position(&m, 1, 3, NULL, NULL, NULL) == VPD_ERR_ARG, "llama: 3 copies of 2 reserved");
+    CHECK(vpd_model_backward_position(&m, 1, 1, NULL, NULL, -1, NULL) == VPD_OK, "llama: %s", vpd_last_error());
+    CHECK(vpd_model_backward_position(&m, 4, 1, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "llama: row 4 of 4");
+    CHECK(vpd_model_backward_position(&m, 1, 3, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "llama: 3 copies of 2 reserved");
     vpd_model_free(&m);
 }
 
