@@ -684,18 +684,49 @@ static int abs_w_desc(const void *pa, const void *pb) {
     return (x->src > y->src) - (x->src < y->src);
 }
 
+/* the k (<= top) edges of largest |weight| into sel, in abs_w_desc order: a heap of k entries
+ * over one pass of the edges (no n_edges-sized copy: the graph of a long prompt has 10⁸ edges) */
+static int64_t top_by_abs(const vpd_attrib_graph *gr, int top, const vpd_attrib_edge **sel) {
+    int64_t k = 0;
+    if (top <= 0) return 0;
+    for (int64_t e = 0; e < gr->n_edges; e++) {
+        const vpd_attrib_edge *E = &gr->edges[e];
+        int64_t i;
+        if (k < top) { /* sift up: the root is the worst kept (last in abs_w_desc order) */
+            i = k++;
+            while (i > 0 && abs_w_desc(&E, &sel[(i - 1) / 2]) > 0) {
+                sel[i] = sel[(i - 1) / 2];
+                i = (i - 1) / 2;
+            }
+            sel[i] = E;
+            continue;
+        }
+        if (abs_w_desc(&E, &sel[0]) >= 0) continue; /* not better than the worst kept */
+        i = 0; /* replace the root, sift down */
+        for (;;) {
+            int64_t c = 2 * i + 1;
+            if (c >= k) break;
+            if (c + 1 < k && abs_w_desc(&sel[c + 1], &sel[c]) > 0) c++;
+            if (abs_w_desc(&sel[c], &E) <= 0) break;
+            sel[i] = sel[c];
+            i = c;
+        }
+        sel[i] = E;
+    }
+    qsort(sel, (size_t)k, sizeof *sel, abs_w_desc);
+    return k;
+}
+
 vpd_status vpd_attrib_write_dot(const vpd_attrib_graph *gr, const vpd_decomp *d, const vpd_attrib_meta *meta,
                                 int top_edges, const char *path) {
-    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(gr->n_edges > 0 ? gr->n_edges : 1));
+    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(top_edges > 0 ? top_edges : 1));
     bool *used = calloc((size_t)gr->n_nodes, 1);
     if (!sel || !used) {
         free(sel);
         free(used);
         return vpd_error(VPD_ERR_MEM, "attrib: out of memory for the dot file");
     }
-    for (int64_t e = 0; e < gr->n_edges; e++) sel[e] = &gr->edges[e];
-    qsort(sel, (size_t)gr->n_edges, sizeof *sel, abs_w_desc);
-    int64_t ne = gr->n_edges < top_edges ? gr->n_edges : top_edges;
+    const int64_t ne = top_by_abs(gr, top_edges, sel);
     double wmax = ne > 0 ? fabs(sel[0]->w) : 1;
     for (int64_t e = 0; e < ne; e++) used[sel[e]->src] = used[sel[e]->dst] = true;
     used[gr->n_nodes - 1] = true;
@@ -759,7 +790,7 @@ vpd_status vpd_attrib_write_dot(const vpd_attrib_graph *gr, const vpd_decomp *d,
 vpd_status vpd_attrib_write_svg(const vpd_attrib_graph *gr, const vpd_decomp *d, const vpd_attrib_meta *meta,
                                 int top_edges, const char *path) {
     const int n = gr->n_nodes;
-    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(gr->n_edges > 0 ? gr->n_edges : 1));
+    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(top_edges > 0 ? top_edges : 1));
     bool *used = calloc((size_t)n, 1);
     double *x = calloc((size_t)n, sizeof(double)), *y = calloc((size_t)n, sizeof(double));
     int *cell = calloc((size_t)(d->L + 1) * (size_t)gr->S, sizeof(int));
@@ -769,9 +800,7 @@ vpd_status vpd_attrib_write_svg(const vpd_attrib_graph *gr, const vpd_decomp *d,
         st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for the svg");
         goto out;
     }
-    for (int64_t e = 0; e < gr->n_edges; e++) sel[e] = &gr->edges[e];
-    qsort(sel, (size_t)gr->n_edges, sizeof *sel, abs_w_desc);
-    int64_t ne = gr->n_edges < top_edges ? gr->n_edges : top_edges;
+    const int64_t ne = top_by_abs(gr, top_edges, sel);
     double wmax = ne > 0 ? fabs(sel[0]->w) : 1;
     for (int64_t e = 0; e < ne; e++) used[sel[e]->src] = used[sel[e]->dst] = true;
     used[n - 1] = true;
