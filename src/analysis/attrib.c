@@ -478,32 +478,56 @@ void vpd_attrib_influence(vpd_attrib_graph *gr) {
     free(rowsum);
 }
 
-static const double *g_sort_key;
+/* The key of item i: a node's influence (key array), or an edge's influence computed from the
+ * graph (no n_edges-sized key array: a long prompt's graph has 10⁸ edges). */
+typedef struct {
+    const double *key;            /* nodes: key[i] */
+    const vpd_attrib_graph *gr;   /* edges: |w| / rowsum[dst] · influence(dst), -1 when not eligible */
+    const double *rowsum;
+    const bool *keep_node;
+} sel_key;
+static sel_key g_key;
+
+static double key_of(int64_t i) {
+    if (g_key.key) return g_key.key[i];
+    const vpd_attrib_edge *E = &g_key.gr->edges[i];
+    const int n = g_key.gr->n_nodes;
+    const double rs = g_key.rowsum[E->dst];
+    return rs > 0 ? fabs(E->w) / rs * (E->dst == n - 1 ? 1.0 : g_key.gr->nodes[E->dst].influence) : 0;
+}
+static bool eligible_of(int64_t i) {
+    if (g_key.key) return true;
+    const vpd_attrib_edge *E = &g_key.gr->edges[i];
+    return g_key.keep_node[E->src] && g_key.keep_node[E->dst];
+}
+
 static int key_desc(const void *pa, const void *pb) {
     int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
-    if (g_sort_key[a] != g_sort_key[b]) return g_sort_key[a] > g_sort_key[b] ? -1 : 1;
+    const double ka = key_of(a), kb = key_of(b);
+    if (ka != kb) return ka > kb ? -1 : 1;
     return (a > b) - (a < b);
 }
 
-/* indices [0, n) sorted by key descending (ties by index); keep the prefix whose key sum
- * reaches frac of the total */
-static vpd_status keep_top_fraction(const double *key, int64_t n, const bool *eligible, double frac, bool *keep) {
-    int64_t *ord = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
-    if (!ord) return vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting %lld items", (long long)n);
+/* the eligible indices of [0, n) (g_key) sorted by key descending (ties by index); keep the
+ * prefix whose key sum reaches frac of the total */
+static vpd_status keep_top_fraction(int64_t n, double frac, bool *keep) {
     int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) m += eligible_of(i);
+    int64_t *ord = malloc(sizeof(int64_t) * (size_t)(m > 0 ? m : 1));
+    if (!ord) return vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting %lld items", (long long)m);
+    m = 0;
     double total = 0;
     for (int64_t i = 0; i < n; i++)
-        if (!eligible || eligible[i]) {
+        if (eligible_of(i)) {
             ord[m++] = i;
-            total += key[i];
+            total += key_of(i);
         }
-    g_sort_key = key;
     qsort(ord, (size_t)m, sizeof *ord, key_desc);
     double cum = 0;
     for (int64_t j = 0; j < m; j++) {
         if (frac < 1 && total > 0 && cum >= frac * total) break;
         keep[ord[j]] = true;
-        cum += key[ord[j]];
+        cum += key_of(ord[j]);
     }
     free(ord);
     return VPD_OK;
@@ -515,29 +539,25 @@ vpd_status vpd_attrib_select(const vpd_attrib_graph *gr, double node_threshold, 
     memset(keep_node, 0, (size_t)n);
     memset(keep_edge, 0, (size_t)(gr->n_edges > 0 ? gr->n_edges : 0));
     if (n < 1) return VPD_OK;
-    double *key = malloc(sizeof(double) * (size_t)(n > gr->n_edges ? n : gr->n_edges));
+    double *key = malloc(sizeof(double) * (size_t)n);
     double *rowsum = calloc((size_t)n, sizeof(double));
-    bool *elig = malloc((size_t)(n > gr->n_edges ? n : gr->n_edges));
     vpd_status st = VPD_OK;
-    if (!key || !rowsum || !elig) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting the graph");
+    if (!key || !rowsum) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting the graph");
     if (st == VPD_OK) {
         for (int i = 0; i < n; i++) key[i] = gr->nodes[i].influence;
         key[n - 1] = 0;
-        st = keep_top_fraction(key, n - 1, NULL, node_threshold, keep_node);
+        g_key = (sel_key){key, NULL, NULL, NULL};
+        st = keep_top_fraction(n - 1, node_threshold, keep_node);
         keep_node[n - 1] = true;
     }
     if (st == VPD_OK) {
         for (int64_t e = 0; e < gr->n_edges; e++) rowsum[gr->edges[e].dst] += fabs(gr->edges[e].w);
-        for (int64_t e = 0; e < gr->n_edges; e++) {
-            const vpd_attrib_edge *E = &gr->edges[e];
-            elig[e] = keep_node[E->src] && keep_node[E->dst];
-            key[e] = rowsum[E->dst] > 0 ? fabs(E->w) / rowsum[E->dst] * (E->dst == n - 1 ? 1.0 : gr->nodes[E->dst].influence) : 0;
-        }
-        st = keep_top_fraction(key, gr->n_edges, elig, edge_threshold, keep_edge);
+        g_key = (sel_key){NULL, gr, rowsum, keep_node};
+        st = keep_top_fraction(gr->n_edges, edge_threshold, keep_edge);
     }
+    g_key = (sel_key){0};
     free(key);
     free(rowsum);
-    free(elig);
     return st;
 }
 
