@@ -190,10 +190,41 @@ static vpd_status edge_push(edge_list *l, int32_t src, int32_t dst, double w) {
     return VPD_OK;
 }
 
-static int edge_cmp(const void *pa, const void *pb) {
+static int edge_src_cmp(const void *pa, const void *pb) {
     const vpd_attrib_edge *a = pa, *b = pb;
-    if (a->dst != b->dst) return a->dst < b->dst ? -1 : 1;
     return (a->src > b->src) - (a->src < b->src);
+}
+
+/* e[0..n) into (dst, src) order in place, O(n) moves: the edges counted per dst (n_dst
+ * buckets), put into their buckets by cycles (American flag sort), then each bucket — a
+ * node's incoming edges — sorted by src. The same order as one qsort by (dst, src) (the pairs
+ * are unique), without its n·log n comparisons through a function pointer. */
+static vpd_status edges_sort(vpd_attrib_edge *e, int64_t n, int n_dst) {
+    int64_t *start = vpd_calloc(sizeof(int64_t) * ((size_t)n_dst + 1), "attrib edge buckets");
+    int64_t *next = vpd_malloc(sizeof(int64_t) * ((size_t)n_dst + 1), "attrib edge buckets");
+    if (!start || !next) {
+        vpd_free(start);
+        vpd_free(next);
+        return vpd_error(VPD_ERR_MEM, "attrib: out of memory sorting %lld edges", (long long)n);
+    }
+    for (int64_t i = 0; i < n; i++) start[e[i].dst + 1]++;
+    for (int d = 0; d < n_dst; d++) start[d + 1] += start[d];
+    memcpy(next, start, sizeof(int64_t) * ((size_t)n_dst + 1));
+    for (int d = 0; d < n_dst; d++) /* fill bucket d: every misplaced edge goes to its own bucket's next slot */
+        while (next[d] < start[d + 1]) {
+            vpd_attrib_edge x = e[next[d]];
+            while (x.dst != d) {
+                const vpd_attrib_edge y = e[next[x.dst]];
+                e[next[x.dst]++] = x;
+                x = y;
+            }
+            e[next[d]++] = x;
+        }
+    for (int d = 0; d < n_dst; d++)
+        if (start[d + 1] - start[d] > 1) qsort(e + start[d], (size_t)(start[d + 1] - start[d]), sizeof *e, edge_src_cmp);
+    vpd_free(start);
+    vpd_free(next);
+    return VPD_OK;
 }
 
 /* decomposed layers in forward order */
@@ -394,13 +425,14 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         }
     }
     gr->n_backward = item;
+    const double t_chunks = vpd_wtime();
     st = vpd_all_agree(st, comm);
     if (st != VPD_OK) goto done;
 
     /* gather on rank 0 in rank blocks padded to the largest, then one order (one rank: the
      * list itself, no second copy) */
     if (size == 1) {
-        qsort(el.e, (size_t)el.n, sizeof *el.e, edge_cmp);
+        st = edges_sort(el.e, el.n, gr->n_nodes);
         gr->edges = el.e;
         gr->n_edges = el.n;
         el.e = NULL;
@@ -431,7 +463,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
                 int64_t n = 0;
                 for (int r = 0; r < size; r++)
                     for (int64_t i = 0; i < counts[r]; i++) recv[n++] = recv[(size_t)r * (size_t)(maxn > 0 ? maxn : 1) + (size_t)i];
-                qsort(recv, (size_t)n, sizeof *recv, edge_cmp);
+                st = edges_sort(recv, n, gr->n_nodes);
                 gr->edges = recv;
                 gr->n_edges = n;
                 recv = NULL;
@@ -440,6 +472,10 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         vpd_free(counts);
         vpd_free(recv);
     }
+    if (rank == 0)
+        vpd_info("attrib: %lld backward chunks in %.2f s on rank 0 (%lld edges there); gathering and sorting %lld edges "
+                 "%.2f s", (long long)done_items, t_chunks - t_start, (long long)(size == 1 ? gr->n_edges : el.n),
+                 (long long)gr->n_edges, vpd_wtime() - t_chunks);
 done:
     free(el.e);
     vpd_free(idx);

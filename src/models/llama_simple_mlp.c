@@ -50,6 +50,7 @@ typedef struct {
         real *dres, *dln, *datty, *dq; /* [n, D] */
         real *dk, *dv;                 /* [n, R <= S, KV] */
         real *dfc, *dgel;              /* [n, F] */
+        real *gd, *ones;               /* [F] GELU'(fc of row t), ones */
         real *lnf;                     /* [D] ln_f of row t */
     } pos;
 } llama_impl;
@@ -195,6 +196,8 @@ static size_t llama_position_layout(vpd_model *m, int n, int S, vpd_arena *a) {
     v.pos.dv = MODEL_CARVE(&cv, real, (size_t)n * S * KV);
     v.pos.dfc = MODEL_CARVE(&cv, real, (size_t)n * F);
     v.pos.dgel = MODEL_CARVE(&cv, real, (size_t)n * F);
+    v.pos.gd = MODEL_CARVE(&cv, real, F);
+    v.pos.ones = MODEL_CARVE(&cv, real, F);
     v.pos.lnf = MODEL_CARVE(&cv, real, D);
     if (a) t->pos = v.pos;
     return cv.bytes;
@@ -404,9 +407,15 @@ static vpd_status llama_backward_position(vpd_model *m, int t, int n, const real
         /* MLP sub-block */
         memset(T->pos.dgel, 0, sizeof(real) * nF);
         pos_layer_backward(m, hook, l_blk(i, L_DOWN), t, 1, k.gel + (size_t)t * F, NULL, dres, T->pos.dgel, n);
-        memset(T->pos.dfc, 0, sizeof(real) * nF);
-        for (int b = 0; b < n; b++)
-            gelu_backward(T->pos.dfc + (size_t)b * F, T->pos.dgel + (size_t)b * F, k.fc + (size_t)t * F, (size_t)F, GELU_TANH);
+        /* GELU' of row t once (gelu_backward of ones), then dfc = dgel ⊙ GELU' for every copy */
+        for (int j = 0; j < F; j++) T->pos.ones[j] = 1;
+        memset(T->pos.gd, 0, sizeof(real) * (size_t)F);
+        gelu_backward(T->pos.gd, T->pos.ones, k.fc + (size_t)t * F, (size_t)F, GELU_TANH);
+        for (int b = 0; b < n; b++) {
+            real *dfc = T->pos.dfc + (size_t)b * F;
+            const real *dg = T->pos.dgel + (size_t)b * F, *gd = T->pos.gd;
+            for (int j = 0; j < F; j++) dfc[j] = dg[j] * gd[j];
+        }
         memset(dln, 0, sizeof(real) * nD);
         pos_layer_backward(m, hook, l_blk(i, L_FC), t, 1, k.ln2 + (size_t)t * D, NULL, T->pos.dfc, dln, n);
         for (int b = 0; b < n; b++)
