@@ -60,7 +60,9 @@ typedef struct {
     int Bc;
     const int *tl, *tc;
     const int32_t *tn;
-    real *dmb;          /* ∂/∂m of one layer: [Bc, R, C] */
+    real *dmb;          /* ∂/∂m of one layer's k/v rows: [Bc, R, C] */
+    real *dmt, *Ug;     /* ∂/∂m at row t of the alive subcomponents [Bc, C_alive]; their U rows [C_alive, d_out] */
+    int *cols;          /* [C] the alive subcomponents at row t */
     edge_list *el;
     vpd_status st;
 } attr_hook;
@@ -116,33 +118,47 @@ static void attr_rows_backward(vpd_row_hook *rh, int l, int t, int R, const real
     const vpd_layer_state *ls = &d->layers[k];
     const vpd_components *c = &ls->comp;
     const int C = c->C, S = h->S;
-    /* dmb[n·R, C] = dy Uᵀ (U [C, d_out]) on the rows an edge needs; ⊙ a in the edge loop */
-    if (lo >= hi) {
-    } else if (R == 1) {
-        vpd_gemm(false, true, hi - lo, C, dout, 1, dy + (size_t)lo * dout, dout, c->U, dout, 0, h->dmb + (size_t)lo * C, C);
-    } else { /* k/v rows: every row for the copies whose target is this block's o_proj, else row t */
-        int b0 = lo;
-        while (b0 < hi) { /* runs of copies alike: one product each */
-            const int kt = h->tl[b0];
-            const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
-            int b1 = b0 + 1;
-            while (b1 < hi && (h->tl[b1] >= 0 && kv_to_o(ls->name, d->layers[h->tl[b1]].name)) == cross) b1++;
-            if (cross)
-                vpd_gemm(false, true, (b1 - b0) * R, C, dout, 1, dy + (size_t)b0 * R * dout, dout, c->U, dout, 0,
-                         h->dmb + (size_t)b0 * R * C, C);
-            else
-                vpd_gemm(false, true, b1 - b0, C, dout, 1, dyt + (size_t)b0 * R * dout, R * dout, c->U, dout, 0,
-                         h->dmb + ((size_t)b0 * R + R - 1) * C, R * C);
-            b0 = b1;
+    /* ∂/∂m = (dy Uᵀ) ⊙ a where an edge needs it. Row t: only the subcomponents alive there (the
+     * sources: a few percent of C), U's rows gathered, dmt[b, j] = dy_t,b · U[cols[j]]. */
+    const int32_t *ixt = h->idx + (size_t)S * ls->c_off + (size_t)t * C;
+    int na = 0;
+    for (int cc = 0; cc < C; cc++)
+        if (ixt[cc] >= 0) {
+            h->cols[na] = cc;
+            memcpy(h->Ug + (size_t)na * dout, c->U + (size_t)cc * dout, sizeof(real) * (size_t)dout);
+            na++;
         }
+    if (lo < hi && na > 0)
+        vpd_gemm(false, true, hi - lo, na, dout, 1, dyt + (size_t)lo * R * dout, R * dout, h->Ug, dout, 0,
+                 h->dmt + (size_t)lo * na, na);
+    /* the k/v rows s <= t of the copies whose target is this block's o_proj: dmb[R, C] per copy,
+     * every subcomponent (the alive ones differ by row), one product per run of such copies */
+    for (int b0 = lo; b0 < hi;) {
+        const bool cross = h->tl[b0] >= 0 && kv_to_o(ls->name, d->layers[h->tl[b0]].name);
+        int b1 = b0 + 1;
+        while (b1 < hi && (h->tl[b1] >= 0 && kv_to_o(ls->name, d->layers[h->tl[b1]].name)) == cross) b1++;
+        if (cross)
+            vpd_gemm(false, true, (b1 - b0) * R, C, dout, 1, dy + (size_t)b0 * R * dout, dout, c->U, dout, 0,
+                     h->dmb + (size_t)b0 * R * C, C);
+        b0 = b1;
     }
+    const real *at = h->a + (size_t)S * ls->c_off + (size_t)t * C, *mt = h->m + (size_t)S * ls->c_off + (size_t)t * C;
     for (int b = lo; b < hi && h->st == VPD_OK; b++) {
         const int kt = h->tl[b];
         const int mlt = kt < 0 ? d->target->n_layers : d->layers[kt].model_layer;
         if (ls->model_layer >= mlt) continue; /* no gradient of this copy here */
         const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
         VPD_ASSERT(!cross || R == t + 1, "attrib: k/v -> o target without the k/v rows (%d of %d)", R, t + 1);
-        for (int r = cross ? 0 : R - 1; r < R && h->st == VPD_OK; r++) {
+        if (!cross) { /* sources at the target's position */
+            const real *row = h->dmt + (size_t)b * na;
+            for (int j = 0; j < na; j++) {
+                const int cc = h->cols[j];
+                const double w = (double)row[j] * (double)at[cc] * (double)mt[cc];
+                if (w != 0 && (h->st = edge_push(h->el, ixt[cc], h->tn[b], w)) != VPD_OK) break;
+            }
+            continue;
+        }
+        for (int r = 0; r < R && h->st == VPD_OK; r++) { /* k/v -> o: sources at every position <= t */
             const size_t s = (size_t)(t - R + 1 + r);
             const int32_t *ix = h->idx + (size_t)S * ls->c_off + s * C;
             const real *ak = h->a + (size_t)S * ls->c_off + s * C, *mk = h->m + (size_t)S * ls->c_off + s * C;
@@ -321,6 +337,15 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     real *out = vpd_malloc(sizeof(real) * (size_t)S * (size_t)V, "attrib logits"); /* the whole prompt's, once */
     real *dout = vpd_calloc(sizeof(real) * (size_t)V, "attrib dlogits");          /* the output node's seed */
     real *dmb = vpd_malloc(sizeof(real) * dm_scratch_n(d, batch, S), "attrib dm");
+    size_t cmax = 1, umax = 1;
+    for (int k = 0; k < L; k++) {
+        const vpd_components *c = &d->layers[k].comp;
+        if ((size_t)c->C > cmax) cmax = (size_t)c->C;
+        if ((size_t)c->C * (size_t)c->d_out > umax) umax = (size_t)c->C * (size_t)c->d_out;
+    }
+    real *dmt = vpd_malloc(sizeof(real) * cmax * (size_t)batch, "attrib dm");
+    real *Ug = vpd_malloc(sizeof(real) * umax, "attrib U rows");
+    int *cols = vpd_malloc(sizeof(int) * cmax, "attrib U rows");
     int *tl = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets"), *tc = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets");
     int32_t *tn = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib targets");
     bool *kv_rows = vpd_calloc(sizeof(bool) * (size_t)M->n_layers, "attrib rows");
@@ -330,7 +355,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     int32_t *targets = vpd_malloc(sizeof(int32_t) * (size_t)(nn + 1), "attrib targets");
     edge_list el = {0};
     vpd_status st = VPD_OK;
-    if (!gr->nodes || !a || !ones || !work || !out || !dout || !dmb || !tl || !tc || !tn || !kv_rows || !pos_start ||
+    if (!gr->nodes || !a || !ones || !work || !out || !dout || !dmb || !dmt || !Ug || !cols || !tl || !tc || !tn || !kv_rows || !pos_start ||
         !targets) {
         st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for %d positions (batch %d)", S, batch);
         goto done;
@@ -357,7 +382,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     }
 
     attr_hook h = {.base = {attr_forward, NULL}, .rows = {attr_rows_backward}, .d = d, .S = S, .a = a, .m = g,
-                   .mdelta = ones, .work = work, .idx = idx, .tl = tl, .tc = tc, .tn = tn, .dmb = dmb, .el = &el,
+                   .mdelta = ones, .work = work, .idx = idx, .tl = tl, .tc = tc, .tn = tn, .dmb = dmb, .dmt = dmt, .Ug = Ug, .cols = cols, .el = &el,
                    .st = VPD_OK};
     /* the whole prompt once (every rank alike): node activations, the target's logit; every
      * chunk's backward reads this forward (the model is causal: its rows <= t are those of
@@ -485,6 +510,9 @@ done:
     vpd_free(out);
     vpd_free(dout);
     vpd_free(dmb);
+    vpd_free(dmt);
+    vpd_free(Ug);
+    vpd_free(cols);
     vpd_free(tl);
     vpd_free(tc);
     vpd_free(tn);
