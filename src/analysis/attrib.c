@@ -211,35 +211,54 @@ static int edge_src_cmp(const void *pa, const void *pb) {
     return (a->src > b->src) - (a->src < b->src);
 }
 
-/* e[0..n) into (dst, src) order in place, O(n) moves: the edges counted per dst (n_dst
- * buckets), put into their buckets by cycles (American flag sort), then each bucket — a
- * node's incoming edges — sorted by src. The same order as one qsort by (dst, src) (the pairs
- * are unique), without its n·log n comparisons through a function pointer. */
+/* One in-place bucket pass (American flag sort): e[0..n) grouped by (dst − base) >> shift into
+ * nb buckets, in bucket order; start [nb + 1] gets the bucket bounds (next [nb] is work). */
+static void flag_pass(vpd_attrib_edge *e, int64_t n, int32_t base, int shift, int nb, int64_t *start, int64_t *next) {
+    memset(start, 0, sizeof(int64_t) * ((size_t)nb + 1));
+    for (int64_t i = 0; i < n; i++) start[((e[i].dst - base) >> shift) + 1]++;
+    for (int q = 0; q < nb; q++) start[q + 1] += start[q];
+    memcpy(next, start, sizeof(int64_t) * (size_t)nb);
+    for (int q = 0; q < nb; q++) /* fill bucket q: every misplaced edge goes to its own bucket's next slot */
+        while (next[q] < start[q + 1]) {
+            vpd_attrib_edge x = e[next[q]];
+            int bx = (x.dst - base) >> shift;
+            while (bx != q) {
+                const vpd_attrib_edge y = e[next[bx]];
+                e[next[bx]++] = x;
+                x = y;
+                bx = (x.dst - base) >> shift;
+            }
+            e[next[q]++] = x;
+        }
+}
+
+/* e[0..n) into (dst, src) order in place, O(n) moves: two bucket passes by dst (≤ 1024 coarse
+ * buckets, then each by its exact dst: few buckets live at a time, so the moves stay in cache),
+ * then each node's incoming edges sorted by src. The same order as one qsort by (dst, src)
+ * (the pairs are unique), without its n·log n comparisons through a function pointer. */
 static vpd_status edges_sort(vpd_attrib_edge *e, int64_t n, int n_dst) {
-    int64_t *start = vpd_calloc(sizeof(int64_t) * ((size_t)n_dst + 1), "attrib edge buckets");
-    int64_t *next = vpd_malloc(sizeof(int64_t) * ((size_t)n_dst + 1), "attrib edge buckets");
-    if (!start || !next) {
-        vpd_free(start);
-        vpd_free(next);
+    int shift = 0;
+    while ((n_dst >> shift) >= 1024) shift++;
+    const int nb1 = ((n_dst - 1) >> shift) + 1, nb2 = 1 << shift;
+    int64_t *s1 = vpd_malloc(sizeof(int64_t) * ((size_t)nb1 + 1), "attrib edge buckets");
+    int64_t *s2 = vpd_malloc(sizeof(int64_t) * ((size_t)nb2 + 1), "attrib edge buckets");
+    int64_t *nx = vpd_malloc(sizeof(int64_t) * (size_t)(nb1 > nb2 ? nb1 : nb2), "attrib edge buckets");
+    if (!s1 || !s2 || !nx) {
+        vpd_free(s1);
+        vpd_free(s2);
+        vpd_free(nx);
         return vpd_error(VPD_ERR_MEM, "attrib: out of memory sorting %lld edges", (long long)n);
     }
-    for (int64_t i = 0; i < n; i++) start[e[i].dst + 1]++;
-    for (int d = 0; d < n_dst; d++) start[d + 1] += start[d];
-    memcpy(next, start, sizeof(int64_t) * ((size_t)n_dst + 1));
-    for (int d = 0; d < n_dst; d++) /* fill bucket d: every misplaced edge goes to its own bucket's next slot */
-        while (next[d] < start[d + 1]) {
-            vpd_attrib_edge x = e[next[d]];
-            while (x.dst != d) {
-                const vpd_attrib_edge y = e[next[x.dst]];
-                e[next[x.dst]++] = x;
-                x = y;
-            }
-            e[next[d]++] = x;
-        }
-    for (int d = 0; d < n_dst; d++)
-        if (start[d + 1] - start[d] > 1) qsort(e + start[d], (size_t)(start[d + 1] - start[d]), sizeof *e, edge_src_cmp);
-    vpd_free(start);
-    vpd_free(next);
+    flag_pass(e, n, 0, shift, nb1, s1, nx);
+    for (int q = 0; q < nb1; q++) {
+        vpd_attrib_edge *eq = e + s1[q];
+        flag_pass(eq, s1[q + 1] - s1[q], q << shift, 0, nb2, s2, nx);
+        for (int r = 0; r < nb2; r++)
+            if (s2[r + 1] - s2[r] > 1) qsort(eq + s2[r], (size_t)(s2[r + 1] - s2[r]), sizeof *e, edge_src_cmp);
+    }
+    vpd_free(s1);
+    vpd_free(s2);
+    vpd_free(nx);
     return VPD_OK;
 }
 
