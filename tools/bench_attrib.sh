@@ -10,8 +10,11 @@
 #   LIMIT=0                wall-clock limit per run in seconds (LIMIT_<S> per size; 0 = none).
 #                          A run stopped by the limit is reported as such: its prune time (when
 #                          pruning finished), the backward chunks done and the peak RSS so far
-#                          (positions run from the last down, so the longest prefixes — the
-#                          peak memory — come first). Nothing is extrapolated.
+#                          (positions run from the last down, so the most keys — the largest
+#                          per-chunk buffers — come first). Nothing is extrapolated.
+#   MEMLIMIT=0             stop a run whose process passes this peak RSS in MiB (0 = none), reported
+#                          as such like LIMIT (the graph of a long prompt can outgrow the machine:
+#                          its k/v -> o links grow as S^2)
 #   VPD=build/bin/vpd  TEXT=data/corpus/val.txt  OUT=/tmp/vpd_bench_attrib.XXXX  PRIORITY=1
 # Every run: vpd attrib --max-context <largest S> --mem-budget 2048 (MiB) --attention auto,
 # OPENBLAS_NUM_THREADS=1 (the ranks are the parallelism). With PRIORITY=1 each run gets the
@@ -26,6 +29,8 @@ TEXT=${TEXT:-data/corpus/val.txt}
 SIZES=${SIZES:-"128 512 2048"}
 RANKS=${RANKS:-"1 2"}
 PRIORITY=${PRIORITY:-1}
+MEMLIMIT=${MEMLIMIT:-0}
+VNAME=$(basename "$VPD" | cut -c1-15) # the processes' comm (15 characters at most)
 OUT=${OUT:-$(mktemp -d /tmp/vpd_bench_attrib.XXXX)}
 mkdir -p "$OUT"
 [ -x "$VPD" ] || { echo "bench_attrib: $VPD not built (cmake --build build)"; exit 1; }
@@ -85,18 +90,23 @@ for S in $SIZES; do
         fi
         pid=$!
         hwm=0
+        memstop=0
         while kill -0 "$pid" 2>/dev/null; do
             for p in $(descendants "$pid"); do
-                [ "$(cat /proc/$p/comm 2>/dev/null)" = vpd ] || continue
+                [ "$(cat /proc/$p/comm 2>/dev/null)" = "$VNAME" ] || continue
                 k=$(sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' /proc/$p/status 2>/dev/null)
                 [ -n "$k" ] && [ "$k" -gt "$hwm" ] && hwm=$k
             done
+            if [ "$MEMLIMIT" -gt 0 ] && [ "$hwm" -gt $((MEMLIMIT * 1024)) ] && [ $memstop = 0 ]; then
+                memstop=1 # the run's own session (setsid): its process group, nothing else
+                kill -TERM -- -"$pid" 2>/dev/null
+            fi
             sleep 0.5
         done
         wait "$pid"
         rc=$?
         wall=$(echo "$(date +%s.%N) - $t0" | bc)
-        grep -E '^(pruned|pruning|graph|attrib|batch):|\[vpd\] attrib:' "$OUT/$tag.out" | tail -5 | sed 's/^/   /'
+        grep -E '^(pruned|pruning|graph|attrib|batch):|\[vpd\] (attrib|prompt-ci):' "$OUT/$tag.out" | tail -6 | sed 's/^/   /'
         rss=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$OUT/$tag.out")
         [ -n "$rss" ] && [ "$rss" -gt "$hwm" ] && hwm=$rss
         rss_mib=$(echo "scale=0; $hwm / 1024" | bc)
@@ -114,7 +124,9 @@ for S in $SIZES; do
             te="-"
             links="-"
             prog=$(grep '\[vpd\] attrib: ' "$OUT/$tag.out" | tail -1 | sed -n 's/.*attrib: \([0-9]*\) of ~\([0-9]*\) backward chunks.*/\1\/\2 chunks/p')
-            if [ "$rc" -eq 124 ] || grep -q 'Command exited with non-zero status 124' "$OUT/$tag.out"; then
+            if [ $memstop = 1 ]; then
+                status="stopped at the ${MEMLIMIT} MiB memory limit${prog:+ ($prog on rank 0)}"
+            elif [ "$rc" -eq 124 ] || grep -q 'Command exited with non-zero status 124' "$OUT/$tag.out"; then
                 status="stopped at ${LIM}s limit${prog:+ ($prog on rank 0)}"
             else
                 status="failed rc=$rc (see $OUT/$tag.out)"

@@ -15,15 +15,14 @@
  * one attention layer (source position ≤ target position); cross-position paths through
  * Δ_k / Δ_v are dropped as spd does. Edges to the output node: ∂logit_T/∂ã_c' · ã_c'.
  *
- * Computation: one backward pass of the target model per target node (vpd_model_backward
- * with a hook), batched as copies of the prompt: target nodes at position t use the
- * prefix [0, t] of the prompt (the model is causal; the masks g come from the whole
- * prompt), `batch` of them per forward/backward. Work items (t, chunk) are dealt
- * round-robin over the ranks of comm and gathered on rank 0, so the graph is the same
- * for any rank count; the output node is its own single-copy pass (the only one that needs
- * logits, [S, V]). Memory: model activations for batch × S positions plus O(ΣC·S) per buffer
- * and the edges — linear in S for a fixed batch when the target runs row-block attention
- * (vpd_model_set_attention_rows; else it keeps batch·H·S² probabilities per layer);
+ * Computation: one forward of the whole prompt, then one row-restricted backward per chunk of
+ * up to `batch` target nodes at one position t (vpd_model_backward_position: `batch` gradient
+ * copies living at row t only, attention reaching k/v rows s <= t; cost ~ batch · (the model
+ * on one row + attention over t+1 keys)). Work items (t, chunk) are dealt round-robin over
+ * the ranks of comm and gathered on rank 0, so the graph is the same for any rank count; the
+ * output node is its own single-copy item. Memory: the one-sequence forward's activations
+ * (linear in S with row-block attention, vpd_model_set_attention_rows; else H·S² per layer),
+ * O(ΣC·S + S·V), batch·S·(2·KV + C_kv) for the k/v rows of a chunk, and the edges;
  * vpd_attrib_batch_for_budget picks the batch for a memory budget. */
 #ifndef VPD_ATTRIB_H
 #define VPD_ATTRIB_H
@@ -67,14 +66,16 @@ vpd_status vpd_attrib_prompt_ci(vpd_decomp *d, const int32_t *tokens, int S, rea
 /* The graph of tokens[S] with masks g [ΣC·S] (nodes: g > 0) and the output node
  * (target_pos, target_token). batch: target nodes per backward (>= 1). Collective over
  * comm; edges end on rank 0 (others: n_edges 0). The decomposition must be held whole
- * (component_parallel 1); its target is reserved for batch × S. */
+ * (component_parallel 1); its target is reserved for 1 × S and its row-restricted backward
+ * for `batch` copies (vpd_model_reserve_position). */
 vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const real *g, int target_pos,
                               int target_token, int batch, MPI_Comm comm, vpd_attrib_graph *gr);
 
-/* The largest batch <= `batch` (>= 1) whose backward passes over S positions fit budget_bytes:
- * the target's activations (with its current attention mode) plus the per-row buffers of
- * vpd_attrib_compute, all linear in batch × S; *bytes (may be NULL) gets that memory. The
- * rest of vpd_attrib_compute's memory is O(ΣC·S + S·V) and the edges. */
+/* The largest batch <= `batch` (>= 1) whose passes over S positions fit budget_bytes: the
+ * target's one-sequence activations (with its current attention mode), the row-restricted
+ * backward's buffers for `batch` copies and the ∂/∂m scratch of vpd_attrib_compute (the
+ * batch-dependent parts linear in batch × S); *bytes (may be NULL) gets that memory. The rest
+ * of vpd_attrib_compute's memory is O(ΣC·S + S·V) and the edges. */
 int vpd_attrib_batch_for_budget(vpd_decomp *d, int S, int batch, size_t budget_bytes, size_t *bytes);
 
 /* circuit-tracer's influence: A = |edge weights| normalised so every node's incoming

@@ -95,6 +95,20 @@ struct vpd_hook {
     void (*backward)(vpd_hook *h, int l, const real *x, const int32_t *tok, const real *dy, real *dx, int N);
 };
 
+/* Row-restricted backward (vpd_model_backward_position): the gradient lives at one row t of a
+ * one-sequence forward, in n copies. Layer l gets its output gradient for the n copies at the R
+ * rows t−R+1..t, dy [n, R, d_out] (copy-major), and x [R, d_in], the forward's input rows
+ * t−R+1..t shared by the copies (tok [R] for an embedding, x NULL). R = 1 except for the k/v
+ * projections the caller asked for (kv_rows), whose rows s < t are reached through attention:
+ * the hook may read them (vpd attrib's k/v → o edges), their gradient goes no further. The
+ * hook accumulates dx [n, d_in], the input gradient at row t only, formed from dy's row t (the
+ * last of each copy's R rows); dx is NULL where nothing below needs it (the embedding). */
+typedef struct vpd_row_hook vpd_row_hook;
+struct vpd_row_hook {
+    void (*backward)(vpd_row_hook *h, int l, int t, int R, const real *x, const int32_t *tok, const real *dy, real *dx,
+                     int n);
+};
+
 /* Model input: toy models take float features x[B, n_features]; the LM takes tokens[B, S]. */
 typedef struct {
     int B, S;              /* S = 1 for toy models */
@@ -112,6 +126,8 @@ typedef struct vpd_model {
     vpd_layer_info *layers; /* in forward order */
     int B, S;               /* activation capacity from vpd_model_reserve */
     vpd_arena acts;
+    vpd_arena pos_acts; /* the row-restricted backward's buffers (vpd_model_reserve_position) */
+    int pos_n, pos_S;   /* their capacity: copies, positions */
     int prefix_valid; /* activations before this layer are the last full forward's (forward_from) */
     int max_context;  /* > n_ctx: sequences up to this length allowed (vpd_model_extend_context); 0 = n_ctx */
     int attn_rows;    /* > 0: row-block attention without the S×S probabilities (vpd_model_set_attention_rows) */
@@ -169,6 +185,27 @@ void vpd_model_forward_from(vpd_model *m, int from, real *out, vpd_hook *hook);
  * for the layers >= `to`, with dx = NULL where the input gradient would only flow below
  * `to` (the layers below have nothing to train); no parameter or input gradients. */
 void vpd_model_backward_to(vpd_model *m, const real *dout, vpd_hook *hook, int to);
+/* Row-restricted backward (vpd attrib, issue 14): of the last vpd_model_forward of ONE sequence
+ * (B = 1), n_copies gradients that live only at row t in every layer — residual stream, norms,
+ * MLP, the decomposable layers — except inside attention, where the gradient of the attention
+ * output at row t reaches q at row t and k, v at rows s <= t; k/v rows s < t are handed to the
+ * hook only for the k/v layers with kv_rows[l] (kv_rows [n_layers] or NULL), and go no further.
+ * So it is the exact backward of row t's output when nothing but row t carries gradient past
+ * a layer: what vpd attrib's stop-gradient edges need. Cost per call ~ n_copies · (the model
+ * on one row + attention over t+1 keys). dout [n_copies, V]: the gradient of the logits of row
+ * t per copy (NULL: zero; the gradient enters through the hook's dx). top: the last
+ * decomposable layer whose hook call brings gradient in (with dout NULL): the blocks after its
+ * block carry none and are skipped; -1: the whole model. hook NULL: every layer through the
+ * target weights. LlamaSimpleMLP only: VPD_ERR_ARG for other kinds, a forward of B > 1, t
+ * outside it, or more copies than vpd_model_reserve_position reserved. */
+vpd_status vpd_model_backward_position(vpd_model *m, int t, int n_copies, const real *dout, const bool *kv_rows, int top,
+                                       vpd_row_hook *hook);
+/* Buffers of vpd_model_backward_position for n_copies at the reserved positions m->S (call
+ * after vpd_model_reserve; allocated once, kept for later calls); VPD_ERR_ARG for kinds
+ * without it. vpd_model_position_bytes: what it would allocate for (n_copies, S) positions,
+ * the attention kernel's per-thread work included. */
+vpd_status vpd_model_reserve_position(vpd_model *m, int n_copies);
+size_t vpd_model_position_bytes(vpd_model *m, int n_copies, int S);
 int vpd_model_find_layer(const vpd_model *m, const char *name);
 int vpd_model_find_param(const vpd_model *m, const char *name);
 void vpd_model_free(vpd_model *m);

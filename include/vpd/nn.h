@@ -54,6 +54,12 @@ void relu_backward(real *dx, const real *dy, const real *x, size_t n);
  * Backward applies the transpose rotation in place on the gradient. */
 void rope_forward(real *x, int B, int S, int H, int dh, real base);
 void rope_backward(real *dx, int B, int S, int H, int dh, real base);
+/* The same on rows at positions pos0 .. pos0 + S − 1: x [B, S, H, dh], row s of every b is
+ * rotated by θ = (pos0 + s) · base^(−2i/dh) (rope_forward is pos0 = 0). vpd attrib's
+ * row-restricted backward rotates n gradient copies of row t (B = n, S = 1, pos0 = t) or of the
+ * key rows t−R+1..t (B = n, S = R, pos0 = t − R + 1). */
+void rope_offset_forward(real *x, int B, int S, int pos0, int H, int dh, real base);
+void rope_offset_backward(real *dx, int B, int S, int pos0, int H, int dh, real base);
 /* Partial rotary (GPT-NeoX rotary_pct): only the first `rot` (even, <= dh) values of each
  * head rotate, pairs (i, i + rot/2) for i < rot/2, θ = pos · base^(−2i/rot); the rest pass
  * through. rot = dh is rope_forward / rope_backward. */
@@ -84,6 +90,19 @@ void attention_rows_forward(real *out, real *lse, const real *q, const real *k, 
 void attention_rows_backward(real *dq, real *dk, real *dv, const real *dout, const real *lse,
                              const real *q, const real *k, const real *v,
                              int B, int S, int H, int Hkv, int dh, bool causal, int rows);
+
+/* One query row of causal attention (src/nn/attention_row.c), for vpd attrib's row-restricted
+ * backward: the output of row t from q_t [H, dh] and the key/value rows 0..t, k and v
+ * [t+1, Hkv, dh] (token-major as above, RoPE applied; the forward's buffers from row 0):
+ *   p_h[j] = softmax_j≤t(q_t,h · k_j,hk / √dh),  out[H, dh]: out_h = Σ_j p_h[j] v_j,hk.
+ * The backward takes n copies of the output gradient, dout [n, H, dh], and accumulates per copy
+ * dq [n, H, dh] (the gradient of q_t) and dk, dv [n, R, Hkv, dh] for the R last key rows
+ * t−R+1..t (1 <= R <= t+1; the other rows' gradients are not formed); dq, dk, dv may be NULL.
+ * The probabilities are recomputed from q_t and k (as attention_forward computes them). Work:
+ * (t+1)·(n+1) values per thread, grown only when a larger size is seen. */
+void attention_row_forward(real *out, const real *q, const real *k, const real *v, int t, int H, int Hkv, int dh);
+void attention_row_backward(real *dq, real *dk, real *dv, const real *dout, const real *q, const real *k,
+                            const real *v, int t, int n, int R, int H, int Hkv, int dh);
 
 /* ---- softmax over the last dim, probs[N,V] */
 void softmax_forward(real *probs, const real *logits, int N, int V);

@@ -1,14 +1,16 @@
 /* Attribution graphs of a prompt (include/vpd/attrib.h has the definition).
  *
- * One chunk = up to `batch` target nodes at one position t. Its forward runs `batch`
- * copies of the prompt prefix [0, t] through the masked model (masks g of the whole
- * prompt, Δ on); its backward seeds copy b at its target: the output logit through
- * dout, a subcomponent a_c = V_cᵀx of decomposed layer k by adding V[:, c] to the input
- * gradient of layer k at row (b, t) inside the hook. The hook's backward of every
- * decomposed layer takes ∂/∂m = (dy Uᵀ) ⊙ a with the components' own backward kernel
- * (vpd_components_backward, dx = NULL: the gradient stops at the components) and passes
- * the gradient on through Δ only (dx += dy Δ). Then edge c' → target = ∂/∂m_c' · m_c'
- * = (∂a/∂ã_c')·ã_c', ã = m·a. */
+ * One forward of the whole prompt (one sequence) through the masked model (masks g, Δ on)
+ * keeps a = V_cᵀx of every layer. One chunk = up to `batch` target nodes at one position t:
+ * a row-restricted backward of that forward (vpd_model_backward_position) with one gradient
+ * copy per target, living only at row t (the model is causal, and every gradient path the
+ * graph keeps stays at row t except the k/v rows s <= t that reach an o_proj target through
+ * attention). Copy b is seeded at its target: the output logit through dout, a subcomponent
+ * a_c = V_cᵀx of decomposed layer k by adding V[:, c] to the input gradient of layer k inside
+ * the hook. The hook's backward of every decomposed layer takes ∂/∂m = (dy Uᵀ) ⊙ a, turns it
+ * into the edges c' → target = ∂/∂m_c' · m_c' = (∂a/∂ã_c')·ã_c' (ã = m·a), and passes the
+ * gradient on through Δ only (dx += dy Δ: it stops at the components). */
+#include <stddef.h>
 #define _POSIX_C_SOURCE 200809L
 #include "vpd/attrib.h"
 
@@ -39,23 +41,33 @@ vpd_status vpd_attrib_prompt_ci(vpd_decomp *d, const int32_t *tokens, int S, rea
     return VPD_OK;
 }
 
-/* ---- the hook --------------------------------------------------------------------------- */
+/* ---- the hook ----------------------------------------------------------------------------- */
+typedef struct edge_list edge_list;
+static vpd_status edge_push(edge_list *l, int32_t src, int32_t dst, double w);
+static bool kv_to_o(const char *src, const char *dst);
+
 typedef struct {
-    vpd_hook base;
+    vpd_hook base;      /* the forward of the whole prompt: a = V_cᵀx, masks g, Δ on */
+    vpd_row_hook rows;  /* the row-restricted backward of one chunk */
     vpd_decomp *d;
-    int N, Sp, t;        /* rows, prefix length, target position */
-    real *a, *m, *dm;    /* [ΣC·N] layer-major */
-    const real *mdelta;  /* [N] ones */
+    int S;              /* rows of the forward (the prompt) */
+    real *a;            /* [ΣC·S] layer-major (layer k's [S, C_k] block at S·c_off) */
+    const real *m;      /* [ΣC·S] the masks g, same layout */
+    const real *mdelta; /* [S] ones */
     real *work;
-    int Bc;              /* copies */
-    const int *tl, *tc;  /* [Bc] target layer (-1: output) and subcomponent of each copy */
-    const bool *full;    /* [L] layers whose every row is needed (k/v of an o_proj target's block) */
-    /* row t of every copy, gathered: [batch, max width] */
-    real *gdy, *gx, *ga, *gm, *gdm, *ge;
-    int32_t *gtok;
+    const int32_t *idx; /* [ΣC·S] node index, -1: not a node */
+    /* the chunk: copy b's target node tn[b], its layer tl[b] (-1: the output), subcomponent tc[b] */
+    int Bc;
+    const int *tl, *tc;
+    const int32_t *tn;
+    real *dmb;          /* ∂/∂m of one layer's k/v rows: [Bc, R, C] */
+    real *dmt, *Ug;     /* ∂/∂m at row t of the alive subcomponents [Bc, C_alive]; their U rows [C_alive, d_out] */
+    int *cols;          /* [C] the alive subcomponents at row t */
+    edge_list *el;
+    vpd_status st;
 } attr_hook;
 
-static real *blk(const attr_hook *h, real *buf, int k) { return buf + (size_t)h->N * (size_t)h->d->layers[k].c_off; }
+static real *blk(const attr_hook *h, real *buf, int k) { return buf + (size_t)h->S * (size_t)h->d->layers[k].c_off; }
 
 static void attr_forward(vpd_hook *hk, int l, const real *x, const int32_t *tok, real *y, int N) {
     attr_hook *h = (attr_hook *)hk;
@@ -67,58 +79,106 @@ static void attr_forward(vpd_hook *hk, int l, const real *x, const int32_t *tok,
         else linear_forward(y, x, li->W, li->b, N, li->d_in, li->d_out);
         return;
     }
-    VPD_ASSERT(N == h->N, "attrib hook: %d rows, expected %d", N, h->N);
+    VPD_ASSERT(N == h->S, "attrib hook: %d rows, expected %d", N, h->S);
     vpd_layer_state *ls = &d->layers[k];
-    vpd_components_forward(y, blk(h, h->a, k), &ls->comp, x, tok, blk(h, h->m, k), h->mdelta, NULL, N, h->work);
+    vpd_components_forward(y, blk(h, h->a, k), &ls->comp, x, tok, h->m + (size_t)h->S * ls->c_off, h->mdelta, NULL, N,
+                           h->work);
 }
 
-static void attr_backward(vpd_hook *hk, int l, const real *x, const int32_t *tok, const real *dy, real *dx, int N) {
-    attr_hook *h = (attr_hook *)hk;
+/* The backward of layer l for the chunk's Bc copies at row t (rows t−R+1..t for the k/v layers
+ * of a block with an o_proj target): ∂/∂m = (dy Uᵀ) ⊙ a, the edges into each copy's target
+ * (w = ∂/∂m · m, sources at its position, or at every position <= t for k/v → o), then the
+ * gradient on through Δ only (dx += dy_t Δ: it stops at the components) plus the seeds
+ * a_c = V_cᵀx of the copies whose target is in this layer. */
+static void attr_rows_backward(vpd_row_hook *rh, int l, int t, int R, const real *x, const int32_t *tok, const real *dy,
+                               real *dx, int n) {
+    (void)x;
+    (void)tok;
+    attr_hook *h = (attr_hook *)((char *)rh - offsetof(attr_hook, rows));
     vpd_decomp *d = h->d;
-    int k = d->model_to_decomp[l];
-    if (k < 0) {
-        const vpd_layer_info *li = &d->target->layers[l];
-        if (!li->embedding && dx) linear_backward(dx, NULL, NULL, dy, NULL, li->W, N, li->d_in, li->d_out);
+    const int k = d->model_to_decomp[l];
+    const vpd_layer_info *li = &d->target->layers[l];
+    const int din = li->d_in, dout = li->d_out;
+    VPD_ASSERT(n == h->Bc, "attrib hook: %d copies, expected %d", n, h->Bc);
+    const real *dyt = dy + (size_t)(R - 1) * dout; /* row t of copy b at dyt + b·R·dout */
+    /* the copies with gradient here: targets after this layer (a chunk's targets are in
+     * forward order, so they are one range [lo, hi)) */
+    int lo = n, hi = 0;
+    for (int b = 0; b < n; b++)
+        if ((h->tl[b] < 0 ? d->target->n_layers : d->layers[h->tl[b]].model_layer) > l) {
+            if (b < lo) lo = b;
+            hi = b + 1;
+        }
+    if (k < 0) { /* not decomposed: the target layer passes the gradient on */
+        if (dx && !li->embedding && lo < hi)
+            vpd_gemm(false, false, hi - lo, din, dout, 1, dyt + (size_t)lo * R * dout, R * dout, li->W, din, 1,
+                     dx + (size_t)lo * din, din);
         return;
     }
-    vpd_layer_state *ls = &d->layers[k];
+    const vpd_layer_state *ls = &d->layers[k];
     const vpd_components *c = &ls->comp;
-    /* Only row t of each copy carries gradient that reaches a kept edge: the gradient at a
-     * row s < t (it arrives through attention's k/v) leads to sources at other positions,
-     * whose edges the graph drops — except the k/v → o edges, read from this layer's ∂/∂m
-     * at every row when an o_proj target of the same block is in the chunk. So ∂/∂m is
-     * computed on every row for those layers and on the gathered rows t otherwise, and the
-     * gradient goes on (through Δ) from rows t only. */
-    const int Bc = h->Bc, C = c->C, din = c->d_in, dout = c->d_out;
-    real *dmk = blk(h, h->dm, k);
-    const real *ak = blk(h, h->a, k), *mk = blk(h, h->m, k);
-    for (int b = 0; b < Bc; b++) {
-        const size_t r = (size_t)b * h->Sp + h->t;
-        memcpy(h->gdy + (size_t)b * dout, dy + r * dout, sizeof(real) * (size_t)dout);
-        memcpy(h->ga + (size_t)b * C, ak + r * C, sizeof(real) * (size_t)C);
-        memcpy(h->gm + (size_t)b * C, mk + r * C, sizeof(real) * (size_t)C);
-        if (ls->embedding) h->gtok[b] = tok[r];
-        else memcpy(h->gx + (size_t)b * din, x + r * din, sizeof(real) * (size_t)din);
+    const int C = c->C, S = h->S;
+    /* ∂/∂m = (dy Uᵀ) ⊙ a where an edge needs it. Row t: only the subcomponents alive there (the
+     * sources: a few percent of C), U's rows gathered, dmt[b, j] = dy_t,b · U[cols[j]]. */
+    const int32_t *ixt = h->idx + (size_t)S * ls->c_off + (size_t)t * C;
+    int na = 0;
+    for (int cc = 0; cc < C; cc++)
+        if (ixt[cc] >= 0) {
+            h->cols[na] = cc;
+            memcpy(h->Ug + (size_t)na * dout, c->U + (size_t)cc * dout, sizeof(real) * (size_t)dout);
+            na++;
+        }
+    if (lo < hi && na > 0)
+        vpd_gemm(false, true, hi - lo, na, dout, 1, dyt + (size_t)lo * R * dout, R * dout, h->Ug, dout, 0,
+                 h->dmt + (size_t)lo * na, na);
+    /* the k/v rows s <= t of the copies whose target is this block's o_proj: dmb[R, C] per copy,
+     * every subcomponent (the alive ones differ by row), one product per run of such copies */
+    for (int b0 = lo; b0 < hi;) {
+        const bool cross = h->tl[b0] >= 0 && kv_to_o(ls->name, d->layers[h->tl[b0]].name);
+        int b1 = b0 + 1;
+        while (b1 < hi && (h->tl[b1] >= 0 && kv_to_o(ls->name, d->layers[h->tl[b1]].name)) == cross) b1++;
+        if (cross)
+            vpd_gemm(false, true, (b1 - b0) * R, C, dout, 1, dy + (size_t)b0 * R * dout, dout, c->U, dout, 0,
+                     h->dmb + (size_t)b0 * R * C, C);
+        b0 = b1;
     }
-    /* ∂/∂m = (dy Uᵀ) ⊙ a with the components' backward; no dx: the gradient stops there */
-    if (h->full[k]) {
-        vpd_components_backward(NULL, NULL, NULL, dmk, NULL, dy, ak, c, x, tok, mk, NULL, NULL, N, h->work);
-    } else {
-        memset(h->gdm, 0, sizeof(real) * (size_t)Bc * C);
-        vpd_components_backward(NULL, NULL, NULL, h->gdm, NULL, h->gdy, h->ga, c, ls->embedding ? NULL : h->gx,
-                                ls->embedding ? h->gtok : NULL, h->gm, NULL, NULL, Bc, h->work);
-        for (int b = 0; b < Bc; b++)
-            memcpy(dmk + ((size_t)b * h->Sp + h->t) * C, h->gdm + (size_t)b * C, sizeof(real) * (size_t)C);
+    const real *at = h->a + (size_t)S * ls->c_off + (size_t)t * C, *mt = h->m + (size_t)S * ls->c_off + (size_t)t * C;
+    for (int b = lo; b < hi && h->st == VPD_OK; b++) {
+        const int kt = h->tl[b];
+        const int mlt = kt < 0 ? d->target->n_layers : d->layers[kt].model_layer;
+        if (ls->model_layer >= mlt) continue; /* no gradient of this copy here */
+        const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
+        VPD_ASSERT(!cross || R == t + 1, "attrib: k/v -> o target without the k/v rows (%d of %d)", R, t + 1);
+        if (!cross) { /* sources at the target's position */
+            const real *row = h->dmt + (size_t)b * na;
+            for (int j = 0; j < na; j++) {
+                const int cc = h->cols[j];
+                const double w = (double)row[j] * (double)at[cc] * (double)mt[cc];
+                if (w != 0 && (h->st = edge_push(h->el, ixt[cc], h->tn[b], w)) != VPD_OK) break;
+            }
+            continue;
+        }
+        for (int r = 0; r < R && h->st == VPD_OK; r++) { /* k/v -> o: sources at every position <= t */
+            const size_t s = (size_t)(t - R + 1 + r);
+            const int32_t *ix = h->idx + (size_t)S * ls->c_off + s * C;
+            const real *ak = h->a + (size_t)S * ls->c_off + s * C, *mk = h->m + (size_t)S * ls->c_off + s * C;
+            const real *row = h->dmb + ((size_t)b * R + r) * C;
+            for (int cc = 0; cc < C; cc++) {
+                if (ix[cc] < 0) continue;
+                const double w = (double)row[cc] * (double)ak[cc] * (double)mk[cc];
+                if (w != 0 && (h->st = edge_push(h->el, ix[cc], h->tn[b], w)) != VPD_OK) break;
+            }
+        }
     }
     if (!dx || ls->embedding) return;
-    /* the Δ path (mask 1) from rows t; the layer's input gradient at other rows is zero */
-    memset(h->ge, 0, sizeof(real) * (size_t)Bc * din);
-    linear_backward(h->ge, NULL, NULL, h->gdy, NULL, c->delta, Bc, din, dout);
-    for (int b = 0; b < Bc; b++) vpd_axpy((size_t)din, 1, h->ge + (size_t)b * din, dx + ((size_t)b * h->Sp + h->t) * din);
-    for (int b = 0; b < h->Bc; b++) /* seeds: a_c = V_cᵀx of this layer's targets */
+    /* the Δ path (mask 1) from row t */
+    if (lo < hi)
+        vpd_gemm(false, false, hi - lo, din, dout, 1, dyt + (size_t)lo * R * dout, R * dout, c->delta, din, 1,
+                 dx + (size_t)lo * din, din);
+    for (int b = 0; b < n; b++) /* seeds: a_c = V_cᵀx of this layer's targets */
         if (h->tl[b] == k) {
-            real *row = dx + ((size_t)b * h->Sp + h->t) * c->d_in;
-            for (int i = 0; i < c->d_in; i++) row[i] += c->V[(size_t)i * c->C + h->tc[b]];
+            real *drow = dx + (size_t)b * din;
+            for (int i = 0; i < din; i++) drow[i] += c->V[(size_t)i * C + h->tc[b]];
         }
 }
 
@@ -129,14 +189,14 @@ static bool kv_to_o(const char *src, const char *dst) {
     return (!strcmp(ps, "attn.k_proj") || !strcmp(ps, "attn.v_proj")) && !strcmp(pd, "attn.o_proj");
 }
 
-typedef struct {
+struct edge_list {
     vpd_attrib_edge *e;
     int64_t n, cap;
-} edge_list;
+};
 
 static vpd_status edge_push(edge_list *l, int32_t src, int32_t dst, double w) {
     if (l->n == l->cap) {
-        int64_t cap = l->cap ? 2 * l->cap : 65536;
+        int64_t cap = l->cap ? l->cap + l->cap / 2 : 65536;
         vpd_attrib_edge *e = realloc(l->e, sizeof *e * (size_t)cap);
         if (!e) return vpd_error(VPD_ERR_MEM, "attrib: out of memory for %lld edges", (long long)cap);
         l->e = e;
@@ -146,10 +206,60 @@ static vpd_status edge_push(edge_list *l, int32_t src, int32_t dst, double w) {
     return VPD_OK;
 }
 
-static int edge_cmp(const void *pa, const void *pb) {
+static int edge_src_cmp(const void *pa, const void *pb) {
     const vpd_attrib_edge *a = pa, *b = pb;
-    if (a->dst != b->dst) return a->dst < b->dst ? -1 : 1;
     return (a->src > b->src) - (a->src < b->src);
+}
+
+/* One in-place bucket pass (American flag sort): e[0..n) grouped by (dst − base) >> shift into
+ * nb buckets, in bucket order; start [nb + 1] gets the bucket bounds (next [nb] is work). */
+static void flag_pass(vpd_attrib_edge *e, int64_t n, int32_t base, int shift, int nb, int64_t *start, int64_t *next) {
+    memset(start, 0, sizeof(int64_t) * ((size_t)nb + 1));
+    for (int64_t i = 0; i < n; i++) start[((e[i].dst - base) >> shift) + 1]++;
+    for (int q = 0; q < nb; q++) start[q + 1] += start[q];
+    memcpy(next, start, sizeof(int64_t) * (size_t)nb);
+    for (int q = 0; q < nb; q++) /* fill bucket q: every misplaced edge goes to its own bucket's next slot */
+        while (next[q] < start[q + 1]) {
+            vpd_attrib_edge x = e[next[q]];
+            int bx = (x.dst - base) >> shift;
+            while (bx != q) {
+                const vpd_attrib_edge y = e[next[bx]];
+                e[next[bx]++] = x;
+                x = y;
+                bx = (x.dst - base) >> shift;
+            }
+            e[next[q]++] = x;
+        }
+}
+
+/* e[0..n) into (dst, src) order in place, O(n) moves: two bucket passes by dst (≤ 1024 coarse
+ * buckets, then each by its exact dst: few buckets live at a time, so the moves stay in cache),
+ * then each node's incoming edges sorted by src. The same order as one qsort by (dst, src)
+ * (the pairs are unique), without its n·log n comparisons through a function pointer. */
+static vpd_status edges_sort(vpd_attrib_edge *e, int64_t n, int n_dst) {
+    int shift = 0;
+    while ((n_dst >> shift) >= 1024) shift++;
+    const int nb1 = ((n_dst - 1) >> shift) + 1, nb2 = 1 << shift;
+    int64_t *s1 = vpd_malloc(sizeof(int64_t) * ((size_t)nb1 + 1), "attrib edge buckets");
+    int64_t *s2 = vpd_malloc(sizeof(int64_t) * ((size_t)nb2 + 1), "attrib edge buckets");
+    int64_t *nx = vpd_malloc(sizeof(int64_t) * (size_t)(nb1 > nb2 ? nb1 : nb2), "attrib edge buckets");
+    if (!s1 || !s2 || !nx) {
+        vpd_free(s1);
+        vpd_free(s2);
+        vpd_free(nx);
+        return vpd_error(VPD_ERR_MEM, "attrib: out of memory sorting %lld edges", (long long)n);
+    }
+    flag_pass(e, n, 0, shift, nb1, s1, nx);
+    for (int q = 0; q < nb1; q++) {
+        vpd_attrib_edge *eq = e + s1[q];
+        flag_pass(eq, s1[q + 1] - s1[q], q << shift, 0, nb2, s2, nx);
+        for (int r = 0; r < nb2; r++)
+            if (s2[r + 1] - s2[r] > 1) qsort(eq + s2[r], (size_t)(s2[r + 1] - s2[r]), sizeof *e, edge_src_cmp);
+    }
+    vpd_free(s1);
+    vpd_free(s2);
+    vpd_free(nx);
+    return VPD_OK;
 }
 
 /* decomposed layers in forward order */
@@ -163,16 +273,23 @@ static void forward_order(const vpd_decomp *d, int *ord) {
         }
 }
 
-static size_t chunk_bytes(vpd_decomp *d, int b, int S) {
-    const size_t NR = (size_t)b * S;
-    size_t work_n = 0;
+static bool kv_layer(const char *name) { return strstr(name, "attn.k_proj") || strstr(name, "attn.v_proj"); }
+
+/* ∂/∂m scratch of one layer: [batch, R, C] with R = S for the k/v layers, else 1 */
+static size_t dm_scratch_n(const vpd_decomp *d, int batch, int S) {
+    size_t n = 1;
     for (int k = 0; k < d->L; k++) {
-        size_t w = vpd_components_work_size(&d->layers[k].comp, (int)NR);
-        if (w > work_n) work_n = w;
+        size_t r = (size_t)d->layers[k].comp.C * (kv_layer(d->layers[k].name) ? (size_t)S : 1);
+        if (r > n) n = r;
     }
-    /* model activations; a, m, dm [ΣC, NR]; the Δ-mask ones; the workspace; tokens */
-    return vpd_model_activation_bytes(d->target, b, S) + sizeof(real) * (3 * (size_t)d->C_sum * NR + NR + work_n) +
-           sizeof(int32_t) * NR;
+    return n * (size_t)batch;
+}
+
+static size_t chunk_bytes(vpd_decomp *d, int b, int S) {
+    /* the one-sequence forward's activations, the row-restricted backward's buffers for b
+     * copies (the k/v rows, b·S·KV each, dominate) and the ∂/∂m scratch */
+    return vpd_model_activation_bytes(d->target, 1, S) + vpd_model_position_bytes(d->target, b, S) +
+           sizeof(real) * dm_scratch_n(d, b, S);
 }
 
 int vpd_attrib_batch_for_budget(vpd_decomp *d, int S, int batch, size_t budget_bytes, size_t *bytes) {
@@ -180,34 +297,6 @@ int vpd_attrib_batch_for_budget(vpd_decomp *d, int S, int batch, size_t budget_b
     while (b > 1 && chunk_bytes(d, b, S) > budget_bytes) b--;
     if (bytes) *bytes = chunk_bytes(d, b, S);
     return b;
-}
-
-/* edges into each copy b < Bc's target tn[b] (layer tl[b], -1: the output) from the ∂/∂m
- * the backward left in h->dm: sources in earlier layers at the target's position, and at
- * every position <= t for k/v → o inside one attention block */
-static vpd_status collect_edges(const vpd_decomp *d, const attr_hook *h, const int32_t *idx, int S, int Bc,
-                                const int *tl, const int32_t *tn, edge_list *el) {
-    const int t = h->t, Sp = h->Sp, L = d->L;
-    for (int b = 0; b < Bc; b++) {
-        const int kt = tl[b];
-        const int mlt = kt < 0 ? d->target->n_layers : d->layers[kt].model_layer;
-        for (int k = 0; k < L; k++) {
-            const vpd_layer_state *ls = &d->layers[k];
-            if (ls->model_layer >= mlt) continue;
-            const bool cross = kt >= 0 && kv_to_o(ls->name, d->layers[kt].name);
-            const real *dmk = blk(h, h->dm, k), *mk = blk(h, h->m, k);
-            for (int s = cross ? 0 : t; s <= t; s++) {
-                const int32_t *ix = idx + (size_t)S * ls->c_off + (size_t)s * ls->C;
-                const size_t r0 = ((size_t)b * Sp + s) * ls->C;
-                for (int c = 0; c < ls->C; c++) {
-                    if (ix[c] < 0) continue;
-                    double w = (double)dmk[r0 + c] * (double)mk[r0 + c];
-                    if (w != 0) VPD_TRY(edge_push(el, ix[c], tn[b], w));
-                }
-            }
-        }
-    }
-    return VPD_OK;
 }
 
 vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const real *g, int target_pos,
@@ -227,7 +316,8 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         return vpd_error(VPD_ERR_ARG, "attrib: target token %d is outside the vocabulary [0, %d)", target_token, V);
     if (batch < 1) batch = 1;
     const int rank = vpd_comm_rank(comm), size = vpd_comm_size(comm);
-    VPD_TRY(vpd_model_reserve(M, batch, S));
+    VPD_TRY(vpd_model_reserve(M, 1, S));
+    VPD_TRY(vpd_model_reserve_position(M, batch));
     vpd_decomp_refresh(d); /* Δ = W − (VU)ᵀ of every layer */
 
     /* nodes: forward order of layers, then position, then c; the output last */
@@ -255,46 +345,41 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     gr->target_token = target_token;
     gr->batch = batch;
     gr->nodes = calloc((size_t)gr->n_nodes, sizeof *gr->nodes);
-    const size_t NR = (size_t)batch * S;
     size_t work_n = 0;
     for (int k = 0; k < L; k++) {
-        size_t w = vpd_components_work_size(&d->layers[k].comp, (int)NR);
+        size_t w = vpd_components_work_size(&d->layers[k].comp, S);
         if (w > work_n) work_n = w;
     }
-    real *a = vpd_malloc(sizeof(real) * (size_t)CS * NR, "attrib a");
-    real *m = vpd_malloc(sizeof(real) * (size_t)CS * NR, "attrib masks");
-    real *dm = vpd_malloc(sizeof(real) * (size_t)CS * NR, "attrib dm");
-    real *ones = vpd_malloc(sizeof(real) * NR, "attrib delta mask");
+    real *a = vpd_malloc(sizeof(real) * (size_t)CS * S, "attrib a");
+    real *ones = vpd_malloc(sizeof(real) * (size_t)S, "attrib delta mask");
     real *work = vpd_malloc(sizeof(real) * work_n, "attrib workspace");
-    /* logits only where they are needed: the whole prompt once and the output node's own
-     * single-copy pass, [S, V] each (not batch × S × V) */
-    real *out = vpd_malloc(sizeof(real) * (size_t)S * (size_t)V, "attrib logits");
-    real *dout = vpd_malloc(sizeof(real) * (size_t)S * (size_t)V, "attrib dlogits");
-    int32_t *tok = vpd_malloc(sizeof(int32_t) * NR, "attrib tokens");
-    int *tl = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets"), *tc = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets");
-    int32_t *tn = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib targets");
-    int wmax = 1;
+    real *out = vpd_malloc(sizeof(real) * (size_t)S * (size_t)V, "attrib logits"); /* the whole prompt's, once */
+    real *dout = vpd_calloc(sizeof(real) * (size_t)V, "attrib dlogits");          /* the output node's seed */
+    real *dmb = vpd_malloc(sizeof(real) * dm_scratch_n(d, batch, S), "attrib dm");
+    size_t cmax = 1, umax = 1;
     for (int k = 0; k < L; k++) {
         const vpd_components *c = &d->layers[k].comp;
-        if (c->d_in > wmax) wmax = c->d_in;
-        if (c->d_out > wmax) wmax = c->d_out;
-        if (c->C > wmax) wmax = c->C;
+        if ((size_t)c->C > cmax) cmax = (size_t)c->C;
+        if ((size_t)c->C * (size_t)c->d_out > umax) umax = (size_t)c->C * (size_t)c->d_out;
     }
-    real *gbuf = vpd_malloc(sizeof(real) * (size_t)batch * (size_t)wmax * 6, "attrib gathered rows");
-    int32_t *gtok = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib gathered rows");
-    bool *full = vpd_calloc(sizeof(bool) * (size_t)L, "attrib rows");
+    real *dmt = vpd_malloc(sizeof(real) * cmax * (size_t)batch, "attrib dm");
+    real *Ug = vpd_malloc(sizeof(real) * umax, "attrib U rows");
+    int *cols = vpd_malloc(sizeof(int) * cmax, "attrib U rows");
+    int *tl = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets"), *tc = vpd_malloc(sizeof(int) * (size_t)batch, "attrib targets");
+    int32_t *tn = vpd_malloc(sizeof(int32_t) * (size_t)batch, "attrib targets");
+    bool *kv_rows = vpd_calloc(sizeof(bool) * (size_t)M->n_layers, "attrib rows");
     /* the target nodes of each position: non-embedding subcomponents (an embedding has no
      * input, so no incoming edge) and the output at t* */
     int64_t *pos_start = vpd_calloc(sizeof(int64_t) * (size_t)(S + 1), "attrib targets");
     int32_t *targets = vpd_malloc(sizeof(int32_t) * (size_t)(nn + 1), "attrib targets");
     edge_list el = {0};
     vpd_status st = VPD_OK;
-    if (!gr->nodes || !a || !m || !dm || !ones || !work || !out || !dout || !tok || !tl || !tc || !tn || !pos_start ||
-        !targets || !gbuf || !gtok || !full) {
-        st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for %d x %d positions", batch, S);
+    if (!gr->nodes || !a || !ones || !work || !out || !dout || !dmb || !dmt || !Ug || !cols || !tl || !tc || !tn || !kv_rows || !pos_start ||
+        !targets) {
+        st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for %d positions (batch %d)", S, batch);
         goto done;
     }
-    for (size_t i = 0; i < NR; i++) ones[i] = 1;
+    for (int s = 0; s < S; s++) ones[s] = 1;
     /* node table; targets grouped by position */
     {
         int64_t nt = 0;
@@ -315,22 +400,13 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         gr->nodes[nn] = (vpd_attrib_node){-1, target_token, target_pos, 1, 0, 0};
     }
 
-    attr_hook h = {{attr_forward, attr_backward}, d, 0, 0, 0, a, m, dm, ones, work, 0, tl, tc, full, NULL, NULL, NULL,
-                   NULL, NULL, NULL, gtok};
+    attr_hook h = {.base = {attr_forward, NULL}, .rows = {attr_rows_backward}, .d = d, .S = S, .a = a, .m = g,
+                   .mdelta = ones, .work = work, .idx = idx, .tl = tl, .tc = tc, .tn = tn, .dmb = dmb, .dmt = dmt, .Ug = Ug, .cols = cols, .el = &el,
+                   .st = VPD_OK};
+    /* the whole prompt once (every rank alike): node activations, the target's logit; every
+     * chunk's backward reads this forward (the model is causal: its rows <= t are those of
+     * the prefix [0, t]) */
     {
-        const size_t gw = (size_t)batch * (size_t)wmax;
-        h.gdy = gbuf;
-        h.gx = gbuf + gw;
-        h.ga = gbuf + 2 * gw;
-        h.gm = gbuf + 3 * gw;
-        h.gdm = gbuf + 4 * gw;
-        h.ge = gbuf + 5 * gw;
-    }
-    /* the whole prompt once (every rank alike): node activations, the target's logit */
-    {
-        h.N = S;
-        h.Sp = S;
-        for (int k = 0; k < L; k++) memcpy(blk(&h, m, k), g + (size_t)S * d->layers[k].c_off, sizeof(real) * (size_t)S * d->layers[k].C);
         vpd_model_input in = {1, S, NULL, tokens};
         vpd_model_forward(M, &in, out, &h.base);
         for (int i = 0; i < (int)nn; i++) {
@@ -348,79 +424,41 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         gr->nodes[nn].act = gr->logit;
     }
 
-    /* work items, dealt round-robin: item 0 is the output node (one copy of the prefix
-     * [0, t*] with its logits: the only pass that needs [S, V] logits); then (position t,
-     * chunk of <= batch subcomponent targets), positions from the last down (the longest
-     * prefixes, hence the peak memory, come first). The forward of position t (Bt =
-     * min(batch, targets at t) copies of the prefix) is shared by the rank's chunks at t:
-     * the backward leaves the forward's activations intact. */
+    /* work items, dealt round-robin: item 0 is the output node (one copy seeded through the
+     * logit at t*); then (position t, chunk of <= batch subcomponent targets), positions from
+     * the last down (the most keys, hence the largest k/v rows, come first). Each is one
+     * row-restricted backward of Bc copies (vpd_model_backward_position). */
     int64_t item = 0, n_items = 1, done_items = 0;
     for (int t = 0; t < S; t++) n_items += (pos_start[t + 1] - pos_start[t] + batch - 1) / batch;
     const double t_start = vpd_wtime();
     double t_report = t_start;
     if (item % size == rank) {
-        const int t = target_pos, Sp = t + 1;
-        h.N = Sp;
-        h.Sp = Sp;
-        h.t = t;
-        h.Bc = 0;
-        memcpy(tok, tokens, sizeof(int32_t) * (size_t)Sp);
-        for (int k = 0; k < L; k++) {
-            const vpd_layer_state *ls = &d->layers[k];
-            memcpy(blk(&h, m, k), g + (size_t)S * ls->c_off, sizeof(real) * (size_t)Sp * ls->C);
-        }
-        vpd_model_input in = {1, Sp, NULL, tok};
-        vpd_model_forward(M, &in, out, &h.base);
         h.Bc = 1;
         tn[0] = (int32_t)nn;
         tl[0] = -1;
         tc[0] = target_token;
-        memset(full, 0, sizeof(bool) * (size_t)L);
-        memset(dm, 0, sizeof(real) * (size_t)CS * Sp);
-        memset(dout, 0, sizeof(real) * (size_t)Sp * V);
-        dout[(size_t)t * V + target_token] = 1;
-        vpd_model_backward(M, dout, NULL, NULL, &h.base);
-        st = collect_edges(d, &h, idx, S, 1, tl, tn, &el);
+        dout[target_token] = 1;
+        st = vpd_model_backward_position(M, target_pos, 1, dout, NULL, -1, &h.rows);
+        if (st == VPD_OK) st = h.st;
     }
     item++;
     for (int t = S - 1; t >= 0 && st == VPD_OK; t--) {
-        const int64_t nt = pos_start[t + 1] - pos_start[t];
-        if (nt == 0) continue;
-        const int Bt = (int)(nt < batch ? nt : batch);
-        const int Sp = t + 1, N = Bt * Sp;
-        bool mine = false;
-        for (int64_t c0 = pos_start[t], it = item; c0 < pos_start[t + 1]; c0 += batch, it++) mine |= it % size == rank;
-        if (!mine) {
-            item += (nt + batch - 1) / batch;
-            continue;
-        }
-        h.N = N;
-        h.Sp = Sp;
-        h.t = t;
-        h.Bc = 0; /* no seeds in the forward */
-        for (int b = 0; b < Bt; b++) memcpy(tok + (size_t)b * Sp, tokens, sizeof(int32_t) * (size_t)Sp);
-        for (int k = 0; k < L; k++) {
-            const vpd_layer_state *ls = &d->layers[k];
-            real *mk = blk(&h, m, k);
-            for (int b = 0; b < Bt; b++)
-                memcpy(mk + (size_t)b * Sp * ls->C, g + (size_t)S * ls->c_off, sizeof(real) * (size_t)Sp * ls->C);
-        }
-        vpd_model_input in = {Bt, Sp, NULL, tok};
-        vpd_model_forward(M, &in, NULL, &h.base); /* no logits: the gradient enters through the hook */
         for (int64_t c0 = pos_start[t]; c0 < pos_start[t + 1] && st == VPD_OK; c0 += batch, item++) {
             if (item % size != rank) continue;
             const int Bc = (int)((pos_start[t + 1] - c0) < batch ? (pos_start[t + 1] - c0) : batch);
             h.Bc = Bc;
-            memset(full, 0, sizeof(bool) * (size_t)L);
+            memset(kv_rows, 0, sizeof(bool) * (size_t)M->n_layers);
+            int top = 0; /* the last layer with a target: no gradient after it */
             for (int b = 0; b < Bc; b++) {
                 tn[b] = targets[c0 + b];
                 tl[b] = gr->nodes[tn[b]].layer;
                 tc[b] = gr->nodes[tn[b]].c;
-                for (int k = 0; k < L; k++) full[k] |= kv_to_o(d->layers[k].name, d->layers[tl[b]].name);
+                if (d->layers[tl[b]].model_layer > top) top = d->layers[tl[b]].model_layer;
+                for (int k = 0; k < L; k++)
+                    if (kv_to_o(d->layers[k].name, d->layers[tl[b]].name)) kv_rows[d->layers[k].model_layer] = true;
             }
-            memset(dm, 0, sizeof(real) * (size_t)CS * N);
-            vpd_model_backward(M, NULL, NULL, NULL, &h.base);
-            st = collect_edges(d, &h, idx, S, Bc, tl, tn, &el);
+            st = vpd_model_backward_position(M, t, Bc, NULL, kv_rows, top, &h.rows);
+            if (st == VPD_OK) st = h.st;
             done_items++;
             if (rank == 0 && vpd_wtime() - t_report > 30) { /* long prompts: progress of rank 0's share */
                 t_report = vpd_wtime();
@@ -431,11 +469,18 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         }
     }
     gr->n_backward = item;
+    const double t_chunks = vpd_wtime();
     st = vpd_all_agree(st, comm);
     if (st != VPD_OK) goto done;
 
-    /* gather on rank 0 in rank blocks padded to the largest, then one order */
-    {
+    /* gather on rank 0 in rank blocks padded to the largest, then one order (one rank: the
+     * list itself, no second copy) */
+    if (size == 1) {
+        st = edges_sort(el.e, el.n, gr->n_nodes);
+        gr->edges = el.e;
+        gr->n_edges = el.n;
+        el.e = NULL;
+    } else {
         int64_t *counts = vpd_calloc(sizeof(int64_t) * (size_t)size, "attrib counts");
         double mxn = (double)el.n;
         vpd_max_double(&mxn, 1, comm);
@@ -462,7 +507,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
                 int64_t n = 0;
                 for (int r = 0; r < size; r++)
                     for (int64_t i = 0; i < counts[r]; i++) recv[n++] = recv[(size_t)r * (size_t)(maxn > 0 ? maxn : 1) + (size_t)i];
-                qsort(recv, (size_t)n, sizeof *recv, edge_cmp);
+                st = edges_sort(recv, n, gr->n_nodes);
                 gr->edges = recv;
                 gr->n_edges = n;
                 recv = NULL;
@@ -471,25 +516,28 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         vpd_free(counts);
         vpd_free(recv);
     }
+    if (rank == 0)
+        vpd_info("attrib: %lld backward chunks in %.2f s on rank 0 (%lld edges there); gathering and sorting %lld edges "
+                 "%.2f s", (long long)done_items, t_chunks - t_start, (long long)(size == 1 ? gr->n_edges : el.n),
+                 (long long)gr->n_edges, vpd_wtime() - t_chunks);
 done:
     free(el.e);
     vpd_free(idx);
     vpd_free(a);
-    vpd_free(m);
-    vpd_free(dm);
     vpd_free(ones);
     vpd_free(work);
     vpd_free(out);
     vpd_free(dout);
-    vpd_free(tok);
+    vpd_free(dmb);
+    vpd_free(dmt);
+    vpd_free(Ug);
+    vpd_free(cols);
     vpd_free(tl);
     vpd_free(tc);
     vpd_free(tn);
+    vpd_free(kv_rows);
     vpd_free(pos_start);
     vpd_free(targets);
-    vpd_free(gbuf);
-    vpd_free(gtok);
-    vpd_free(full);
     if (st != VPD_OK) vpd_attrib_graph_free(gr);
     return st;
 }
@@ -513,32 +561,56 @@ void vpd_attrib_influence(vpd_attrib_graph *gr) {
     free(rowsum);
 }
 
-static const double *g_sort_key;
+/* The key of item i: a node's influence (key array), or an edge's influence computed from the
+ * graph (no n_edges-sized key array: a long prompt's graph has 10⁸ edges). */
+typedef struct {
+    const double *key;            /* nodes: key[i] */
+    const vpd_attrib_graph *gr;   /* edges: |w| / rowsum[dst] · influence(dst), -1 when not eligible */
+    const double *rowsum;
+    const bool *keep_node;
+} sel_key;
+static sel_key g_key;
+
+static double key_of(int64_t i) {
+    if (g_key.key) return g_key.key[i];
+    const vpd_attrib_edge *E = &g_key.gr->edges[i];
+    const int n = g_key.gr->n_nodes;
+    const double rs = g_key.rowsum[E->dst];
+    return rs > 0 ? fabs(E->w) / rs * (E->dst == n - 1 ? 1.0 : g_key.gr->nodes[E->dst].influence) : 0;
+}
+static bool eligible_of(int64_t i) {
+    if (g_key.key) return true;
+    const vpd_attrib_edge *E = &g_key.gr->edges[i];
+    return g_key.keep_node[E->src] && g_key.keep_node[E->dst];
+}
+
 static int key_desc(const void *pa, const void *pb) {
     int64_t a = *(const int64_t *)pa, b = *(const int64_t *)pb;
-    if (g_sort_key[a] != g_sort_key[b]) return g_sort_key[a] > g_sort_key[b] ? -1 : 1;
+    const double ka = key_of(a), kb = key_of(b);
+    if (ka != kb) return ka > kb ? -1 : 1;
     return (a > b) - (a < b);
 }
 
-/* indices [0, n) sorted by key descending (ties by index); keep the prefix whose key sum
- * reaches frac of the total */
-static vpd_status keep_top_fraction(const double *key, int64_t n, const bool *eligible, double frac, bool *keep) {
-    int64_t *ord = malloc(sizeof(int64_t) * (size_t)(n > 0 ? n : 1));
-    if (!ord) return vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting %lld items", (long long)n);
+/* the eligible indices of [0, n) (g_key) sorted by key descending (ties by index); keep the
+ * prefix whose key sum reaches frac of the total */
+static vpd_status keep_top_fraction(int64_t n, double frac, bool *keep) {
     int64_t m = 0;
+    for (int64_t i = 0; i < n; i++) m += eligible_of(i);
+    int64_t *ord = malloc(sizeof(int64_t) * (size_t)(m > 0 ? m : 1));
+    if (!ord) return vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting %lld items", (long long)m);
+    m = 0;
     double total = 0;
     for (int64_t i = 0; i < n; i++)
-        if (!eligible || eligible[i]) {
+        if (eligible_of(i)) {
             ord[m++] = i;
-            total += key[i];
+            total += key_of(i);
         }
-    g_sort_key = key;
     qsort(ord, (size_t)m, sizeof *ord, key_desc);
     double cum = 0;
     for (int64_t j = 0; j < m; j++) {
         if (frac < 1 && total > 0 && cum >= frac * total) break;
         keep[ord[j]] = true;
-        cum += key[ord[j]];
+        cum += key_of(ord[j]);
     }
     free(ord);
     return VPD_OK;
@@ -550,29 +622,25 @@ vpd_status vpd_attrib_select(const vpd_attrib_graph *gr, double node_threshold, 
     memset(keep_node, 0, (size_t)n);
     memset(keep_edge, 0, (size_t)(gr->n_edges > 0 ? gr->n_edges : 0));
     if (n < 1) return VPD_OK;
-    double *key = malloc(sizeof(double) * (size_t)(n > gr->n_edges ? n : gr->n_edges));
+    double *key = malloc(sizeof(double) * (size_t)n);
     double *rowsum = calloc((size_t)n, sizeof(double));
-    bool *elig = malloc((size_t)(n > gr->n_edges ? n : gr->n_edges));
     vpd_status st = VPD_OK;
-    if (!key || !rowsum || !elig) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting the graph");
+    if (!key || !rowsum) st = vpd_error(VPD_ERR_MEM, "attrib: out of memory selecting the graph");
     if (st == VPD_OK) {
         for (int i = 0; i < n; i++) key[i] = gr->nodes[i].influence;
         key[n - 1] = 0;
-        st = keep_top_fraction(key, n - 1, NULL, node_threshold, keep_node);
+        g_key = (sel_key){key, NULL, NULL, NULL};
+        st = keep_top_fraction(n - 1, node_threshold, keep_node);
         keep_node[n - 1] = true;
     }
     if (st == VPD_OK) {
         for (int64_t e = 0; e < gr->n_edges; e++) rowsum[gr->edges[e].dst] += fabs(gr->edges[e].w);
-        for (int64_t e = 0; e < gr->n_edges; e++) {
-            const vpd_attrib_edge *E = &gr->edges[e];
-            elig[e] = keep_node[E->src] && keep_node[E->dst];
-            key[e] = rowsum[E->dst] > 0 ? fabs(E->w) / rowsum[E->dst] * (E->dst == n - 1 ? 1.0 : gr->nodes[E->dst].influence) : 0;
-        }
-        st = keep_top_fraction(key, gr->n_edges, elig, edge_threshold, keep_edge);
+        g_key = (sel_key){NULL, gr, rowsum, keep_node};
+        st = keep_top_fraction(gr->n_edges, edge_threshold, keep_edge);
     }
+    g_key = (sel_key){0};
     free(key);
     free(rowsum);
-    free(elig);
     return st;
 }
 
@@ -719,18 +787,49 @@ static int abs_w_desc(const void *pa, const void *pb) {
     return (x->src > y->src) - (x->src < y->src);
 }
 
+/* the k (<= top) edges of largest |weight| into sel, in abs_w_desc order: a heap of k entries
+ * over one pass of the edges (no n_edges-sized copy: the graph of a long prompt has 10⁸ edges) */
+static int64_t top_by_abs(const vpd_attrib_graph *gr, int top, const vpd_attrib_edge **sel) {
+    int64_t k = 0;
+    if (top <= 0) return 0;
+    for (int64_t e = 0; e < gr->n_edges; e++) {
+        const vpd_attrib_edge *E = &gr->edges[e];
+        int64_t i;
+        if (k < top) { /* sift up: the root is the worst kept (last in abs_w_desc order) */
+            i = k++;
+            while (i > 0 && abs_w_desc(&E, &sel[(i - 1) / 2]) > 0) {
+                sel[i] = sel[(i - 1) / 2];
+                i = (i - 1) / 2;
+            }
+            sel[i] = E;
+            continue;
+        }
+        if (abs_w_desc(&E, &sel[0]) >= 0) continue; /* not better than the worst kept */
+        i = 0; /* replace the root, sift down */
+        for (;;) {
+            int64_t c = 2 * i + 1;
+            if (c >= k) break;
+            if (c + 1 < k && abs_w_desc(&sel[c + 1], &sel[c]) > 0) c++;
+            if (abs_w_desc(&sel[c], &E) <= 0) break;
+            sel[i] = sel[c];
+            i = c;
+        }
+        sel[i] = E;
+    }
+    qsort(sel, (size_t)k, sizeof *sel, abs_w_desc);
+    return k;
+}
+
 vpd_status vpd_attrib_write_dot(const vpd_attrib_graph *gr, const vpd_decomp *d, const vpd_attrib_meta *meta,
                                 int top_edges, const char *path) {
-    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(gr->n_edges > 0 ? gr->n_edges : 1));
+    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(top_edges > 0 ? top_edges : 1));
     bool *used = calloc((size_t)gr->n_nodes, 1);
     if (!sel || !used) {
         free(sel);
         free(used);
         return vpd_error(VPD_ERR_MEM, "attrib: out of memory for the dot file");
     }
-    for (int64_t e = 0; e < gr->n_edges; e++) sel[e] = &gr->edges[e];
-    qsort(sel, (size_t)gr->n_edges, sizeof *sel, abs_w_desc);
-    int64_t ne = gr->n_edges < top_edges ? gr->n_edges : top_edges;
+    const int64_t ne = top_by_abs(gr, top_edges, sel);
     double wmax = ne > 0 ? fabs(sel[0]->w) : 1;
     for (int64_t e = 0; e < ne; e++) used[sel[e]->src] = used[sel[e]->dst] = true;
     used[gr->n_nodes - 1] = true;
@@ -794,7 +893,7 @@ vpd_status vpd_attrib_write_dot(const vpd_attrib_graph *gr, const vpd_decomp *d,
 vpd_status vpd_attrib_write_svg(const vpd_attrib_graph *gr, const vpd_decomp *d, const vpd_attrib_meta *meta,
                                 int top_edges, const char *path) {
     const int n = gr->n_nodes;
-    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(gr->n_edges > 0 ? gr->n_edges : 1));
+    const vpd_attrib_edge **sel = malloc(sizeof *sel * (size_t)(top_edges > 0 ? top_edges : 1));
     bool *used = calloc((size_t)n, 1);
     double *x = calloc((size_t)n, sizeof(double)), *y = calloc((size_t)n, sizeof(double));
     int *cell = calloc((size_t)(d->L + 1) * (size_t)gr->S, sizeof(int));
@@ -804,9 +903,7 @@ vpd_status vpd_attrib_write_svg(const vpd_attrib_graph *gr, const vpd_decomp *d,
         st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for the svg");
         goto out;
     }
-    for (int64_t e = 0; e < gr->n_edges; e++) sel[e] = &gr->edges[e];
-    qsort(sel, (size_t)gr->n_edges, sizeof *sel, abs_w_desc);
-    int64_t ne = gr->n_edges < top_edges ? gr->n_edges : top_edges;
+    const int64_t ne = top_by_abs(gr, top_edges, sel);
     double wmax = ne > 0 ? fabs(sel[0]->w) : 1;
     for (int64_t e = 0; e < ne; e++) used[sel[e]->src] = used[sel[e]->dst] = true;
     used[n - 1] = true;

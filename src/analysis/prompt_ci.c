@@ -366,16 +366,27 @@ vpd_status vpd_prompt_ci_optimise(vpd_run *r, const int32_t *tokens, int T, int 
     memcpy(d->params.ci->params, r->d->params.ci->params, sizeof(real) * d->params.ci->n_params);
     d->step = r->d->step;
     vpd_prompt_ci *p = NULL;
+    const double t0 = vpd_wtime();
     vpd_status s = vpd_prompt_ci_create(&p, d, tokens, t_star, target_token, o);
     if (s == VPD_OK) {
+        const double t1 = vpd_wtime();
         vpd_prompt_ci_probs un;
         vpd_prompt_ci_measure(p, 0, &un);
         if (unpruned) *unpruned = un;
+        const double t2 = vpd_wtime();
         vpd_prompt_ci_run(p);
+        const double t3 = vpd_wtime();
         vpd_prompt_ci_probs pr;
         vpd_prompt_ci_measure(p, 0, &pr);
         if (pruned) *pruned = pr;
         if (ci_out) vpd_prompt_ci_export(p, ci_out);
+        /* where the time goes: a step is 2 + pgd_steps masked passes (forward + backward) of the
+         * whole prompt; each P(target) measurement 2 + eval samples + PGD eval steps passes */
+        const int meas = 2 + (o->n_eval_samples > 0 ? o->n_eval_samples : 1) + o->pgd_eval_steps;
+        vpd_info("prompt-ci: %d positions: CI %.2f s; P(target) of the unpruned graph %.2f s (%d passes); %d steps "
+                 "%.2f s (%d passes each, %.3f s per step); P(target) of the pruned graph %.2f s",
+                 T, t1 - t0, t2 - t1, meas, o->steps, t3 - t2, 2 + o->pgd_steps,
+                 o->steps > 0 ? (t3 - t2) / o->steps : 0.0, vpd_wtime() - t3);
     }
     vpd_prompt_ci_free(p);
     vpd_decomp_free(d);

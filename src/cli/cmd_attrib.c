@@ -438,7 +438,7 @@ int vpd_cmd_attrib(int argc, char **argv) {
     const size_t budget = (size_t)(A.mem_budget_mib * 1048576.0);
     const int batch = vpd_attrib_batch_for_budget(d, S, A.batch, budget, &chunk_mem);
     if (root && batch < A.batch)
-        printf("batch: %d targets per backward (of --batch %d) fit --mem-budget %g MiB at %d positions (%.1f MiB%s)\n",
+        printf("batch: %d targets per backward (of --batch %d) fit --mem-budget %g MiB at %d positions (%.3g MiB%s)\n",
                batch, A.batch, A.mem_budget_mib, S, (double)chunk_mem / 1048576.0,
                chunk_mem > budget ? ": one target alone exceeds the budget" : "");
     const double t_prune = vpd_wtime() - t0;

@@ -45,6 +45,14 @@ typedef struct {
     real *dres, *dln, *dq, *datty, *dlnf; /* [N, D] */
     real *dk, *dv;                         /* [N, KV] */
     real *dfc, *dgel;                      /* [N, F] */
+    /* row-restricted backward (llama_backward_position), n copies of row t, in m->pos_acts */
+    struct {
+        real *dres, *dln, *datty, *dq; /* [n, D] */
+        real *dk, *dv;                 /* [n, R <= S, KV] */
+        real *dfc, *dgel;              /* [n, F] */
+        real *gd, *ones;               /* [F] GELU'(fc of row t), ones */
+        real *lnf;                     /* [D] ln_f of row t */
+    } pos;
 } llama_impl;
 
 /* parameter indices, state_dict order: wte, per block (rms_1, q, k, v, o, rms_2, c_fc, down), ln_f */
@@ -168,7 +176,30 @@ static size_t llama_layout(vpd_model *m, int B, int S, vpd_arena *a) {
     v.dv = MODEL_CARVE(&cv, real, N * KV);
     v.dfc = MODEL_CARVE(&cv, real, N * F);
     v.dgel = MODEL_CARVE(&cv, real, N * F);
-    if (a) *(llama_impl *)m->impl = v;
+    if (a) {
+        v.pos = ((llama_impl *)m->impl)->pos; /* the row-restricted buffers live in their own arena */
+        *(llama_impl *)m->impl = v;
+    }
+    return cv.bytes;
+}
+
+static size_t llama_position_layout(vpd_model *m, int n, int S, vpd_arena *a) {
+    const vpd_model_config *c = &m->cfg;
+    size_t D = c->n_embd, F = c->n_intermediate, KV = (size_t)c->n_key_value_heads * (D / c->n_head);
+    model_carver cv = {a, 0};
+    llama_impl *t = m->impl, v;
+    v.pos.dres = MODEL_CARVE(&cv, real, (size_t)n * D);
+    v.pos.dln = MODEL_CARVE(&cv, real, (size_t)n * D);
+    v.pos.datty = MODEL_CARVE(&cv, real, (size_t)n * D);
+    v.pos.dq = MODEL_CARVE(&cv, real, (size_t)n * D);
+    v.pos.dk = MODEL_CARVE(&cv, real, (size_t)n * S * KV);
+    v.pos.dv = MODEL_CARVE(&cv, real, (size_t)n * S * KV);
+    v.pos.dfc = MODEL_CARVE(&cv, real, (size_t)n * F);
+    v.pos.dgel = MODEL_CARVE(&cv, real, (size_t)n * F);
+    v.pos.gd = MODEL_CARVE(&cv, real, F);
+    v.pos.ones = MODEL_CARVE(&cv, real, F);
+    v.pos.lnf = MODEL_CARVE(&cv, real, D);
+    if (a) t->pos = v.pos;
     return cv.bytes;
 }
 
@@ -326,6 +357,94 @@ static void llama_backward(vpd_model *m, const real *dout, real *dparams, real *
 #undef W
 }
 
+/* Layer l of the row-restricted backward: through the hook, else dx += dy_t W (dy_t: row t of
+ * each copy, the last of its R rows). */
+static void pos_layer_backward(const vpd_model *m, vpd_row_hook *hook, int l, int t, int R, const real *x,
+                               const int32_t *tok, const real *dy, real *dx, int n) {
+    const vpd_layer_info *L = &m->layers[l];
+    if (hook) {
+        hook->backward(hook, l, t, R, L->embedding ? NULL : x, tok, dy, L->embedding ? NULL : dx, n);
+        return;
+    }
+    if (L->embedding || !dx) return;
+    vpd_gemm(false, false, n, L->d_in, L->d_out, 1, dy + (size_t)(R - 1) * L->d_out, R * L->d_out, L->W, L->d_in, 1, dx,
+             L->d_in);
+}
+
+/* vpd_model_backward_position: llama_backward restricted to row t of n gradient copies. Every
+ * row-wise operation (RMSNorm, GELU, the residual adds, the linear layers) runs on [n, width]
+ * rows whose forward values are row t's; attention is attention_row_backward (q at row t, k/v
+ * at the last R rows: R = t+1 for a block whose k or v layer is in kv_rows, else 1). The blocks
+ * after layer `top`'s carry no gradient and are skipped. */
+static vpd_status llama_backward_position(vpd_model *m, int t, int n, const real *dout, const bool *kv_rows, int top,
+                                          vpd_row_hook *hook) {
+    llama_impl *T = m->impl;
+    const vpd_model_config *c = &m->cfg;
+    if (T->B != 1)
+        return vpd_error(VPD_ERR_ARG, "vpd_model_backward_position: the last forward ran %d sequences (one only)", T->B);
+    if (t < 0 || t >= T->S) return vpd_error(VPD_ERR_ARG, "vpd_model_backward_position: row %d outside [0, %d)", t, T->S);
+    const int D = c->n_embd, F = c->n_intermediate, V = c->vocab_size, H = c->n_head, Hkv = c->n_key_value_heads;
+    const int dh = D / H, KV = Hkv * dh;
+    const real theta = (real)c->rope_theta;
+    const real *P = m->params;
+    const size_t nD = (size_t)n * D, nF = (size_t)n * F;
+#define W(p) (P + m->pinfo[(p)].offset)
+    real *dres = T->pos.dres, *dln = T->pos.dln;
+    memset(dres, 0, sizeof(real) * nD);
+    if (dout) { /* logits = ln_f(x_L) wteᵀ at row t */
+        const real *xL = T->resid + (2 * (size_t)c->n_layers) * ((size_t)m->B * m->S) * D + (size_t)t * D;
+        real rstd;
+        rmsnorm_forward(T->pos.lnf, &rstd, xL, W(p_lnf(m)), 1, D, (real)c->rms_eps);
+        memset(dln, 0, sizeof(real) * nD);
+        linear_backward(dln, NULL, NULL, dout, NULL, W(P_WTE), n, D, V);
+        for (int b = 0; b < n; b++)
+            rmsnorm_backward(dres + (size_t)b * D, NULL, dln + (size_t)b * D, xL, W(p_lnf(m)), &rstd, 1, D);
+    }
+    /* no gradient enters after layer `top` (model.c made it the last layer when dout is given) */
+    const int i_top = top <= 0 ? 0 : (top - 1) / L_NLAYER;
+    for (int i = i_top; i >= 0; i--) {
+        llama_block k = block_view(m, i);
+        /* MLP sub-block */
+        memset(T->pos.dgel, 0, sizeof(real) * nF);
+        pos_layer_backward(m, hook, l_blk(i, L_DOWN), t, 1, k.gel + (size_t)t * F, NULL, dres, T->pos.dgel, n);
+        /* GELU' of row t once (gelu_backward of ones), then dfc = dgel ⊙ GELU' for every copy */
+        for (int j = 0; j < F; j++) T->pos.ones[j] = 1;
+        memset(T->pos.gd, 0, sizeof(real) * (size_t)F);
+        gelu_backward(T->pos.gd, T->pos.ones, k.fc + (size_t)t * F, (size_t)F, GELU_TANH);
+        for (int b = 0; b < n; b++) {
+            real *dfc = T->pos.dfc + (size_t)b * F;
+            const real *dg = T->pos.dgel + (size_t)b * F, *gd = T->pos.gd;
+            for (int j = 0; j < F; j++) dfc[j] = dg[j] * gd[j];
+        }
+        memset(dln, 0, sizeof(real) * nD);
+        pos_layer_backward(m, hook, l_blk(i, L_FC), t, 1, k.ln2 + (size_t)t * D, NULL, T->pos.dfc, dln, n);
+        for (int b = 0; b < n; b++)
+            rmsnorm_backward(dres + (size_t)b * D, NULL, dln + (size_t)b * D, k.xmid + (size_t)t * D, W(p_blk(i, B_RMS2)),
+                             k.rstd2 + t, 1, D);
+        /* attention sub-block */
+        memset(T->pos.datty, 0, sizeof(real) * nD);
+        pos_layer_backward(m, hook, l_blk(i, L_O), t, 1, k.atty + (size_t)t * D, NULL, dres, T->pos.datty, n);
+        const int R = kv_rows && (kv_rows[l_blk(i, L_K)] || kv_rows[l_blk(i, L_V)]) ? t + 1 : 1, s0 = t + 1 - R;
+        memset(T->pos.dq, 0, sizeof(real) * nD);
+        memset(T->pos.dk, 0, sizeof(real) * (size_t)n * R * KV);
+        memset(T->pos.dv, 0, sizeof(real) * (size_t)n * R * KV);
+        attention_row_backward(T->pos.dq, T->pos.dk, T->pos.dv, T->pos.datty, k.q + (size_t)t * D, k.k, k.v, t, n, R, H,
+                               Hkv, dh);
+        rope_offset_backward(T->pos.dq, n, 1, t, H, dh, theta);
+        rope_offset_backward(T->pos.dk, n, R, s0, Hkv, dh, theta);
+        memset(dln, 0, sizeof(real) * nD);
+        pos_layer_backward(m, hook, l_blk(i, L_Q), t, 1, k.ln1 + (size_t)t * D, NULL, T->pos.dq, dln, n);
+        pos_layer_backward(m, hook, l_blk(i, L_K), t, R, k.ln1 + (size_t)s0 * D, NULL, T->pos.dk, dln, n);
+        pos_layer_backward(m, hook, l_blk(i, L_V), t, R, k.ln1 + (size_t)s0 * D, NULL, T->pos.dv, dln, n);
+        for (int b = 0; b < n; b++)
+            rmsnorm_backward(dres + (size_t)b * D, NULL, dln + (size_t)b * D, k.x + (size_t)t * D, W(p_blk(i, B_RMS1)),
+                             k.rstd1 + t, 1, D);
+    }
+    pos_layer_backward(m, hook, 0, t, 1, NULL, T->tok + t, dres, NULL, n);
+#undef W
+    return VPD_OK;
+}
+
 static void llama_destroy(vpd_model *m) {
     vpd_free(m->impl);
     m->impl = NULL;
@@ -342,5 +461,7 @@ const vpd_model_ops vpd_llama_ops = {
     .layout = llama_layout,
     .forward = llama_forward,
     .backward = llama_backward,
+    .position_layout = llama_position_layout,
+    .backward_position = llama_backward_position,
     .destroy = llama_destroy,
 };

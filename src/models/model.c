@@ -159,6 +159,7 @@ void vpd_model_free(vpd_model *m) {
     const vpd_model_ops *ops = model_ops(m->cfg.kind);
     if (ops && m->impl) ops->destroy(m);
     vpd_arena_free(&m->acts);
+    vpd_arena_free(&m->pos_acts);
     if (m->node_shared) vpd_node_shared_free((vpd_node_shared **)&m->node_shared);
     else vpd_free(m->params);
     vpd_free(m->pinfo);
@@ -282,6 +283,49 @@ void vpd_model_backward_to(vpd_model *m, const real *dout, vpd_hook *hook, int t
 void vpd_model_backward(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook) {
     VPD_ASSERT(m->acts.base, "vpd_model_backward before vpd_model_reserve");
     model_ops(m->cfg.kind)->backward(m, dout, dparams, dinput, hook, -1);
+}
+
+size_t vpd_model_position_bytes(vpd_model *m, int n_copies, int S) {
+    const vpd_model_ops *ops = model_ops(m->cfg.kind);
+    if (!ops->position_layout) return 0;
+    /* + attention_row_backward's per-thread work, (n + 1)·S values */
+    return ops->position_layout(m, n_copies, S, NULL) + sizeof(real) * ((size_t)n_copies + 1) * (size_t)S;
+}
+
+vpd_status vpd_model_reserve_position(vpd_model *m, int n_copies) {
+    const char *kind = vpd_model_kind_name(m->cfg.kind);
+    const vpd_model_ops *ops = model_ops(m->cfg.kind);
+    if (!ops->position_layout)
+        return vpd_error(VPD_ERR_ARG, "%s has no row-restricted backward (vpd_model_backward_position): "
+                                      "only llama_simple_mlp targets have it", kind);
+    if (!m->acts.base) return vpd_error(VPD_ERR_ARG, "vpd_model_reserve_position before vpd_model_reserve");
+    if (n_copies < 1) return vpd_error(VPD_ERR_ARG, "vpd_model_reserve_position: %d copies (>= 1)", n_copies);
+    if (m->pos_acts.base && n_copies <= m->pos_n && m->S <= m->pos_S) return VPD_OK;
+    const size_t bytes = ops->position_layout(m, n_copies, m->S, NULL);
+    vpd_arena_free(&m->pos_acts);
+    m->pos_n = m->pos_S = 0;
+    vpd_status s = vpd_arena_init(&m->pos_acts, bytes, "row-restricted backward");
+    if (s != VPD_OK) return vpd_error_context(s, "%s row-restricted backward for %d copies x %d positions", kind, n_copies, m->S);
+    ops->position_layout(m, n_copies, m->S, &m->pos_acts);
+    m->pos_n = n_copies;
+    m->pos_S = m->S;
+    return VPD_OK;
+}
+
+vpd_status vpd_model_backward_position(vpd_model *m, int t, int n_copies, const real *dout, const bool *kv_rows, int top,
+                                       vpd_row_hook *hook) {
+    const char *kind = vpd_model_kind_name(m->cfg.kind);
+    const vpd_model_ops *ops = model_ops(m->cfg.kind);
+    if (!ops->backward_position)
+        return vpd_error(VPD_ERR_ARG, "%s has no row-restricted backward (vpd_model_backward_position): "
+                                      "only llama_simple_mlp targets have it", kind);
+    if (!m->acts.base || m->prefix_valid < 0) return vpd_error(VPD_ERR_ARG, "vpd_model_backward_position before a forward");
+    if (hook && !hook->backward) return vpd_error(VPD_ERR_ARG, "vpd_model_backward_position: the hook has no backward");
+    if (!m->pos_acts.base || n_copies < 1 || n_copies > m->pos_n || m->pos_S < m->S)
+        return vpd_error(VPD_ERR_ARG, "vpd_model_backward_position: %d copies, %d reserved for %d positions "
+                                      "(vpd_model_reserve_position after vpd_model_reserve)", n_copies, m->pos_n, m->pos_S);
+    if (dout || top < 0 || top >= m->n_layers) top = m->n_layers - 1;
+    return ops->backward_position(m, t, n_copies, dout, kv_rows, top, hook);
 }
 
 /* ---- decomposable layers through the hook or the target weights ---------------------- */

@@ -31,6 +31,13 @@ typedef struct {
      * NULL): stop at layer `to`: hook->backward only for layers >= to, and dx = NULL for
      * the layers whose input gradient would only flow below `to`. */
     void (*backward)(vpd_model *m, const real *dout, real *dparams, real *dinput, vpd_hook *hook, int to);
+    /* Optional (NULL: vpd_model_backward_position refuses the kind). Measure-or-carve of the
+     * row-restricted backward's buffers for (n copies, S positions) into a (as layout); then
+     * the backward itself (model.c checked n against the reservation; the kind checks B = 1
+     * and t). */
+    size_t (*position_layout)(vpd_model *m, int n, int S, vpd_arena *a);
+    vpd_status (*backward_position)(vpd_model *m, int t, int n, const real *dout, const bool *kv_rows, int top,
+                                    vpd_row_hook *hook);
     void (*destroy)(vpd_model *m); /* free impl */
 } vpd_model_ops;
 

@@ -111,8 +111,8 @@ add_test(NAME attrib.max_context COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV}
           ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --attention rows --out rows7.json | tee rows7.txt
           grep -q 'attention row blocks' rows7.txt
           ${VPD_PYTHON} check_same.py a1.json rows7.json 1e-4
-          ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --mem-budget 0.2 --out budget.json | tee budget.txt
-          grep -q 'targets per backward (of --batch 7) fit --mem-budget 0.2 MiB' budget.txt
+          ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --mem-budget 0.05 --out budget.json | tee budget.txt
+          grep -q 'targets per backward (of --batch 7) fit --mem-budget 0.05 MiB' budget.txt
           ${VPD_PYTHON} check_same.py a1.json budget.json 1e-5")
 set_tests_properties(attrib.max_context PROPERTIES FIXTURES_REQUIRED lm_runs LABELS "attrib;lm;mpi;python"
                      TIMEOUT 300 PROCESSORS 2 DEPENDS attrib.lm_1rank_2ranks)

@@ -6,7 +6,11 @@
  * unperturbed forward (the stop-gradient semantics: only direct effects, through Δ, norms,
  * attention and GELU). Pairs the graph leaves out by definition (different positions except
  * k/v -> o of one attention layer) must have no edge; pairs it keeps must match their FD
- * (0 included). The graph is also checked to be the same for 1 and 3 targets per backward. */
+ * (0 included). The graph is also checked to be the same for two batch sizes (targets per
+ * row-restricted backward) that split the positions into different chunks. Prompts of 5 to 8
+ * tokens with the output node at a middle position, at position 0 and at the last position.
+ * Also: vpd_model_backward_position refuses what it cannot do (other kinds, a forward of
+ * several sequences, more copies than reserved). */
 #include <mpi.h>
 #include <string.h>
 
@@ -73,7 +77,8 @@ static bool kv_o_pair(const char *src, const char *dst) {
     return (!strcmp(ps, "attn.k_proj") || !strcmp(ps, "attn.v_proj")) && !strcmp(pd, "attn.o_proj");
 }
 
-static void check_model(const char *what, const char *pattern, uint64_t seed) {
+static void check_model(const char *what, const char *pattern, uint64_t seed, const int32_t *tokens, int S, int tpos,
+                        int batch_a, int batch_b) {
     vpd_model_config lc = {0};
     lc.kind = VPD_MODEL_LLAMA;
     lc.vocab_size = 13; lc.n_ctx = 8; lc.n_embd = 8; lc.n_head = 2; lc.n_key_value_heads = 1;
@@ -95,13 +100,12 @@ static void check_model(const char *what, const char *pattern, uint64_t seed) {
     cfg.output_loss = VPD_OUT_KL;
     cfg.batch_size = 1;
     cfg.n_losses = 0;
-    const int S = 5, tpos = 3, T = 7;
+    const int T = 7;
     vpd_decomp *d = NULL;
     CHECK(vpd_decomp_create_local(&d, &cfg, &m, 1, S) == VPD_OK, "decomp: %s", vpd_last_error());
     if (!d) return;
     vpd_decomp_refresh(d);
     const int CS = d->C_sum, V = lc.vocab_size;
-    int32_t tokens[5] = {3, 11, 0, 7, 5};
     real *g = calloc((size_t)CS * S, sizeof(real));
     vpd_rng rng = vpd_rng_make(seed, 99, 0, 0);
     for (size_t i = 0; i < (size_t)CS * S; i++) {
@@ -109,10 +113,10 @@ static void check_model(const char *what, const char *pattern, uint64_t seed) {
         g[i] = u < 0.2 ? 0 : (real)(0.3 + 0.7 * vpd_rng_uniform(&rng, i + 100000));
     }
     vpd_attrib_graph gr, gr1;
-    CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, 3, MPI_COMM_SELF, &gr) == VPD_OK, "attrib: %s", vpd_last_error());
-    CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, 1, MPI_COMM_SELF, &gr1) == VPD_OK, "attrib: %s", vpd_last_error());
-    CHECK(gr.n_edges == gr1.n_edges && gr.n_nodes == gr1.n_nodes, "%s: batch 3 vs 1: %lld vs %lld edges", what,
-          (long long)gr.n_edges, (long long)gr1.n_edges);
+    CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, batch_a, MPI_COMM_SELF, &gr) == VPD_OK, "attrib: %s", vpd_last_error());
+    CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, batch_b, MPI_COMM_SELF, &gr1) == VPD_OK, "attrib: %s", vpd_last_error());
+    CHECK(gr.n_edges == gr1.n_edges && gr.n_nodes == gr1.n_nodes, "%s: batch %d vs %d: %lld vs %lld edges", what, batch_a,
+          batch_b, (long long)gr.n_edges, (long long)gr1.n_edges);
     double wmax = 1e-30;
     for (int64_t e = 0; e < gr.n_edges; e++) wmax = fmax(wmax, fabs(gr.edges[e].w));
     double bdiff = 0;
@@ -121,7 +125,7 @@ static void check_model(const char *what, const char *pattern, uint64_t seed) {
               (long long)e);
         bdiff = fmax(bdiff, fabs(gr.edges[e].w - gr1.edges[e].w));
     }
-    CHECK(bdiff <= 1e-12 * wmax, "%s: batch 3 vs 1: max |dw| %g (max |w| %g)", what, bdiff, wmax);
+    CHECK(bdiff <= 1e-12 * wmax, "%s: batch %d vs %d: max |dw| %g (max |w| %g)", what, batch_a, batch_b, bdiff, wmax);
     /* node index of every flat (layer-major) activation */
     int *nid = malloc(sizeof(int) * (size_t)CS * S);
     for (size_t i = 0; i < (size_t)CS * S; i++) nid[i] = -1;
@@ -197,8 +201,8 @@ static void check_model(const char *what, const char *pattern, uint64_t seed) {
             n_nonzero += fabs(fd) > 1e-8 * wmax;
         }
     }
-    fprintf(stderr, "%s: %d nodes, %lld edges; %d pairs checked (%d nonzero), max |edge - fd| %.3g (max |edge| %.3g)\n", what,
-            n, (long long)gr.n_edges, n_checked, n_nonzero, maxerr, wmax);
+    fprintf(stderr, "%s (S %d, t* %d, batch %d/%d): %d nodes, %lld edges; %d pairs checked (%d nonzero), max |edge - fd| %.3g (max |edge| %.3g)\n", what,
+            S, tpos, batch_a, batch_b, n, (long long)gr.n_edges, n_checked, n_nonzero, maxerr, wmax);
     CHECK(maxerr <= 1e-6 * wmax, "%s: max |edge - fd| %g > 1e-6 * %g", what, maxerr, wmax);
     CHECK(n_bad_presence == 0, "%s: %d edges outside the graph's definition", what, n_bad_presence);
     CHECK(n_nonzero > 50 && n_checked > 200, "%s: too few pairs (%d nonzero of %d)", what, n_nonzero, n_checked);
@@ -226,11 +230,48 @@ static void check_model(const char *what, const char *pattern, uint64_t seed) {
     vpd_model_free(&m);
 }
 
+/* vpd_model_backward_position's refusals: one-line VPD_ERR_ARG, no crash */
+static void check_refusals(void) {
+    vpd_model_config tc = {0};
+    tc.kind = VPD_MODEL_TMS;
+    tc.n_features = 5;
+    tc.n_hidden = 2;
+    vpd_model tm;
+    CHECK(vpd_model_create(&tm, &tc) == VPD_OK && vpd_model_reserve(&tm, 2, 1) == VPD_OK, "tms: %s", vpd_last_error());
+    CHECK(vpd_model_reserve_position(&tm, 1) == VPD_ERR_ARG, "tms: reserve_position must refuse");
+    CHECK(vpd_model_backward_position(&tm, 0, 1, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "tms: backward_position must refuse");
+    vpd_model_free(&tm);
+    vpd_model_config lc = {0};
+    lc.kind = VPD_MODEL_LLAMA;
+    lc.vocab_size = 13; lc.n_ctx = 8; lc.n_embd = 8; lc.n_head = 2; lc.n_key_value_heads = 1;
+    lc.n_intermediate = 12; lc.n_layers = 1; lc.rms_eps = 1e-6; lc.rope_theta = 10000;
+    vpd_model m;
+    CHECK(vpd_model_create(&m, &lc) == VPD_OK && vpd_model_reserve(&m, 2, 4) == VPD_OK, "llama: %s", vpd_last_error());
+    vpd_model_init_params(&m, 3);
+    CHECK(vpd_model_backward_position(&m, 0, 1, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "llama: backward_position before a forward");
+    CHECK(vpd_model_reserve_position(&m, 2) == VPD_OK, "llama reserve_position: %s", vpd_last_error());
+    const int32_t tok[8] = {1, 2, 3, 4, 5, 6, 7, 8};
+    vpd_model_input in2 = {2, 4, NULL, tok}, in1 = {1, 4, NULL, tok};
+    vpd_model_forward(&m, &in2, NULL, NULL);
+    CHECK(vpd_model_backward_position(&m, 1, 1, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "llama: a forward of 2 sequences");
+    vpd_model_forward(&m, &in1, NULL, NULL);
+    CHECK(vpd_model_backward_position(&m, 1, 1, NULL, NULL, -1, NULL) == VPD_OK, "llama: %s", vpd_last_error());
+    CHECK(vpd_model_backward_position(&m, 4, 1, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "llama: row 4 of 4");
+    CHECK(vpd_model_backward_position(&m, 1, 3, NULL, NULL, -1, NULL) == VPD_ERR_ARG, "llama: 3 copies of 2 reserved");
+    vpd_model_free(&m);
+}
+
 int main(int argc, char **argv) {
     MPI_Init(&argc, &argv);
     vpd_log_set_level(VPD_LOG_WARN);
-    check_model("llama 2L, wte + all 12 matrices", "*", 5);
-    check_model("llama 2L, the 12 matrices (wte the target's)", "h.*", 6);
+    const int32_t p5[5] = {3, 11, 0, 7, 5}, p8[8] = {12, 1, 1, 4, 9, 0, 2, 6}, p6[6] = {5, 5, 10, 3, 8, 1};
+    check_model("llama 2L, wte + all 12 matrices", "*", 5, p5, 5, 3, 3, 1);
+    check_model("llama 2L, the 12 matrices (wte the target's)", "h.*", 6, p5, 5, 3, 3, 1);
+    /* several chunks per position (about 30 targets at each), the output at the ends */
+    check_model("llama 2L, all, 8 tokens, output at the last position", "*", 7, p8, 8, 7, 2, 5);
+    check_model("llama 2L, all, 8 tokens, output at position 0", "*", 8, p8, 8, 0, 5, 1);
+    check_model("llama 2L, the 12 matrices, 6 tokens, output at the last position", "h.*", 9, p6, 6, 5, 4, 7);
+    check_refusals();
     MPI_Finalize();
     TEST_REPORT();
 }
