@@ -35,6 +35,7 @@ int main(void) {
         attention_forward(full, att, q, k, v, 1, S, H, Hkv, DH, true);
         for (int ti = 0; ti < 3; ti++) {
             t = t_opts[ti];
+            cur = 0; /* the objective reads copy cur: the loop below leaves it at NCOPY */
             objective(NULL);
             double e = tu_max_rel_err(out, full + (size_t)t * H * DH, H * DH, 1e-12);
             CHECK(e < 1e-13, "attention_row forward vs attention_forward row %d: rel err %.3e", t, e);
