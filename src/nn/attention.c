@@ -12,21 +12,13 @@
 #include <math.h>
 
 #include "vpd/nn.h"
+#include "scratch.h"
 
 /* One [S,S] work matrix for dP/dS, kept per thread and grown only when a larger S is
  * seen, so the training step does no allocation after the first call. */
-static _Thread_local real *att_scratch = NULL;
-static _Thread_local size_t att_scratch_n = 0;
+static _Thread_local nn_scratch work;
 
-static real *attention_scratch(size_t n) {
-    if (n > att_scratch_n) {
-        vpd_free(att_scratch);
-        att_scratch = vpd_malloc(n * sizeof(real), "attention backward scratch [S,S]");
-        VPD_ASSERT(att_scratch != NULL, "attention_backward: cannot allocate %zu values: %s", n, vpd_last_error());
-        att_scratch_n = n;
-    }
-    return att_scratch;
-}
+static real *attention_scratch(size_t n) { return nn_scratch_get(&work, n, "attention_backward scratch [S,S]"); }
 
 void attention_forward(real *out, real *att, const real *q, const real *k, const real *v,
                        int B, int S, int H, int Hkv, int dh, bool causal) {

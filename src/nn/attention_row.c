@@ -11,19 +11,11 @@
 #include <math.h>
 
 #include "vpd/nn.h"
+#include "scratch.h"
 
-static _Thread_local real *row_scratch = NULL;
-static _Thread_local size_t row_scratch_n = 0;
+static _Thread_local nn_scratch work;
 
-static real *scratch(size_t n) {
-    if (n > row_scratch_n) {
-        vpd_free(row_scratch);
-        row_scratch = vpd_malloc(n * sizeof(real), "attention row scratch [(n+1), t+1]");
-        VPD_ASSERT(row_scratch != NULL, "attention_row: cannot allocate %zu values: %s", n, vpd_last_error());
-        row_scratch_n = n;
-    }
-    return row_scratch;
-}
+static real *scratch(size_t n) { return nn_scratch_get(&work, n, "attention row scratch [(n+1), t+1]"); }
 
 /* p[t+1] = softmax(scale · K q) over the keys 0..t of kv head hk */
 static void row_probs(real *p, const real *qh, const real *K, int t, int ldk, int dh, real scale) {

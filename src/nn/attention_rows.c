@@ -17,19 +17,11 @@
 #include <math.h>
 
 #include "vpd/nn.h"
+#include "scratch.h"
 
-static _Thread_local real *rows_scratch = NULL;
-static _Thread_local size_t rows_scratch_n = 0;
+static _Thread_local nn_scratch work;
 
-static real *scratch(size_t n) {
-    if (n > rows_scratch_n) {
-        vpd_free(rows_scratch);
-        rows_scratch = vpd_malloc(n * sizeof(real), "row-block attention scratch [2, rows, S]");
-        VPD_ASSERT(rows_scratch != NULL, "attention_rows: cannot allocate %zu values: %s", n, vpd_last_error());
-        rows_scratch_n = n;
-    }
-    return rows_scratch;
-}
+static real *scratch(size_t n) { return nn_scratch_get(&work, n, "row-block attention scratch [2, rows, S]"); }
 
 /* P[R, n] (row stride n) ← exp(P − lse_i) on the visible columns, 0 on the masked ones */
 static void probs_from_lse(real *P, const real *lse, int i0, int R, int n, bool causal) {
