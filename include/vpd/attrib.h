@@ -31,6 +31,8 @@
 
 #include "vpd/decomp.h"
 
+#define VPD_ATTRIB_MAX_BATCH 4096 /* target nodes per backward, at most */
+
 typedef struct {
     int layer;        /* decomposed layer (index into d->layers); -1: the output logit */
     int c;            /* subcomponent; the output node: the target token */
@@ -56,6 +58,10 @@ typedef struct {
                                forward (masks g, Δ on) */
     int64_t n_backward;     /* backward passes (chunks) over all ranks */
     int batch;              /* target nodes per backward */
+    int max_in_links;       /* the in-link cap (0: none) */
+    int64_t n_links_dropped; /* links the cap dropped (not in edges) */
+    double w_dropped, w_total; /* their Σ|w|; Σ|w| of every computed link (kept + dropped; 0
+                                  when max_in_links is 0) */
 } vpd_attrib_graph;
 
 /* g [ΣC·S] (layer-major: layer k's [S, C_k] block at S·c_off) of the prompt tokens[S]:
@@ -64,12 +70,15 @@ typedef struct {
 vpd_status vpd_attrib_prompt_ci(vpd_decomp *d, const int32_t *tokens, int S, real *g);
 
 /* The graph of tokens[S] with masks g [ΣC·S] (nodes: g > 0) and the output node
- * (target_pos, target_token). batch: target nodes per backward (>= 1). Collective over
+ * (target_pos, target_token). batch: target nodes per backward (>= 1). max_in_links K > 0:
+ * every node keeps its K in-links of largest |w| (ties: smaller src), so the graph holds at
+ * most K links per node, linear in S (without it the k/v → o links grow as S²); the dropped
+ * links' count and Σ|w| are in the graph. 0: every link. Collective over
  * comm; edges end on rank 0 (others: n_edges 0). The decomposition must be held whole
  * (component_parallel 1); its target is reserved for 1 × S and its row-restricted backward
  * for `batch` copies (vpd_model_reserve_position). */
 vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const real *g, int target_pos,
-                              int target_token, int batch, MPI_Comm comm, vpd_attrib_graph *gr);
+                              int target_token, int batch, int max_in_links, MPI_Comm comm, vpd_attrib_graph *gr);
 
 /* The largest batch <= `batch` (>= 1) whose passes over S positions fit budget_bytes: the
  * target's one-sequence activations (with its current attention mode), the row-restricted

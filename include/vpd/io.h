@@ -17,6 +17,7 @@
 #define VPD_IO_H
 
 #include <mpi.h>
+#include <stdio.h>
 
 #include "vpd/core.h"
 
@@ -129,5 +130,11 @@ vpd_status vpd_mkdirs(const char *dir);
  * run recomputes and logs the rest; a torn last line is dropped too), rewritten through
  * PATH.tmp and rename. A missing file is no error. (vpd decompose and vpd transcoder.) */
 vpd_status vpd_metrics_truncate(const char *path, int keep_below);
+
+/* A JSON string literal of s[0..n) (vpd_json_str: NUL-terminated, NULL as ""): RFC 8259
+ * escapes; bytes that are not well-formed UTF-8 are written as \ufffd, so the file is always
+ * valid JSON (src/io/json_write.c). */
+void vpd_json_strn(FILE *f, const char *s, size_t n);
+void vpd_json_str(FILE *f, const char *s);
 
 #endif

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "vpd/comm.h"
+#include "vpd/io.h"
 #include "vpd/nn.h"
 
 vpd_status vpd_attrib_prompt_ci(vpd_decomp *d, const int32_t *tokens, int S, real *g) {
@@ -206,6 +207,77 @@ static vpd_status edge_push(edge_list *l, int32_t src, int32_t dst, double w) {
     return VPD_OK;
 }
 
+/* The in-link order of the cap: |w| descending, then src ascending (a total order, so the kept
+ * set does not depend on the order the links were computed in) */
+static bool link_before(const vpd_attrib_edge *a, const vpd_attrib_edge *b) {
+    const double wa = fabs(a->w), wb = fabs(b->w);
+    return wa > wb || (wa == wb && a->src < b->src);
+}
+
+/* e[0..n) (n > k) so that e[0..k) are the k first in link_before order (quickselect) */
+static void select_top(vpd_attrib_edge *e, int64_t n, int64_t k) {
+    int64_t lo = 0, hi = n - 1;
+    while (lo < hi) {
+        const vpd_attrib_edge piv = e[lo + (hi - lo) / 2];
+        int64_t i = lo, j = hi;
+        while (i <= j) {
+            while (link_before(&e[i], &piv)) i++;
+            while (link_before(&piv, &e[j])) j--;
+            if (i <= j) {
+                const vpd_attrib_edge t = e[i];
+                e[i++] = e[j];
+                e[j--] = t;
+            }
+        }
+        if (k - 1 <= j) hi = j;
+        else if (k - 1 >= i) lo = i;
+        else break;
+    }
+}
+
+/* The in-link cap (vpd_attrib_compute's max_in_links K > 0) on one chunk's links l->e[from..n):
+ * per target, the K links of largest |w| stay, the rest are dropped (their count and Σ|w| to
+ * cap[0], cap[1]; Σ|w| of every computed link to cap[2]). grp: scratch for the links (grown on
+ * demand, freed by the caller); slot [n_nodes]: -1 everywhere (restored on return). Bounds the graph at K links per node: the k/v → o links would
+ * otherwise grow as S². */
+static vpd_status cap_in_links(edge_list *l, int64_t from, int K, const int32_t *tn, int Bc, int32_t *slot,
+                               double cap[3], edge_list *grp) {
+    const int64_t n = l->n - from;
+    vpd_attrib_edge *e = l->e + from;
+    for (int64_t i = 0; i < n; i++) cap[2] += fabs(e[i].w);
+    if (n <= K) return VPD_OK;
+    if (grp->cap < n) {
+        vpd_attrib_edge *g = realloc(grp->e, sizeof *g * (size_t)n);
+        if (!g) return vpd_error(VPD_ERR_MEM, "attrib: out of memory for a chunk's %lld links", (long long)n);
+        grp->e = g;
+        grp->cap = n;
+    }
+    /* counting sort by target (the chunk's Bc targets, in tn order), then select in each group */
+    int64_t start[VPD_ATTRIB_MAX_BATCH + 1] = {0};
+    for (int b = 0; b < Bc; b++) slot[tn[b]] = b;
+    for (int64_t i = 0; i < n; i++) start[slot[e[i].dst] + 1]++;
+    for (int b = 0; b < Bc; b++) start[b + 1] += start[b];
+    int64_t next[VPD_ATTRIB_MAX_BATCH];
+    memcpy(next, start, sizeof(int64_t) * (size_t)Bc);
+    for (int64_t i = 0; i < n; i++) grp->e[next[slot[e[i].dst]]++] = e[i];
+    for (int b = 0; b < Bc; b++) slot[tn[b]] = -1;
+    int64_t out = 0;
+    for (int b = 0; b < Bc; b++) {
+        vpd_attrib_edge *ge = grp->e + start[b];
+        int64_t m = start[b + 1] - start[b];
+        if (m > K) {
+            select_top(ge, m, K);
+            for (int64_t i = K; i < m; i++) cap[1] += fabs(ge[i].w);
+            cap[0] += (double)(m - K);
+            m = K;
+        }
+        memcpy(e + out, ge, sizeof *e * (size_t)m);
+        out += m;
+    }
+    l->n = from + out;
+    return VPD_OK;
+}
+
 static int edge_src_cmp(const void *pa, const void *pb) {
     const vpd_attrib_edge *a = pa, *b = pb;
     return (a->src > b->src) - (a->src < b->src);
@@ -300,7 +372,7 @@ int vpd_attrib_batch_for_budget(vpd_decomp *d, int S, int batch, size_t budget_b
 }
 
 vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const real *g, int target_pos,
-                              int target_token, int batch, MPI_Comm comm, vpd_attrib_graph *gr) {
+                              int target_token, int batch, int max_in_links, MPI_Comm comm, vpd_attrib_graph *gr) {
     memset(gr, 0, sizeof *gr);
     vpd_model *M = d->target;
     const int V = vpd_model_out_dim(M), L = d->L, CS = d->C_sum;
@@ -315,6 +387,9 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     if (target_token < 0 || target_token >= V)
         return vpd_error(VPD_ERR_ARG, "attrib: target token %d is outside the vocabulary [0, %d)", target_token, V);
     if (batch < 1) batch = 1;
+    if (batch > VPD_ATTRIB_MAX_BATCH)
+        return vpd_error(VPD_ERR_ARG, "attrib: batch %d (at most %d target nodes per backward)", batch, VPD_ATTRIB_MAX_BATCH);
+    if (max_in_links < 0) return vpd_error(VPD_ERR_ARG, "attrib: max_in_links %d (>= 0; 0 keeps every link)", max_in_links);
     const int rank = vpd_comm_rank(comm), size = vpd_comm_size(comm);
     VPD_TRY(vpd_model_reserve(M, 1, S));
     VPD_TRY(vpd_model_reserve_position(M, batch));
@@ -372,14 +447,18 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
      * input, so no incoming edge) and the output at t* */
     int64_t *pos_start = vpd_calloc(sizeof(int64_t) * (size_t)(S + 1), "attrib targets");
     int32_t *targets = vpd_malloc(sizeof(int32_t) * (size_t)(nn + 1), "attrib targets");
-    edge_list el = {0};
+    int32_t *slot = max_in_links > 0 ? vpd_malloc(sizeof(int32_t) * (size_t)(nn + 1), "attrib in-link cap") : NULL;
+    edge_list el = {0}, grp = {0};
+    double cap[3] = {0, 0, 0}; /* links dropped by the in-link cap, their Σ|w|, Σ|w| of every link */
     vpd_status st = VPD_OK;
     if (!gr->nodes || !a || !ones || !work || !out || !dout || !dmb || !dmt || !Ug || !cols || !tl || !tc || !tn || !kv_rows || !pos_start ||
-        !targets) {
+        !targets || (max_in_links > 0 && !slot)) {
         st = vpd_error(VPD_ERR_MEM, "attrib: out of memory for %d positions (batch %d)", S, batch);
         goto done;
     }
     for (int s = 0; s < S; s++) ones[s] = 1;
+    if (slot)
+        for (int64_t i = 0; i <= nn; i++) slot[i] = -1;
     /* node table; targets grouped by position */
     {
         int64_t nt = 0;
@@ -440,6 +519,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
         dout[target_token] = 1;
         st = vpd_model_backward_position(M, target_pos, 1, dout, NULL, -1, &h.rows);
         if (st == VPD_OK) st = h.st;
+        if (st == VPD_OK && max_in_links > 0) st = cap_in_links(&el, 0, max_in_links, tn, 1, slot, cap, &grp);
     }
     item++;
     for (int t = S - 1; t >= 0 && st == VPD_OK; t--) {
@@ -457,8 +537,10 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
                 for (int k = 0; k < L; k++)
                     if (kv_to_o(d->layers[k].name, d->layers[tl[b]].name)) kv_rows[d->layers[k].model_layer] = true;
             }
+            const int64_t e0 = el.n;
             st = vpd_model_backward_position(M, t, Bc, NULL, kv_rows, top, &h.rows);
             if (st == VPD_OK) st = h.st;
+            if (st == VPD_OK && max_in_links > 0) st = cap_in_links(&el, e0, max_in_links, tn, Bc, slot, cap, &grp);
             done_items++;
             if (rank == 0 && vpd_wtime() - t_report > 30) { /* long prompts: progress of rank 0's share */
                 t_report = vpd_wtime();
@@ -472,6 +554,11 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
     const double t_chunks = vpd_wtime();
     st = vpd_all_agree(st, comm);
     if (st != VPD_OK) goto done;
+    vpd_sum_double(cap, 3, comm);
+    gr->max_in_links = max_in_links;
+    gr->n_links_dropped = (int64_t)cap[0];
+    gr->w_dropped = cap[1];
+    gr->w_total = cap[2];
 
     /* gather on rank 0 in rank blocks padded to the largest, then one order (one rank: the
      * list itself, no second copy) */
@@ -522,6 +609,7 @@ vpd_status vpd_attrib_compute(vpd_decomp *d, const int32_t *tokens, int S, const
                  (long long)gr->n_edges, vpd_wtime() - t_chunks);
 done:
     free(el.e);
+    free(grp.e);
     vpd_free(idx);
     vpd_free(a);
     vpd_free(ones);
@@ -538,6 +626,7 @@ done:
     vpd_free(kv_rows);
     vpd_free(pos_start);
     vpd_free(targets);
+    vpd_free(slot);
     if (st != VPD_OK) vpd_attrib_graph_free(gr);
     return st;
 }
@@ -651,18 +740,6 @@ void vpd_attrib_graph_free(vpd_attrib_graph *gr) {
 }
 
 /* ---- files ------------------------------------------------------------------------------ */
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)(s ? s : ""); *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p == '\n') fputs("\\n", f);
-        else if (*p == '\t') fputs("\\t", f);
-        else if (*p == '\r') fputs("\\r", f);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
-}
 
 /* forward rank of each decomposed layer (the "layer" of circuit-tracer's nodes) */
 static void layer_rank(const vpd_decomp *d, int *rk) {
@@ -695,18 +772,18 @@ vpd_status vpd_attrib_write_json(const vpd_attrib_graph *gr, const vpd_decomp *d
     layer_rank(d, rk);
     const int L = d->L;
     fprintf(f, "{\n\"metadata\": {\"slug\": \"vpd-attrib\", \"scan\": \"vpd\", \"prompt\": ");
-    json_str(f, meta->prompt);
+    vpd_json_str(f, meta->prompt);
     fprintf(f, ",\n \"prompt_tokens\": [");
     for (int s = 0; s < gr->S; s++) {
         if (s) fputs(", ", f);
-        json_str(f, meta->tok_str ? meta->tok_str[s] : "");
+        vpd_json_str(f, meta->tok_str ? meta->tok_str[s] : "");
     }
     fprintf(f, "],\n \"node_threshold\": %.9g, \"edge_threshold\": %.9g, \"ci_threshold\": 0,\n", meta->node_threshold,
             meta->edge_threshold);
     fprintf(f, " \"info\": {\"generator\": \"vpd attrib\", \"run_dir\": ");
-    json_str(f, meta->run_dir);
+    vpd_json_str(f, meta->run_dir);
     fprintf(f, ", \"target_token\": %d, \"target_str\": ", gr->target_token);
-    json_str(f, meta->target_str);
+    vpd_json_str(f, meta->target_str);
     fprintf(f, ", \"target_position\": %d, \"target_logit\": %.9g, \"p_target_ci_masks_delta\": %.9g,\n", gr->target_pos,
             gr->logit, gr->prob);
     fprintf(f, "  \"n_nodes_full\": %d, \"n_links_full\": %lld, \"n_nodes\": %d, \"n_links\": %lld, "
@@ -726,7 +803,7 @@ vpd_status vpd_attrib_write_json(const vpd_attrib_graph *gr, const vpd_decomp *d
         for (int j = 0; j < L; j++)
             if (rk[j] == i) k = j;
         fprintf(f, "%s", i ? ", " : "");
-        json_str(f, d->layers[k].name);
+        vpd_json_str(f, d->layers[k].name);
     }
     fprintf(f, "]}},\n\"qParams\": {\"pinnedIds\": [], \"supernodes\": [], \"linkType\": \"both\", \"clickedId\": \"\", "
                "\"sg_pos\": \"\"},\n\"nodes\": [\n");
@@ -740,16 +817,16 @@ vpd_status vpd_attrib_write_json(const vpd_attrib_graph *gr, const vpd_decomp *d
         fprintf(f, " {\"node_id\": \"%s\", \"jsNodeId\": \"%s\", \"feature\": %d, \"layer\": \"%d\", \"ctx_idx\": %d, "
                    "\"reverse_ctx_idx\": %d, \"feature_type\": \"%s\", \"layer_name\": ",
                 id, id, nd->c, out ? L : rk[nd->layer], nd->pos, gr->S - 1 - nd->pos, out ? "logit" : "vpd subcomponent");
-        json_str(f, out ? "logits" : d->layers[nd->layer].name);
+        vpd_json_str(f, out ? "logits" : d->layers[nd->layer].name);
         fprintf(f, ", \"g\": %.9g, \"activation\": %.9g, \"influence\": %.9g, \"is_target_logit\": %s, \"token_prob\": %.9g, "
                    "\"run_idx\": 0, \"clerp\": ",
                 nd->g, nd->act, nd->influence, out ? "true" : "false", out ? gr->prob : 0.0);
         if (out) {
             char lab[256];
             snprintf(lab, sizeof lab, "output \"%s\" (p=%.4f)", meta->target_str ? meta->target_str : "", gr->prob);
-            json_str(f, lab);
+            vpd_json_str(f, lab);
         } else {
-            json_str(f, meta->labels ? meta->labels[d->layers[nd->layer].c_off + nd->c] : "");
+            vpd_json_str(f, meta->labels ? meta->labels[d->layers[nd->layer].c_off + nd->c] : "");
         }
         fprintf(f, "}%s\n", ++written < kept_nodes ? "," : "");
     }

@@ -904,15 +904,6 @@ void vpd_compare_print(const vpd_compare_result *res, FILE *out) {
     }
 }
 
-static void json_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; *s; s++) {
-        if (*s == '"' || *s == '\\') fputc('\\', f);
-        if ((unsigned char)*s < 0x20) fprintf(f, "\\u%04x", *s);
-        else fputc(*s, f);
-    }
-    fputc('"', f);
-}
 
 static void json_num(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.10g", v);
@@ -970,7 +961,7 @@ vpd_status vpd_compare_write(const vpd_compare_result *res, const char *dir, boo
     f = fopen(p, "w");
     if (!f) return vpd_error(VPD_ERR_IO, "cannot write %s", p);
     fprintf(f, "{\"tokens\": ");
-    json_str(f, res->tokens);
+    vpd_json_str(f, res->tokens);
     fprintf(f, ", \"n_tokens\": %lld, \"n_batches\": %d, \"batch\": %d, \"seq\": %d, \"n_mlps\": %d, \"ce_target\": ",
             (long long)res->n_tokens, res->n_batches, res->batch, res->seq, res->n_mlps_sel);
     json_num(f, res->ce_target);
@@ -982,9 +973,9 @@ vpd_status vpd_compare_write(const vpd_compare_result *res, const char *dir, boo
         char ln[16];
         layer_name(r, ln, sizeof ln);
         fprintf(f, "%s\n  {\"method\": \"%s\", \"source\": ", i ? "," : "", r->method);
-        json_str(f, r->source);
+        vpd_json_str(f, r->source);
         fprintf(f, ", \"setting\": ");
-        json_str(f, r->setting);
+        vpd_json_str(f, r->setting);
         fprintf(f, ", \"dict_size\": %d, \"protocol\": \"%s\", \"layer\": \"%s\"", r->dict_size, vpd_cmp_protocol_name(r->protocol), ln);
         const char *names[] = {"ce", "ce_se", "delta_ce", "delta_ce_se", "kl", "kl_se", "ce_zero", "frac_recovered",
                                "frac_recovered_se", "l0_mlp", "l0_module", "l0_recon", "params_per_token"};
@@ -1000,9 +991,9 @@ vpd_status vpd_compare_write(const vpd_compare_result *res, const char *dir, boo
     for (int i = 0; i < res->n_split; i++) {
         const vpd_split_row *r = &res->split[i];
         fprintf(f, "%s\n  {\"method\": \"%s\", \"small\": ", i ? "," : "", r->method);
-        json_str(f, r->small);
+        vpd_json_str(f, r->small);
         fprintf(f, ", \"large\": ");
-        json_str(f, r->large);
+        vpd_json_str(f, r->large);
         fprintf(f, ", \"small_size\": %d, \"large_size\": %d, \"cos_threshold\": %g, \"split_frac\": ", r->small_size,
                 r->large_size, r->cos_threshold);
         json_num(f, r->split_frac);

@@ -25,7 +25,8 @@ static void usage(FILE *f) {
             "usage: vpd attrib RUN_DIR (--prompt TEXT | --token-ids I,J,...) [--target-token T] [--position t]\n"
             "                  [--out FILE.json] [--force] [--batch B] [--svg-edges K] [--tokenizer FILE]\n"
             "                  [--node-threshold X] [--edge-threshold Y] [--prune-steps N] [--max-context N]\n"
-            "                  [--mem-budget MIB] [--attention full|rows|auto] [--pgd-steps n] [--pgd-lr x]\n\n"
+            "                  [--mem-budget MIB] [--attention full|rows|auto] [--pgd-steps n] [--pgd-lr x]\n"
+            "                  [--max-in-links K]\n\n"
             "The attribution graph of a prompt (VPD_METHOD.md section 6): nodes are the subcomponents\n"
             "(layer, c, position) with CI g > 0 on the prompt and the output logit of the target token;\n"
             "edge c' -> c = d a_c / d(g a)_c' * (g a)_c' with a = V_c^T x, the model run with masks g and\n"
@@ -43,6 +44,10 @@ static void usage(FILE *f) {
             "  --batch B           target nodes per backward pass (default 32; lowered to fit --mem-budget)\n"
             "  --mem-budget MIB    memory for one backward pass's activations (default 2048): the batch is\n"
             "                      the largest that fits, so memory grows linearly with the prompt\n"
+            "  --max-in-links K    every node keeps its K in-links of largest |weight| (default 512; 0 = all).\n"
+            "                      Bounds the graph at K links per node: without it the k/v -> o links\n"
+            "                      grow as S^2 (~1e9 at 2048 tokens). The dropped links' count and share\n"
+            "                      of the total |weight| are printed and in the JSON metadata\n"
             "  --attention MODE    full: keep the S x S attention probabilities; rows: row-block attention\n"
             "                      recomputed in the backward (memory linear in S); auto (default): rows\n"
             "                      from 256 tokens on\n"
@@ -160,6 +165,7 @@ static int parse_ids(const char *s, vpd_ids *ids) {
 typedef struct {
     const char *dir, *prompt, *token_ids, *target, *out, *tokenizer;
     int position, batch, svg_edges, prune_steps, max_context, attention; /* attention: -1 auto, 0 full, 1 rows */
+    int max_in_links;
     double node_thr, edge_thr, mem_budget_mib, pgd_lr;
     int pgd_steps;
     bool force;
@@ -183,7 +189,8 @@ int vpd_cmd_attrib(int argc, char **argv) {
         return 0;
     }
     attrib_args A = {.position = -1, .batch = 32, .svg_edges = 60, .node_thr = 0.8, .edge_thr = 0.98, .prune_steps = -1,
-                     .mem_budget_mib = 2048, .attention = -1, .pgd_lr = -1, .pgd_steps = -1};
+                     .mem_budget_mib = 2048, .attention = -1, .pgd_lr = -1, .pgd_steps = -1,
+                     .max_in_links = 512};
     for (int i = 1; i < argc; i++) {
         const char *o = argv[i];
         if (!strcmp(o, "--prompt") || !strcmp(o, "--token-ids") || !strcmp(o, "--target-token") || !strcmp(o, "--out") ||
@@ -197,6 +204,8 @@ int vpd_cmd_attrib(int argc, char **argv) {
             else A.tokenizer = v;
         } else if (!strcmp(o, "--position")) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 0, 1L << 30, &A.position)) return 2;
+        } else if (!strcmp(o, "--max-in-links")) {
+            if (!vpd_cli_int_opt("attrib", argc, argv, &i, 0, 1L << 30, &A.max_in_links)) return 2;
         } else if (!strcmp(o, "--batch")) {
             if (!vpd_cli_int_opt("attrib", argc, argv, &i, 1, 4096, &A.batch)) return 2;
         } else if (!strcmp(o, "--max-context")) {
@@ -442,7 +451,7 @@ int vpd_cmd_attrib(int argc, char **argv) {
                batch, A.batch, A.mem_budget_mib, S, (double)chunk_mem / 1048576.0,
                chunk_mem > budget ? ": one target alone exceeds the budget" : "");
     const double t_prune = vpd_wtime() - t0;
-    s = vpd_attrib_compute(d, ids.ids, S, g, tpos, target, batch, vpd_comm_world(), &gr);
+    s = vpd_attrib_compute(d, ids.ids, S, g, tpos, target, batch, A.max_in_links, vpd_comm_world(), &gr);
     s = vpd_all_agree(s, vpd_comm_world());
     if (s != VPD_OK) {
         rc = root ? vpd_cli_fail("attrib", s) : (int)s;
@@ -483,6 +492,10 @@ int vpd_cmd_attrib(int argc, char **argv) {
             printf("graph: %d nodes (%d subcomponents alive on the prompt + the logit), %lld links, %lld backward chunks of "
                    "<= %d targets\n",
                    gr.n_nodes, gr.n_nodes - 1, (long long)gr.n_edges, (long long)gr.n_backward, gr.batch);
+            if (gr.max_in_links > 0)
+                printf("in-link cap %d: %lld links dropped (%.3g %% of the total |weight| %.4g)\n", gr.max_in_links,
+                       (long long)gr.n_links_dropped, gr.w_total > 0 ? 100.0 * gr.w_dropped / gr.w_total : 0.0,
+                       gr.w_total);
             printf("attrib: %.2f s on %d rank%s; peak RSS %.1f MiB (rank 0); CI + pruning %.2f s, edges %.2f s; "
                    "attention %s\n", secs, vpd_world_size(), vpd_world_size() > 1 ? "s" : "", (double)ru.ru_maxrss / 1024.0,
                    t_prune, secs - t_prune, attn_rows > 0 ? "row blocks" : "full");

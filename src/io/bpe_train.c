@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "vpd/io.h"
 #include "vpd/tokenizer.h"
 
 typedef struct {
@@ -315,16 +316,6 @@ static vpd_status count_file(bt_state *s, const char *path, size_t **ends, size_
 }
 
 /* ---- tokenizer.json writer ---------------------------------------------------------------- */
-static void json_str(FILE *f, const char *s, size_t n) {
-    fputc('"', f);
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') fprintf(f, "\\%c", c);
-        else if (c < 0x20) fprintf(f, "\\u%04x", c);
-        else fputc(c, f);
-    }
-    fputc('"', f);
-}
 
 static void token_spelling(const bt_state *s, size_t id, int n_special, const vpd_bpe_train_opts *o, char *buf,
                            size_t cap, const char **out, size_t *n) {
@@ -375,7 +366,7 @@ static vpd_status write_json(const bt_state *s, const vpd_bpe_train_opts *o, con
     fputs("{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [", f);
     for (int i = 0; i < o->n_special; i++) {
         fprintf(f, "%s\n    {\"id\": %d, \"content\": ", i ? "," : "", i);
-        json_str(f, o->special[i], strlen(o->special[i]));
+        vpd_json_strn(f, o->special[i], strlen(o->special[i]));
         fputs(", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}",
               f);
     }
@@ -396,7 +387,7 @@ static vpd_status write_json(const bt_state *s, const vpd_bpe_train_opts *o, con
         size_t n;
         token_spelling(s, i, o->n_special, o, b1, cap, &sp, &n);
         fputs(i ? ",\n      " : "\n      ", f);
-        json_str(f, sp, n);
+        vpd_json_strn(f, sp, n);
         fprintf(f, ": %zu", i);
     }
     fputs("\n    },\n    \"merges\": [", f);
@@ -410,9 +401,9 @@ static vpd_status write_json(const bt_state *s, const vpd_bpe_train_opts *o, con
         token_spelling(s, (size_t)(merges[m] & 0xffffffffu), o->n_special, o, b2, cap, &sb, &nb);
         fputs(first ? "\n      [" : ",\n      [", f);
         first = 0;
-        json_str(f, sa, na);
+        vpd_json_strn(f, sa, na);
         fputs(", ", f);
-        json_str(f, sb, nb);
+        vpd_json_strn(f, sb, nb);
         fputc(']', f);
     }
     fputs("\n    ]\n  }\n}\n", f);

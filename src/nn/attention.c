@@ -12,6 +12,7 @@
 #include <math.h>
 
 #include "vpd/nn.h"
+#include "rowops.h"
 #include "scratch.h"
 
 /* One [S,S] work matrix for dP/dS, kept per thread and grown only when a larger S is
@@ -39,15 +40,7 @@ void attention_forward(real *out, real *att, const real *q, const real *k, const
             for (int i = 0; i < S; i++) {
                 real *row = P + (size_t)i * S;
                 int n = causal ? i + 1 : S;
-                real mx = row[0];
-                for (int j = 1; j < n; j++) if (row[j] > mx) mx = row[j];
-                double sum = 0;
-                for (int j = 0; j < n; j++) {
-                    row[j] = (real)exp((double)(row[j] - mx));
-                    sum += row[j];
-                }
-                real inv = (real)(1.0 / sum);
-                for (int j = 0; j < n; j++) row[j] *= inv;
+                nn_softmax_inplace(row, n);
                 for (int j = n; j < S; j++) row[j] = 0;
             }
             /* O[S,dh] = P V */

@@ -11,6 +11,7 @@
 #include <math.h>
 
 #include "vpd/nn.h"
+#include "rowops.h"
 #include "scratch.h"
 
 static _Thread_local nn_scratch work;
@@ -21,16 +22,7 @@ static real *scratch(size_t n) { return nn_scratch_get(&work, n, "attention row 
 static void row_probs(real *p, const real *qh, const real *K, int t, int ldk, int dh, real scale) {
     const int n = t + 1;
     vpd_gemm(false, true, 1, n, dh, scale, qh, dh, K, ldk, 0, p, n);
-    real mx = p[0];
-    for (int j = 1; j < n; j++)
-        if (p[j] > mx) mx = p[j];
-    double sum = 0;
-    for (int j = 0; j < n; j++) {
-        p[j] = (real)exp((double)(p[j] - mx));
-        sum += p[j];
-    }
-    const real inv = (real)(1.0 / sum);
-    for (int j = 0; j < n; j++) p[j] *= inv;
+    nn_softmax_inplace(p, n);
 }
 
 void attention_row_forward(real *out, const real *q, const real *k, const real *v, int t, int H, int Hkv, int dh) {

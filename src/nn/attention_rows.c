@@ -17,6 +17,7 @@
 #include <math.h>
 
 #include "vpd/nn.h"
+#include "rowops.h"
 #include "scratch.h"
 
 static _Thread_local nn_scratch work;
@@ -28,8 +29,7 @@ static void probs_from_lse(real *P, const real *lse, int i0, int R, int n, bool 
     for (int r = 0; r < R; r++) {
         real *row = P + (size_t)r * n;
         const int vis = causal ? i0 + r + 1 : n;
-        const double l = (double)lse[i0 + r];
-        for (int j = 0; j < vis; j++) row[j] = (real)exp((double)row[j] - l);
+        nn_exp_shift(row, lse[i0 + r], vis);
         for (int j = vis; j < n; j++) row[j] = 0;
     }
 }
@@ -57,14 +57,9 @@ void attention_rows_forward(real *out, real *lse, const real *q, const real *k, 
                 for (int r = 0; r < R; r++) {
                     real *row = P + (size_t)r * n;
                     const int vis = causal ? i0 + r + 1 : n;
-                    real mx = row[0];
-                    for (int j = 1; j < vis; j++)
-                        if (row[j] > mx) mx = row[j];
-                    double sum = 0;
-                    for (int j = 0; j < vis; j++) sum += exp((double)(row[j] - mx));
-                    L[i0 + r] = (real)((double)mx + log(sum));
+                    L[i0 + r] = (real)nn_softmax_inplace(row, vis);
+                    for (int j = vis; j < n; j++) row[j] = 0;
                 }
-                probs_from_lse(P, L, i0, R, n, causal);
                 /* O_I[R, dh] = P V_J */
                 vpd_gemm(false, false, R, dh, n, 1, P, n, Vm, ldk, 0, O + (size_t)i0 * ldq, ldq);
             }

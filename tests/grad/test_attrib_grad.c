@@ -113,8 +113,8 @@ static void check_model(const char *what, const char *pattern, uint64_t seed, co
         g[i] = u < 0.2 ? 0 : (real)(0.3 + 0.7 * vpd_rng_uniform(&rng, i + 100000));
     }
     vpd_attrib_graph gr, gr1;
-    CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, batch_a, MPI_COMM_SELF, &gr) == VPD_OK, "attrib: %s", vpd_last_error());
-    CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, batch_b, MPI_COMM_SELF, &gr1) == VPD_OK, "attrib: %s", vpd_last_error());
+    CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, batch_a, 0, MPI_COMM_SELF, &gr) == VPD_OK, "attrib: %s", vpd_last_error());
+    CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, batch_b, 0, MPI_COMM_SELF, &gr1) == VPD_OK, "attrib: %s", vpd_last_error());
     CHECK(gr.n_edges == gr1.n_edges && gr.n_nodes == gr1.n_nodes, "%s: batch %d vs %d: %lld vs %lld edges", what, batch_a,
           batch_b, (long long)gr.n_edges, (long long)gr1.n_edges);
     double wmax = 1e-30;
@@ -126,6 +126,46 @@ static void check_model(const char *what, const char *pattern, uint64_t seed, co
         bdiff = fmax(bdiff, fabs(gr.edges[e].w - gr1.edges[e].w));
     }
     CHECK(bdiff <= 1e-12 * wmax, "%s: batch %d vs %d: max |dw| %g (max |w| %g)", what, batch_a, batch_b, bdiff, wmax);
+    /* the in-link cap K = 2: every node keeps exactly its 2 in-links first in (|w| desc, src asc)
+     * order of the full graph (found here by counting the links before each), the rest counted */
+    {
+        vpd_attrib_graph gc;
+        const int K = 2;
+        CHECK(vpd_attrib_compute(d, tokens, S, g, tpos, T, batch_b, K, MPI_COMM_SELF, &gc) == VPD_OK, "attrib cap: %s",
+              vpd_last_error());
+        int64_t want = 0, e0 = 0, ic = 0;
+        double wsum = 0, wdrop = 0;
+        int bad = 0;
+        while (e0 < gr.n_edges) { /* one dst group [e0, e1) of the full graph (sorted by dst, src) */
+            int64_t e1 = e0;
+            while (e1 < gr.n_edges && gr.edges[e1].dst == gr.edges[e0].dst) e1++;
+            for (int64_t e = e0; e < e1; e++) {
+                const double we = fabs(gr.edges[e].w);
+                int before = 0;
+                for (int64_t f = e0; f < e1; f++) {
+                    const double wf = fabs(gr.edges[f].w);
+                    before += wf > we || (wf == we && gr.edges[f].src < gr.edges[e].src);
+                }
+                wsum += we;
+                if (before < K) { /* kept: the capped graph's next edge (same (dst, src) order) */
+                    want++;
+                    if (!(ic < gc.n_edges && gc.edges[ic].dst == gr.edges[e].dst && gc.edges[ic].src == gr.edges[e].src &&
+                          gc.edges[ic].w == gr.edges[e].w))
+                        bad++;
+                    ic++;
+                } else wdrop += we;
+            }
+            e0 = e1;
+        }
+        CHECK(bad == 0 && gc.n_edges == want, "%s: in-link cap %d: %d kept links differ; %lld links, expected %lld", what,
+              K, bad, (long long)gc.n_edges, (long long)want);
+        CHECK(gc.n_links_dropped == gr.n_edges - want, "%s: in-link cap: %lld dropped, expected %lld", what,
+              (long long)gc.n_links_dropped, (long long)(gr.n_edges - want));
+        CHECK(fabs(gc.w_total - wsum) <= 1e-9 * wsum && fabs(gc.w_dropped - wdrop) <= 1e-9 * (wsum + 1e-30),
+              "%s: in-link cap: sum |w| %g / dropped %g, expected %g / %g", what, gc.w_total, gc.w_dropped, wsum, wdrop);
+        CHECK(gr.n_edges > want, "%s: the graph has no node with more than %d in-links: the cap test tests nothing", what, K);
+        vpd_attrib_graph_free(&gc);
+    }
     /* node index of every flat (layer-major) activation */
     int *nid = malloc(sizeof(int) * (size_t)CS * S);
     for (size_t i = 0; i < (size_t)CS * S; i++) nid[i] = -1;
