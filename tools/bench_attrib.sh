@@ -15,6 +15,9 @@
 #   MEMLIMIT=0             stop a run whose process passes this peak RSS in MiB (0 = none), reported
 #                          as such like LIMIT (the graph of a long prompt can outgrow the machine:
 #                          its k/v -> o links grow as S^2)
+#   MAX_IN_LINKS=512       vpd attrib --max-in-links (every node keeps its K in-links of largest
+#                          |weight|; 0 = all): the column "dropped" gives the links it dropped and
+#                          their share of the total |weight|
 #   VPD=build/bin/vpd  TEXT=data/corpus/val.txt  OUT=/tmp/vpd_bench_attrib.XXXX  PRIORITY=1
 # Every run: vpd attrib --max-context <largest S> --mem-budget 2048 (MiB) --attention auto,
 # OPENBLAS_NUM_THREADS=1 (the ranks are the parallelism). With PRIORITY=1 each run gets the
@@ -30,6 +33,7 @@ SIZES=${SIZES:-"128 512 2048"}
 RANKS=${RANKS:-"1 2"}
 PRIORITY=${PRIORITY:-1}
 MEMLIMIT=${MEMLIMIT:-0}
+MAX_IN_LINKS=${MAX_IN_LINKS:-512}
 VNAME=$(basename "$VPD" | cut -c1-15) # the processes' comm (15 characters at most)
 OUT=${OUT:-$(mktemp -d /tmp/vpd_bench_attrib.XXXX)}
 mkdir -p "$OUT"
@@ -78,8 +82,8 @@ for S in $SIZES; do
         lim=()
         [ "$LIM" -gt 0 ] && lim=(timeout --signal=TERM "$LIM")
         cmd=(/usr/bin/time -v "${lim[@]}" "${launch[@]}" "$VPD" attrib "$RUN" --token-ids "$ids" --max-context "$MAXS"
-             --prune-steps "$P" --mem-budget 2048 --out "$OUT/$tag.json" --force)
-        echo "-- S=$S ranks=$R prune steps=$P limit=${LIM}s"
+             --prune-steps "$P" --mem-budget 2048 --max-in-links "$MAX_IN_LINKS" --out "$OUT/$tag.json" --force)
+        echo "-- S=$S ranks=$R prune steps=$P in-link cap=$MAX_IN_LINKS limit=${LIM}s"
         t0=$(date +%s.%N)
         # the run in its own session; its processes' VmHWM (peak RSS) sampled every 0.5 s, so
         # a run stopped by the limit still has its peak so far
@@ -106,7 +110,7 @@ for S in $SIZES; do
         wait "$pid"
         rc=$?
         wall=$(echo "$(date +%s.%N) - $t0" | bc)
-        grep -E '^(pruned|pruning|graph|attrib|batch):|\[vpd\] (attrib|prompt-ci):' "$OUT/$tag.out" | tail -6 | sed 's/^/   /'
+        grep -E '^(pruned|pruning|graph|attrib|batch|in-link cap [0-9]*):|\[vpd\] (attrib|prompt-ci):' "$OUT/$tag.out" | tail -6 | sed 's/^/   /'
         rss=$(sed -n 's/.*Maximum resident set size (kbytes): *//p' "$OUT/$tag.out")
         [ -n "$rss" ] && [ "$rss" -gt "$hwm" ] && hwm=$rss
         rss_mib=$(echo "scale=0; $hwm / 1024" | bc)
@@ -118,11 +122,13 @@ for S in $SIZES; do
             tp=$(echo "$line" | sed -n 's/.*CI + pruning \([0-9.]*\) s.*/\1/p')
             te=$(echo "$line" | sed -n 's/.*edges \([0-9.]*\) s.*/\1/p')
             links=$(sed -n 's/^graph: .* nodes (.*), \([0-9]*\) links.*/\1/p' "$OUT/$tag.out")
+            dropped=$(sed -n 's/^in-link cap [0-9]*: \([0-9]*\) links dropped (\([0-9.e+-]*\) %.*/\1 (\2 % of the weight)/p' "$OUT/$tag.out")
             status="done"
         else
             tp=${tprune:--}
             te="-"
             links="-"
+            dropped="-"
             prog=$(grep '\[vpd\] attrib: ' "$OUT/$tag.out" | tail -1 | sed -n 's/.*attrib: \([0-9]*\) of ~\([0-9]*\) backward chunks.*/\1\/\2 chunks/p')
             if [ $memstop = 1 ]; then
                 status="stopped at the ${MEMLIMIT} MiB memory limit${prog:+ ($prog on rank 0)}"
@@ -132,12 +138,12 @@ for S in $SIZES; do
                 status="failed rc=$rc (see $OUT/$tag.out)"
             fi
         fi
-        rows+=("$(printf '| %5s | %5s | %5s | %6s | %6s | %9s | %8s | %8s | %8s | %9s | %s |' "$S" "$R" "$P" "${alive:--}" \
-                  "${kept:--}" "$links" "$tp" "$te" "$(printf '%.0f' "$wall")" "$rss_mib" "$status")")
+        rows+=("$(printf '| %5s | %5s | %5s | %6s | %6s | %9s | %s | %8s | %8s | %8s | %9s | %s |' "$S" "$R" "$P" "${alive:--}" \
+                  "${kept:--}" "$links" "${dropped:-0}" "$tp" "$te" "$(printf '%.0f' "$wall")" "$rss_mib" "$status")")
     done
 done
 echo
-echo "| S     | ranks | prune steps | alive | pruned nodes | links | CI+prune s | edges s | wall s | peak RSS MiB | status |"
-echo "|-------|-------|-------|--------|--------|-----------|----------|----------|----------|-----------|--------|"
+echo "| S     | ranks | prune steps | alive | pruned nodes | links | dropped | CI+prune s | edges s | wall s | peak RSS MiB | status |"
+echo "|-------|-------|-------|--------|--------|-----------|------|----------|----------|----------|-----------|--------|"
 for r in "${rows[@]}"; do echo "$r"; done
 echo "(outputs in $OUT)"

@@ -790,6 +790,9 @@ vpd_status vpd_attrib_write_json(const vpd_attrib_graph *gr, const vpd_decomp *d
                "\"backward_chunks\": %lld, \"batch\": %d, \"prune_steps\": %d, \"seconds\": %.3f, \"ranks\": %d,\n",
             gr->n_nodes, (long long)gr->n_edges, kept_nodes, (long long)kept_edges, (long long)gr->n_backward, gr->batch,
             meta->prune_steps, meta->seconds, meta->n_ranks);
+    fprintf(f, "  \"max_in_links\": %d, \"n_links_dropped_by_cap\": %lld, \"weight_dropped_by_cap\": %.9g, "
+               "\"weight_total\": %.9g,\n",
+            gr->max_in_links, (long long)gr->n_links_dropped, gr->w_dropped, gr->w_total);
     if (meta->prune_steps > 0)
         fprintf(f, "  \"p_target_pruned\": {\"ci\": %.9g, \"stochastic\": %.9g, \"adversarial\": %.9g}, "
                    "\"p_target_unpruned\": {\"ci\": %.9g, \"stochastic\": %.9g, \"adversarial\": %.9g}, \"n_alive\": %d,\n",

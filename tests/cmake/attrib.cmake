@@ -44,14 +44,34 @@ print('attrib json ok:', len(a['nodes']), 'nodes', len(a['links']), 'links', len
 set(AT_ARGS --token-ids 104,101,108,108,111,32,119 --node-threshold 1 --edge-threshold 1 --batch 7 --prune-steps 0)
 string(JOIN " " AT_ARGS_STR ${AT_ARGS})
 add_test(NAME attrib.lm_1rank_2ranks COMMAND ${CMAKE_COMMAND} -E env ${VPD_TEST_ENV} sh -c
-         "set -e; cd ${AT_DIR}; rm -f a1.* a2.* pruned.*
+         "set -e; cd ${AT_DIR}; rm -f a1.* a2.* pruned.* c0.* c1.* c2.*
           ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --out a1.json | tee out1.txt
           grep -q 'on 1 rank; peak RSS' out1.txt && test -s a1.svg && test -s a1.dot
           ${AT_MPIEXEC_STR} 2 ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --out a2.json | tee out2.txt
           grep -q 'on 2 ranks; peak RSS' out2.txt
           ${VPD_PYTHON} check_attrib.py a1.json a2.json
           ${VPD_CLI} attrib ${AT_RUN} --prompt 'hello world ' --position 10 --target-token l --prune-steps 0 --out pruned.json
-          ${VPD_PYTHON} -c \"import json; g = json.load(open('pruned.json')); i = g['metadata']['info']; assert i['n_nodes'] < i['n_nodes_full'] and i['target_str'] == 'l' and i['target_position'] == 10, i; print('influence-pruned:', i['n_nodes'], 'of', i['n_nodes_full'], 'nodes')\"")
+          ${VPD_PYTHON} -c \"import json; g = json.load(open('pruned.json')); i = g['metadata']['info']; assert i['n_nodes'] < i['n_nodes_full'] and i['target_str'] == 'l' and i['target_position'] == 10, i; print('influence-pruned:', i['n_nodes'], 'of', i['n_nodes_full'], 'nodes')\"
+          ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --max-in-links 0 --out c0.json
+          ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --max-in-links 3 --out c1.json | tee outc1.txt
+          grep -q 'in-link cap 3: [1-9][0-9]* links dropped' outc1.txt
+          ${AT_MPIEXEC_STR} 2 ${VPD_CLI} attrib ${AT_RUN} ${AT_ARGS_STR} --max-in-links 3 --out c2.json
+          ${VPD_PYTHON} check_attrib.py c1.json c2.json
+          ${VPD_PYTHON} check_cap.py c0.json c1.json 3")
+file(WRITE ${AT_DIR}/check_cap.py "import json, sys, collections
+full, cap, K = json.load(open(sys.argv[1])), json.load(open(sys.argv[2])), int(sys.argv[3])
+f, c = full['metadata']['info'], cap['metadata']['info']
+assert f['max_in_links'] == 0 and f['n_links_dropped_by_cap'] == 0 and c['max_in_links'] == K, (f, c)
+assert c['n_links_full'] + c['n_links_dropped_by_cap'] == f['n_links_full'], (c, f)
+indeg = collections.Counter(l['target'] for l in cap['links'])
+assert max(indeg.values()) <= K, max(indeg.values())
+# every kept link is one of the full graph's K largest |w| into its target (ties: the smaller source)
+byt = collections.defaultdict(list)
+for l in full['links']: byt[l['target']].append((-abs(l['weight']), l['source']))
+top = {t: {s for _, s in sorted(v)[:K]} for t, v in byt.items()}
+assert all(l['source'] in top[l['target']] for l in cap['links'])
+print('in-link cap', K, ':', c['n_links_full'], 'of', f['n_links_full'], 'links kept; max in-degree', max(indeg.values()))
+")
 set_tests_properties(attrib.lm_1rank_2ranks PROPERTIES FIXTURES_REQUIRED lm_runs LABELS "attrib;lm;mpi;python"
                      TIMEOUT 300 PROCESSORS 2 RESOURCE_LOCK lm_run_np1)
 
