@@ -16,7 +16,10 @@ settings, sorted by L0. Transcoders trained on the end-to-end objective (a `conf
 column of `vpd collect --compare` equal to kl) are their own curves ("plt kl"); --dict-size N
 keeps only transcoders with N latents per layer (VPD rows are kept), so a k grid is one curve;
 --split-by COLUMN makes a curve per value of COLUMN (e.g. config/pd.steps: VPD runs of
-different lengths).
+different lengths). --vpd-settings g>0[,ci,...] keeps only those VPD mask settings, so a grid of
+VPD runs (importance-minimality coefficient, C) is one curve per setting instead of a zig-zag
+through every run's thresholds. The same run's row given twice (overlapping compare outputs
+on the same tokens) is plotted once.
 --splitting draws the feature-splitting figure from splitting.csv files of `vpd compare`:
 split_frac and matched_frac of each (smaller -> larger dictionary) pair, per method.
 Matplotlib (Agg).
@@ -24,6 +27,7 @@ Matplotlib (Agg).
 import argparse
 import csv
 import math
+import os
 import sys
 
 STYLE = {"error_propagating": "-", "clean_input": "--", "single_layer": ":"}
@@ -48,6 +52,7 @@ def main():
     ap.add_argument("--dict-size", type=int, help="keep only transcoders with this many latents per layer")
     ap.add_argument("--split-by", action="append", default=[],
                     help="a column (e.g. config/pd.steps) whose values make separate curves (repeatable)")
+    ap.add_argument("--vpd-settings", help="keep only these VPD mask settings (comma-separated, e.g. g>0)")
     ap.add_argument("--splitting", nargs="+", help="splitting.csv files of vpd compare: the feature-splitting figure")
     ap.add_argument("--splitting-out", default="splitting.png")
     a = ap.parse_args()
@@ -70,9 +75,18 @@ def main():
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     zero = [num(r["delta_ce"]) for r in rows if r["method"] == "zero" and r["layer"] == "all"]
     curves = {}
+    seen = set()
+    keep_vpd = set(a.vpd_settings.split(",")) if a.vpd_settings else None
     for r in rows:
         if r["method"] == "zero" or r["protocol"] not in protocols or r["layer"] not in ("all", "mean"):
             continue
+        if keep_vpd is not None and r["method"] == "vpd" and r.get("setting") not in keep_vpd:
+            continue
+        key = (r["method"], os.path.basename(os.path.normpath(r.get("source", ""))), r.get("setting"), r["protocol"],
+               r["layer"], r.get("n_tokens"), r["delta_ce"])
+        if key in seen:
+            continue
+        seen.add(key)
         if a.dict_size and r["method"] != "vpd" and num(r.get("dict_size")) != a.dict_size:
             continue
         x, xp, y = num(r[a.x]), num(r["params_per_token"]), num(r["delta_ce"])
