@@ -88,7 +88,8 @@ for S in $SIZES; do
         # the run in its own session; its processes' VmHWM (peak RSS) sampled every 0.5 s, so
         # a run stopped by the limit still has its peak so far
         if [ "$PRIORITY" = 1 ]; then
-            bash -c 'echo -19 > /proc/self/autogroup 2>/dev/null; exec setsid -w "$@"' _ "${cmd[@]}" >"$OUT/$tag.out" 2>&1 &
+            # the priority inside the new session: setsid starts a new autogroup (nice 0)
+            setsid -w bash -c 'echo -19 > /proc/self/autogroup 2>/dev/null; exec "$@"' _ "${cmd[@]}" >"$OUT/$tag.out" 2>&1 &
         else
             setsid -w "${cmd[@]}" >"$OUT/$tag.out" 2>&1 &
         fi
