@@ -102,23 +102,9 @@ VPD_INLINE static double row_exp_sum(real *e, const real *l, real mx, int V) {
     return sum;
 }
 
-/* e_j = exp(e_j − mx) in place; returns Σ e_j (double) */
-VPD_INLINE static double row_exp_sum_inplace(real *e, real mx, int V) {
-    double acc[KW] = {0};
-    int j = 0;
-    for (; j + KW <= V; j += KW)
-        for (int k = 0; k < KW; k++) { /* vectorised: row_exp_sum_inplace */
-            e[j + k] = exp_nonpos(e[j + k] - mx);
-            acc[k] += (double)e[j + k];
-        }
-    double sum = 0;
-    for (; j < V; j++) {
-        e[j] = exp_nonpos(e[j] - mx);
-        sum += (double)e[j];
-    }
-    for (int k = 0; k < KW; k++) sum += acc[k];
-    return sum;
-}
+/* e_j = exp(e_j − mx) in place; returns Σ e_j (double): row_exp_sum with l = e (each element
+ * is read before it is written at the same index, so the aliasing is safe) */
+VPD_INLINE static double row_exp_sum_inplace(real *e, real mx, int V) { return row_exp_sum(e, e, mx, V); }
 
 /* e_j = exp(e_j − l) in place, no sum (probabilities from a stored log-sum-exp l) */
 VPD_INLINE static void row_exp_shift_inplace(real *e, real l, int V) {
