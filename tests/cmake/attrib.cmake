@@ -73,7 +73,7 @@ assert all(l['source'] in top[l['target']] for l in cap['links'])
 print('in-link cap', K, ':', c['n_links_full'], 'of', f['n_links_full'], 'links kept; max in-degree', max(indeg.values()))
 ")
 set_tests_properties(attrib.lm_1rank_2ranks PROPERTIES FIXTURES_REQUIRED lm_runs LABELS "attrib;lm;mpi;python"
-                     TIMEOUT 300 PROCESSORS 2 RESOURCE_LOCK lm_run_np1)
+                     TIMEOUT 600 PROCESSORS 2 RESOURCE_LOCK lm_run_np1)
 
 # ---- bad input: one line each; nothing overwritten ----
 function(at_expect_fail name pattern cmd)
