@@ -72,7 +72,7 @@ def main():
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 6.4))
     zero = [num(r["delta_ce"]) for r in rows if r["method"] == "zero" and r["layer"] == "all"]
     curves = {}
     seen = set()
@@ -93,16 +93,19 @@ def main():
         if x is None or y is None:
             continue
         method = r["method"] + (" kl" if r.get("config/objective") == "kl" else "")
-        method += "".join(f" {c.split('/')[-1]}={r[c]}" for c in a.split_by if r.get(c))
-        curves.setdefault((method, r["protocol"]), []).append((x, xp, y, num(r.get("delta_ce_se")) or 0.0))
+        split = "".join(f" {c.split('/')[-1]}={r[c]}" for c in a.split_by if r.get(c))
+        curves.setdefault((method, split, r["protocol"]), []).append((x, xp, y, num(r.get("delta_ce_se")) or 0.0))
     if not curves:
         print("frontier_plot: no rows to plot (layer 'all' / 'mean' of the chosen protocols)", file=sys.stderr)
         return 1
-    for (method, proto), pts in sorted(curves.items()):
+    # colour = method, line style = protocol, marker = the --split-by value (e.g. training length)
+    markers = {v: "osD^vP*X"[i % 8] for i, v in enumerate(sorted({k[1] for k in curves}))}
+    for (method, split, proto), pts in sorted(curves.items()):
         for ax, xi in ((axes[0], 0), (axes[1], 1)):
             ps = sorted((p for p in pts if p[xi] is not None), key=lambda p: p[xi])
-            ax.errorbar([p[xi] for p in ps], [p[2] for p in ps], yerr=[p[3] for p in ps], marker="o", ms=4, capsize=2,
-                        color=COLOR.get(method, COLOR.get(method.split(" ")[0]) if method.count(" ") == 1 else None), linestyle=STYLE.get(proto, "-"), label=f"{method} {proto}")
+            ax.errorbar([p[xi] for p in ps], [p[2] for p in ps], yerr=[p[3] for p in ps], marker=markers[split], ms=4,
+                        capsize=2, color=COLOR.get(method), linestyle=STYLE.get(proto, "-"),
+                        label=f"{method}{split} {proto}" if xi == 0 else None)
     for ax, xl in ((axes[0], a.x), (axes[1], "parameters touched per token")):
         if zero and zero[0] is not None:
             ax.axhline(zero[0], color="grey", linestyle="--", linewidth=1, label="zero-ablate all MLPs")
@@ -111,11 +114,12 @@ def main():
         if a.logy:
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+    n_leg = len(curves) + (1 if zero and zero[0] is not None else 0)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3, fontsize=7, frameon=False)
     fig.suptitle("vpd compare: CE increase vs sparsity (lower is better)")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, min(0.45, 0.025 * ((n_leg + 2) // 3) + 0.03), 1, 1))
     fig.savefig(a.out, dpi=120)
-    print(f"wrote {a.out}: {len(curves)} curves ({', '.join(f'{m} {p}' for m, p in sorted(curves))})")
+    print(f"wrote {a.out}: {len(curves)} curves, {sum(map(len, curves.values()))} points ({', '.join(f'{m}{sp} {p}' for m, sp, p in sorted(curves))})")
     return 0
 
 
