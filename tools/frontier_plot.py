@@ -29,6 +29,7 @@ import csv
 import math
 import os
 import sys
+import textwrap
 
 STYLE = {"error_propagating": "-", "clean_input": "--", "single_layer": ":"}
 COLOR = {"vpd": "tab:purple", "plt": "tab:blue", "clt": "tab:orange", "plt kl": "tab:green", "clt kl": "tab:red"}
@@ -138,6 +139,9 @@ def splitting_plot(paths, out):
     import matplotlib.pyplot as plt
     rows.sort(key=lambda r: (r["method"], int(r["small_size"]), int(r["large_size"])))
     labels = [f"{r['method']} {r['small_size']}→{r['large_size']}" for r in rows]
+    # the same pair of sizes from different runs (e.g. other training lengths): name the runs
+    labels = [lb + ("\n" + textwrap.fill(os.path.basename(os.path.normpath(r.get("small", ""))), 16) if labels.count(lb) > 1 else "")
+              for lb, r in zip(labels, rows)]
     xs = list(range(len(rows)))
     fig, ax = plt.subplots(figsize=(max(5, 1.3 * len(rows) + 2), 4))
     w = 0.38
@@ -152,7 +156,7 @@ def splitting_plot(paths, out):
             ax.annotate(f"{b.get_height():.1f}", (b.get_x() + b.get_width() / 2, b.get_height()), ha="center",
                         va="bottom", fontsize=7)
     ax.set_xticks(xs)
-    ax.set_xticklabels(labels, fontsize=8)
+    ax.set_xticklabels(labels, fontsize=7 if any("\n" in lb for lb in labels) else 8)
     ax.set_ylabel("% (mean over MLPs)")
     cos = rows[0].get("cos_threshold", "0.5")
     ax.set_title(f"feature splitting, smaller \u2192 larger dictionary (cosine > {cos})", fontsize=10)
