@@ -238,8 +238,8 @@ static void select_top(vpd_attrib_edge *e, int64_t n, int64_t k) {
 /* The in-link cap (vpd_attrib_compute's max_in_links K > 0) on one chunk's links l->e[from..n):
  * per target, the K links of largest |w| stay, the rest are dropped (their count and Σ|w| to
  * cap[0], cap[1]; Σ|w| of every computed link to cap[2]). grp: scratch for the links (grown on
- * demand, freed by the caller); slot [n_nodes]: -1 everywhere (restored on return). Bounds the graph at K links per node: the k/v → o links would
- * otherwise grow as S². */
+ * demand, freed by the caller); slot [n_nodes]: -1 everywhere (restored on return). Bounds the
+ * graph at K links per node: the k/v → o links would otherwise grow as S². */
 static vpd_status cap_in_links(edge_list *l, int64_t from, int K, const int32_t *tn, int Bc, int32_t *slot,
                                double cap[3], edge_list *grp) {
     const int64_t n = l->n - from;

@@ -904,7 +904,6 @@ void vpd_compare_print(const vpd_compare_result *res, FILE *out) {
     }
 }
 
-
 static void json_num(FILE *f, double v) {
     if (isfinite(v)) fprintf(f, "%.10g", v);
     else fprintf(f, "null");

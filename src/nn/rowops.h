@@ -39,12 +39,6 @@ static inline real exp_nonpos(real x) {
     float scale;
     memcpy(&scale, &bits, sizeof scale);
     return p * scale;
-/* Out-of-line (VPD_HOT, src/nn/rowops.c) for the attention kernels:
- * nn_softmax_inplace: row[0..n) ← softmax(row[0..n)); returns the log-sum-exp (max + log Σ).
- * nn_exp_shift: row[0..n) ← exp(row[0..n) − l), the probabilities from a stored log-sum-exp. */
-double nn_softmax_inplace(real *row, int n);
-void nn_exp_shift(real *row, real l, int n);
-
 #endif
 }
 
@@ -76,12 +70,6 @@ VPD_INLINE static real row_max(const real *l, int V) {
     memcpy(&mx, &m, sizeof mx);
     return mx;
 }
-/* Out-of-line (VPD_HOT, src/nn/rowops.c) for the attention kernels:
- * nn_softmax_inplace: row[0..n) ← softmax(row[0..n)); returns the log-sum-exp (max + log Σ).
- * nn_exp_shift: row[0..n) ← exp(row[0..n) − l), the probabilities from a stored log-sum-exp. */
-double nn_softmax_inplace(real *row, int n);
-void nn_exp_shift(real *row, real l, int n);
-
 #endif
 
 /* e_j = exp(l_j − mx) into e; returns Σ e_j (double) */
@@ -100,20 +88,6 @@ VPD_INLINE static double row_exp_sum(real *e, const real *l, real mx, int V) {
     }
     for (int k = 0; k < KW; k++) sum += acc[k];
     return sum;
-}
-
-/* e_j = exp(e_j − mx) in place; returns Σ e_j (double): row_exp_sum with l = e (each element
- * is read before it is written at the same index, so the aliasing is safe) */
-VPD_INLINE static double row_exp_sum_inplace(real *e, real mx, int V) { return row_exp_sum(e, e, mx, V); }
-
-/* e_j = exp(e_j − l) in place, no sum (probabilities from a stored log-sum-exp l) */
-VPD_INLINE static void row_exp_shift_inplace(real *e, real l, int V) {
-    for (int j = 0; j < V; j++) e[j] = exp_nonpos(e[j] - l); /* vectorised: row_exp_shift_inplace */
-}
-
-/* e_j *= s */
-VPD_INLINE static void row_scale(real *e, real s, int V) {
-    for (int j = 0; j < V; j++) e[j] *= s;
 }
 
 /* Out-of-line (VPD_HOT, src/nn/rowops.c) for the attention kernels:
